@@ -1,0 +1,61 @@
+"""OIDCParams: what identifies one OAuth client at one OpenID provider."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ._discovery import check_issuer_url
+from .errors import ConfigError
+
+__all__ = ["DEFAULT_CALLBACK_PORT", "OIDCParams"]
+
+#: ToolHive's loopback callback port, so one client registration serves both tools.
+DEFAULT_CALLBACK_PORT = 8666
+
+
+@dataclass(frozen=True)
+class OIDCParams:
+    """The OpenID provider and client to get tokens from.
+
+    Attributes:
+        issuer: the provider's issuer URL (https, or http on a loopback host).
+        client_id: the public (native) client registered at the provider.
+        scopes: scopes to request; "openid" and "offline_access" are added for logins.
+        audience: the RFC 8707 resource indicator sent as `resource` on every token
+            request; empty for none.
+        callback_port: loopback port of the redirect URI; 0 means 8666 (ToolHive's).
+    """
+
+    issuer: str
+    client_id: str
+    scopes: Sequence[str] = field(default=())
+    audience: str = ""
+    callback_port: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.issuer, str) or not self.issuer:
+            raise ConfigError("OIDCParams.issuer is required", hint="pass the issuer URL")
+        check_issuer_url(self.issuer)
+        if not isinstance(self.client_id, str) or not self.client_id:
+            raise ConfigError("OIDCParams.client_id is required", hint="pass the client id")
+        if isinstance(self.scopes, str):
+            raise ConfigError(
+                "OIDCParams.scopes must be a sequence of scope strings, not one string",
+                hint='write scopes=["openid", "email"]',
+            )
+        object.__setattr__(self, "scopes", tuple(self.scopes))
+        if any(not isinstance(s, str) or not s or " " in s for s in self.scopes):
+            raise ConfigError("each scope must be a non-empty string without spaces")
+        if self.audience is None:
+            object.__setattr__(self, "audience", "")
+        if not isinstance(self.callback_port, int) or not 0 <= self.callback_port <= 65535:
+            raise ConfigError(
+                f"callback_port {self.callback_port!r} is not a TCP port (0-65535)",
+                hint="0 means the default, 8666",
+            )
+
+    @property
+    def port(self) -> int:
+        """The loopback callback port actually used (0 means 8666)."""
+        return self.callback_port or DEFAULT_CALLBACK_PORT

@@ -1,0 +1,155 @@
+"""The errors oauth-auth raises: one tree, so callers can catch as broadly as they like.
+
+```
+OAuthAuthError                    base of everything this library raises
+├── LoginRequiredError            no usable credentials and not interactive (CLI exit 4)
+├── OAuthError                    the IdP answered with an OAuth error response
+│   └── InvalidGrantError         the refresh token or authorization code is dead
+├── SecretsError                  the secrets backend failed, or none was configured
+├── TransportError                the IdP was unreachable or answered 5xx/429 (retryable)
+├── LoginError                    the interactive login failed (state, timeout, denied...)
+└── ConfigError                   a bad argument, config file or provider document
+```
+
+Every message says what went wrong and what to do next. None of them ever contains a
+token, an authorization code, a PKCE verifier or a refresh token: messages are built from
+OAuth error codes and descriptions, URLs and key names only, never from response bodies.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "InvalidGrantError",
+    "LoginError",
+    "LoginRequiredError",
+    "OAuthAuthError",
+    "OAuthError",
+    "SecretsError",
+    "TransportError",
+]
+
+
+class OAuthAuthError(Exception):
+    """Base class of every error raised by oauth-auth.
+
+    Attributes:
+        hint: one line telling the user what to do next (may be empty).
+    """
+
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        if hint:
+            self.hint = hint
+
+    @property
+    def message(self) -> str:
+        """The message without the hint."""
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        msg = self.message
+        return f"{msg} ({self.hint})" if self.hint and self.hint not in msg else msg
+
+
+class LoginRequiredError(OAuthAuthError):
+    """No usable credentials were found and the token source may not log in interactively."""
+
+    hint = "log in interactively first (for example `oauth-auth login`)"
+
+
+class OAuthError(OAuthAuthError):
+    """An OAuth error response from the identity provider (RFC 6749 section 5.2).
+
+    Carries the provider's `error` code, `error_description` and `error_uri`, never the raw
+    response body (which could echo back a token or a code).
+    """
+
+    def __init__(
+        self,
+        error: str,
+        description: str = "",
+        *,
+        error_uri: str = "",
+        status_code: int | None = None,
+        retryable: bool = False,
+        hint: str = "",
+    ) -> None:
+        self.error = error
+        self.description = description
+        self.error_uri = error_uri
+        self.status_code = status_code
+        self.retryable = retryable
+        text = f"identity provider error {error!r}"
+        if description:
+            text += f": {description}"
+        super().__init__(text, hint=hint)
+
+    @property
+    def error_description(self) -> str:
+        """Alias of `description`, named as in RFC 6749."""
+        return self.description
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep pickling (multiprocessing, concurrent.futures) working with keyword fields.
+        return (
+            _rebuild_oauth_error,
+            (type(self), self.error, self.description, self.error_uri, self.status_code,
+             self.retryable, self.hint),
+        )
+
+
+def _rebuild_oauth_error(
+    cls: type[OAuthError],
+    error: str,
+    description: str,
+    error_uri: str,
+    status_code: int | None,
+    retryable: bool,
+    hint: str,
+) -> OAuthError:
+    return cls(error, description, error_uri=error_uri, status_code=status_code,
+               retryable=retryable, hint=hint)
+
+
+class InvalidGrantError(OAuthError):
+    """The refresh token (or authorization code) was rejected: the session is over."""
+
+    hint = "the session has ended; log in again"
+
+
+class SecretsError(OAuthAuthError):
+    """The secrets backend failed (locked, missing, read-only, timed out), or none was set."""
+
+    hint = "check the secrets backend (keyring) configuration"
+
+
+class TransportError(OAuthAuthError):
+    """The identity provider could not be reached, timed out, or answered 5xx/429.
+
+    `retryable` is always True: the same call may succeed later, and nothing stored was
+    deleted because of it.
+    """
+
+    retryable = True
+    hint = "the identity provider may be down or unreachable; try again later"
+
+    def __init__(self, message: str, *, status_code: int | None = None, hint: str = "") -> None:
+        self.status_code = status_code
+        super().__init__(message, hint=hint)
+
+
+class LoginError(OAuthAuthError):
+    """The interactive login failed: denied, timed out, state or ID-token mismatch, busy port."""
+
+    def __init__(self, message: str, *, error: str = "", description: str = "",
+                 hint: str = "") -> None:
+        self.error = error
+        self.description = description
+        super().__init__(message, hint=hint)
+
+
+class ConfigError(OAuthAuthError, ValueError):
+    """A bad argument, a corrupt config file, or a provider document that fails validation."""

@@ -1,0 +1,1 @@
+"""Test bench: the real OpenID provider, the real Secret Service, browser helpers."""
