@@ -47,8 +47,8 @@ class OIDCParams:
         object.__setattr__(self, "scopes", tuple(self.scopes))
         if any(not isinstance(s, str) or not s or " " in s for s in self.scopes):
             raise ConfigError("each scope must be a non-empty string without spaces")
-        if self.audience is None:
-            object.__setattr__(self, "audience", "")
+        # tolerate None from config files, which the annotation does not admit
+        object.__setattr__(self, "audience", self.audience or "")
         if not isinstance(self.callback_port, int) or not 0 <= self.callback_port <= 65535:
             raise ConfigError(
                 f"callback_port {self.callback_port!r} is not a TCP port (0-65535)",

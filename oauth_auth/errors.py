@@ -8,7 +8,8 @@ OAuthAuthError                    base of everything this library raises
 ├── SecretsError                  the secrets backend failed, or none was configured
 ├── TransportError                the IdP was unreachable or answered 5xx/429 (retryable)
 ├── LoginError                    the interactive login failed (state, timeout, denied...)
-└── ConfigError                   a bad argument, config file or provider document
+├── LockTimeoutError              another process held the refresh lock for too long
+└── ConfigError                   a bad argument, config file or provider document (ValueError)
 ```
 
 Every message says what went wrong and what to do next. None of them ever contains a
@@ -22,6 +23,7 @@ __all__ = [
     "ConfigError",
     "InvalidGrantError",
     "LoginError",
+    "LockTimeoutError",
     "LoginRequiredError",
     "OAuthAuthError",
     "OAuthError",
@@ -153,3 +155,11 @@ class LoginError(OAuthAuthError):
 
 class ConfigError(OAuthAuthError, ValueError):
     """A bad argument, a corrupt config file, or a provider document that fails validation."""
+
+
+class LockTimeoutError(OAuthAuthError):
+    """Another process held the cross-process refresh lock longer than the lock timeout."""
+
+    def __init__(self, message: str, *, path: str = "", hint: str = "") -> None:
+        self.path = path
+        super().__init__(message, hint=hint)

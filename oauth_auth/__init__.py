@@ -1,0 +1,98 @@
+"""oauth-auth: OIDC-backed bearer tokens for HTTP APIs.
+
+Log in once in the browser; from then on every request, in this process or any other,
+carries a valid token until the refresh token dies.
+
+    from oauth_auth import OAuthTokenSource, OIDCParams, OIDCAuth, KeyringSecrets
+
+Importing this package is cheap: requests, httpx, authlib and keyring are loaded only
+where they are first needed, so `oauth-auth token` on a cache hit starts fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._keys import derive_secret_key, ensure_offline_access, llm_access_token_env_var
+from .errors import (
+    ConfigError,
+    InvalidGrantError,
+    LockTimeoutError,
+    LoginError,
+    LoginRequiredError,
+    OAuthAuthError,
+    OAuthError,
+    SecretsError,
+    TransportError,
+)
+
+if TYPE_CHECKING:
+    from ._params import OIDCParams
+    from .auth import OIDCAuth
+    from .profiles import llm_gateway_auth, registry_auth
+    from .secrets import (
+        ChainSecrets,
+        EnvironmentSecrets,
+        KeyringSecrets,
+        MemorySecrets,
+        ScopedSecrets,
+        SecretsProvider,
+    )
+    from .source import OAuthTokenSource
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChainSecrets",
+    "ConfigError",
+    "EnvironmentSecrets",
+    "InvalidGrantError",
+    "KeyringSecrets",
+    "LockTimeoutError",
+    "LoginError",
+    "LoginRequiredError",
+    "MemorySecrets",
+    "OAuthAuthError",
+    "OAuthError",
+    "OAuthTokenSource",
+    "OIDCAuth",
+    "OIDCParams",
+    "ScopedSecrets",
+    "SecretsError",
+    "SecretsProvider",
+    "TransportError",
+    "derive_secret_key",
+    "ensure_offline_access",
+    "llm_access_token_env_var",
+    "llm_gateway_auth",
+    "registry_auth",
+]
+
+# name -> module that defines it, imported on first access (PEP 562).
+_LAZY = {
+    "OIDCParams": "._params",
+    "OAuthTokenSource": ".source",
+    "OIDCAuth": ".auth",
+    "SecretsProvider": ".secrets",
+    "KeyringSecrets": ".secrets",
+    "EnvironmentSecrets": ".secrets",
+    "MemorySecrets": ".secrets",
+    "ScopedSecrets": ".secrets",
+    "ChainSecrets": ".secrets",
+    "registry_auth": ".profiles",
+    "llm_gateway_auth": ".profiles",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'oauth_auth' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

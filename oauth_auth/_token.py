@@ -1,0 +1,201 @@
+"""The token value, its freshness rules and the shared access-token cache format (pure).
+
+Freshness is always judged against an absolute expiry computed when the response arrived
+(never `expires_in` relative to "now"), with the preemptive window as a named parameter,
+so tests can drive it with a fake clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import OAuthError
+
+__all__ = [
+    "DEFAULT_PREEMPTIVE_WINDOW",
+    "MAX_EXPIRES_IN",
+    "Token",
+    "decode_at_entry",
+    "encode_at_entry",
+    "fingerprint",
+    "parse_token_response",
+]
+
+#: Seconds before expiry at which a token stops being served and a refresh starts.
+DEFAULT_PREEMPTIVE_WINDOW = 30.0
+#: Longest token lifetime we believe (10 years); a larger `expires_in` is clamped to it.
+MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
+
+
+def fingerprint(secret: str) -> str:
+    """A short, non-reversible tag for a secret, for logs and reprs (8 hex chars of sha256)."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class Token:
+    """An access token with its absolute expiry and, possibly, a refresh token.
+
+    `expiry` is seconds since the epoch (UTC), or None when the provider gave no lifetime
+    (such a token is served until a 401 invalidates it). `refresh_at` is when the holder
+    should start refreshing: normally `expiry - window`, but for a token whose whole life
+    is shorter than the window it is the middle of that life, so a short-lived token is
+    refreshed once per half-life instead of on every call (the Go original's refresh loop).
+    The repr shows only the expiry and fingerprints, never a secret.
+    """
+
+    access_token: str = field(repr=False)
+    expiry: float | None
+    refresh_token: str | None = field(default=None, repr=False)
+    id_token: str | None = field(default=None, repr=False)
+    scope: str | None = None
+    refresh_at: float | None = None
+
+    def __repr__(self) -> str:
+        rt = f", refresh_token=<{fingerprint(self.refresh_token)}>" if self.refresh_token else ""
+        return (
+            f"Token(access_token=<{fingerprint(self.access_token)}>, expiry={self.expiry_text()}"
+            f"{rt})"
+        )
+
+    def expiry_text(self) -> str:
+        """The expiry in RFC 3339 UTC, or "none"."""
+        return format_rfc3339(self.expiry) if self.expiry is not None else "none"
+
+    @property
+    def expiry_datetime(self) -> datetime | None:
+        """The expiry as a timezone-aware UTC datetime."""
+        if self.expiry is None:
+            return None
+        return datetime.fromtimestamp(self.expiry, tz=timezone.utc)
+
+    def fresh(self, now: float) -> bool:
+        """True while the token may be served without refreshing it first."""
+        if self.expiry is None:
+            return True
+        limit = self.refresh_at if self.refresh_at is not None else self.expiry
+        return now < limit
+
+    def valid(self, now: float) -> bool:
+        """True while the token has not expired (it may be inside its refresh window)."""
+        return self.expiry is None or now < self.expiry
+
+    def with_window(self, now: float, window: float) -> Token:
+        """This token with `refresh_at` set for a holder whose preemptive window is `window`."""
+        if self.expiry is None:
+            return self
+        refresh_at = self.expiry - window
+        if refresh_at <= now:
+            # The whole remaining life is inside the window: refresh at half of it rather
+            # than at once, so a provider that issues short tokens cannot cause a loop.
+            refresh_at = now + (self.expiry - now) / 2
+        return Token(self.access_token, self.expiry, self.refresh_token, self.id_token,
+                     self.scope, refresh_at)
+
+
+def _expires_in(value: Any) -> float | None:
+    """Validate `expires_in`: a positive number of seconds (a numeric string is tolerated)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise OAuthError("invalid_response", "expires_in is not a number")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise OAuthError("invalid_response", "expires_in is not a number") from None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise OAuthError("invalid_response", "expires_in is not a finite number")
+    if value <= 0:
+        raise OAuthError(
+            "invalid_response",
+            f"expires_in is {value:g}: the provider issued an already expired token",
+            hint="check the provider's clock and token lifetime settings",
+        )
+    return float(min(value, MAX_EXPIRES_IN))
+
+
+def parse_token_response(
+    doc: Mapping[str, Any], now: float, *, previous_refresh_token: str | None = None
+) -> Token:
+    """Turn a token endpoint's JSON success response into a Token (RFC 6749 section 5.1).
+
+    The relative `expires_in` becomes an absolute expiry at `now`, the moment the response
+    arrived. A response without a refresh token keeps `previous_refresh_token` (providers
+    that don't rotate may omit it).
+
+    Raises:
+        OAuthError: `invalid_response` when the document is not a usable Bearer token.
+    """
+    access = doc.get("access_token")
+    if not isinstance(access, str) or not access.strip():
+        raise OAuthError("invalid_response", "the token response has no access_token")
+    if any(c in access for c in "\r\n|") or not access.isprintable():
+        raise OAuthError(
+            "invalid_response", "the access token has characters a header cannot carry"
+        )
+    token_type = doc.get("token_type")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        shown = token_type if isinstance(token_type, str) else type(token_type).__name__
+        raise OAuthError(
+            "invalid_response",
+            f"token_type is {shown[:40]!r}, not Bearer",
+            hint="oauth-auth supports Bearer tokens only",
+        )
+    lifetime = _expires_in(doc.get("expires_in"))
+    refresh = doc.get("refresh_token")
+    if not isinstance(refresh, str) or not refresh:
+        refresh = previous_refresh_token
+    id_token = doc.get("id_token")
+    scope = doc.get("scope")
+    return Token(
+        access_token=access,
+        expiry=None if lifetime is None else now + lifetime,
+        refresh_token=refresh,
+        id_token=id_token if isinstance(id_token, str) else None,
+        scope=scope if isinstance(scope, str) else None,
+    )
+
+
+def format_rfc3339(epoch: float) -> str:
+    """RFC 3339 UTC with whole seconds, e.g. 2026-11-28T22:15:03Z (ToolHive's format)."""
+    return datetime.fromtimestamp(int(epoch), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def encode_at_entry(token: Token) -> str | None:
+    """The `<key>_AT` value: `<access token>|<expiry RFC 3339 UTC>`; None if not cacheable.
+
+    A token with no expiry is not cached: another process could not know when to stop
+    serving it.
+    """
+    if token.expiry is None or token.expiry <= 0:
+        return None
+    return f"{token.access_token}|{format_rfc3339(token.expiry)}"
+
+
+def decode_at_entry(value: str | None) -> Token | None:
+    """Parse a `<key>_AT` value; None for anything missing or malformed (never raises).
+
+    Accepts any RFC 3339 timestamp with an offset (Go's time.RFC3339 may write `+00:00`
+    or fractional seconds) and converts it to UTC.
+    """
+    if not value or not isinstance(value, str):
+        return None
+    access, sep, stamp = value.rpartition("|")
+    if not sep or not access or "|" in access or not access.isprintable():
+        return None
+    stamp = stamp.strip()
+    if not stamp or len(stamp) > 40:
+        return None
+    try:
+        when = datetime.fromisoformat(stamp[:-1] + "+00:00" if stamp[-1] in "Zz" else stamp)
+    except ValueError:
+        return None
+    if when.tzinfo is None or when.year < 1971:
+        return None
+    return Token(access_token=access, expiry=when.timestamp())
