@@ -1,0 +1,345 @@
+"""Tier 4: the interactive login driver (browser code + PKCE, or the device grant).
+
+`interactive_login` ties the sans-IO pieces (`_authorize`, `_idtoken`) to the I/O ones
+(`_loopback`, `_device`, the browser, stderr). It returns the provider's token response
+with the ID token already validated, and stores nothing: the token source decides what to
+keep, so a failed check can never leave a half-trusted session behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import webbrowser
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ._authorize import (
+    AuthorizationRequest,
+    build_authorization_request,
+    build_code_exchange,
+    check_token_response,
+    format_redirect_uri,
+    login_scopes,
+)
+from ._device import device_login
+from ._idtoken import validate_id_token
+from ._loopback import CallbackServer
+from .errors import ConfigError, LoginError, OAuthError
+
+if TYPE_CHECKING:
+    from ._discovery import ProviderMetadata
+    from ._http import IdPHttp
+    from ._params import OIDCParams
+
+__all__ = ["LOGIN_METHODS", "browser_unavailable_reason", "choose_method", "interactive_login"]
+
+log = logging.getLogger("oauth_auth")
+
+LOGIN_METHODS = ("auto", "browser", "device")
+
+
+def _in_ssh_session(environ: Mapping[str, str]) -> bool:
+    return any(environ.get(v) for v in ("SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY"))
+
+
+def browser_unavailable_reason(
+    environ: Mapping[str, str] | None = None,
+    platform: str | None = None,
+    probe: Callable[[], object] | None = None,
+) -> str:
+    """Why no browser can be shown to the user here; "" when one can.
+
+    A browser opened over SSH would appear on the remote machine's screen (or nowhere),
+    and on Linux/BSD without X11 or Wayland `webbrowser` would at best find a console
+    browser that takes over the terminal the login is printing to. `$BROWSER` is taken as
+    the user's word that a browser works (WSL's `wslview`, for example).
+
+    Args:
+        environ: the environment (default `os.environ`).
+        platform: `sys.platform` (default the real one).
+        probe: finds a browser or raises `webbrowser.Error` (default `webbrowser.get`).
+    """
+    env = os.environ if environ is None else environ
+    plat = sys.platform if platform is None else platform
+    has_display = bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+    if not env.get("BROWSER") and not has_display:
+        if _in_ssh_session(env):
+            return "this is an SSH session without a display"
+        if not plat.startswith(("darwin", "win32", "cygwin")):
+            return "there is no graphical display (DISPLAY and WAYLAND_DISPLAY are unset)"
+    try:
+        (probe or webbrowser.get)()
+    except webbrowser.Error:
+        return "no web browser was found"
+    return ""
+
+
+def choose_method(
+    method: str,
+    *,
+    metadata: ProviderMetadata,
+    have_opener: bool,
+    skip_browser: bool,
+    unavailable_reason: Callable[[], str],
+) -> str:
+    """Resolve `login_method` to "browser" or "device".
+
+    `auto` prefers the browser (the better experience, and the only flow that binds the
+    response to this machine); it falls back to the device grant only when no browser can
+    be shown and the provider advertises a device endpoint. `skip_browser` is a request
+    for the browser flow with its URL printed, so it keeps the browser flow.
+
+    Raises:
+        ConfigError: an unknown method, or one the provider cannot do.
+    """
+    if method not in LOGIN_METHODS:
+        raise ConfigError(
+            f"login method {method!r} is not one of {', '.join(LOGIN_METHODS)}",
+        )
+    if method == "device":
+        if not metadata.device_authorization_endpoint:
+            raise ConfigError(
+                "the identity provider does not advertise a device authorization endpoint",
+                hint="use the browser login instead (--no-browser prints its URL)",
+            )
+        return "device"
+    if method == "browser" or have_opener or skip_browser:
+        return "browser"
+    if metadata.device_authorization_endpoint and unavailable_reason():
+        return "device"
+    return "browser"
+
+
+def _say(stderr: TextIO, text: str) -> None:
+    print(text, file=stderr)
+    stderr.flush()
+
+
+def _open_or_print(
+    url: str,
+    *,
+    port: int,
+    opener: Callable[[str], object] | None,
+    skip_browser: bool,
+    unavailable: str,
+    stderr: TextIO,
+) -> None:
+    """Show the authorization URL: open a browser when possible, print it otherwise."""
+    why_not = ""
+    if skip_browser:
+        why_not = "skip"
+    elif opener is None and unavailable:
+        why_not = unavailable
+    else:
+        try:
+            opened = (opener or webbrowser.open)(url)
+        except Exception:  # any failure of the opener means: print the URL instead
+            log.debug("opening the browser failed", exc_info=True)
+            opened = False
+        if opened is False:
+            why_not = "the browser could not be opened"
+    if not why_not:
+        _say(
+            stderr,
+            "Your browser has been opened to log in. If it did not open, visit this URL:\n\n"
+            f"    {url}\n",
+        )
+        return
+    intro = "" if why_not == "skip" else f"Cannot open a browser ({why_not}). "
+    _say(stderr, f"{intro}To log in, open this URL in a browser:\n\n    {url}\n")
+    if _in_ssh_session(os.environ):
+        _say(
+            stderr,
+            "The browser must reach this machine's port"
+            f" {port}: from your own computer, forward it with"
+            f" `ssh -L {port}:localhost:{port} <this host>`, or use the device login"
+            " (--device).",
+        )
+
+
+def _exchange_error(exc: OAuthError) -> LoginError:
+    text = f"the identity provider refused the authorization code: {exc.error}"
+    if exc.description:
+        text += f" ({exc.description})"
+    return LoginError(
+        text,
+        error=exc.error,
+        description=exc.description,
+        hint="log in again; if it keeps failing, check the client's redirect URIs and"
+        " PKCE settings at the identity provider",
+    )
+
+
+def _browser_login(
+    *,
+    oidc: OIDCParams,
+    metadata: ProviderMetadata,
+    http: IdPHttp,
+    skip_browser: bool,
+    opener: Callable[[str], object] | None,
+    unavailable: str,
+    callback_host: str,
+    extra_params: Mapping[str, str] | None,
+    stderr: TextIO,
+    deadline: float,
+    clock: Callable[[], float],
+) -> dict[str, Any]:
+    port = oidc.port
+    request: AuthorizationRequest = build_authorization_request(
+        metadata=metadata,
+        client_id=oidc.client_id,
+        redirect_uri=format_redirect_uri(callback_host, port),
+        scopes=login_scopes(oidc.scopes),
+        audience=oidc.audience,
+        extra_params=extra_params,
+    )
+    # Listen before showing the URL: the browser may come back very fast.
+    with CallbackServer(
+        host=callback_host,
+        port=port,
+        state=request.state,
+        issuer=metadata.issuer,
+        require_iss=metadata.iss_parameter_supported,
+    ) as server:
+        _open_or_print(
+            request.url,
+            port=port,
+            opener=opener,
+            skip_browser=skip_browser,
+            unavailable=unavailable,
+            stderr=stderr,
+        )
+        code = server.wait(deadline=deadline, clock=clock)
+
+    try:
+        _, token = http.post_form(
+            metadata.token_endpoint,
+            build_code_exchange(
+                code=code,
+                redirect_uri=request.redirect_uri,
+                client_id=oidc.client_id,
+                code_verifier=request.code_verifier,
+                audience=oidc.audience,
+            ),
+        )
+    except OAuthError as exc:
+        raise _exchange_error(exc) from exc
+    check_token_response(token)
+    id_token = token.get("id_token")
+    if id_token is None:
+        if request.wants_id_token:
+            raise LoginError(
+                "the identity provider returned no ID token although openid was requested",
+                error="invalid_response",
+                hint="check that the client may use the openid scope",
+            )
+    else:
+        validate_id_token(
+            id_token,
+            metadata=metadata,
+            client_id=oidc.client_id,
+            nonce=request.nonce,
+            http=http,
+        )
+    return token
+
+
+def interactive_login(
+    *,
+    oidc: OIDCParams,
+    metadata: ProviderMetadata,
+    http: IdPHttp,
+    method: str = "auto",
+    skip_browser: bool = False,
+    open_browser: Callable[[str], object] | None = None,
+    timeout: float = 300.0,
+    callback_host: str = "localhost",
+    extra_params: Mapping[str, str] | None = None,
+    stderr: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Run the login; return the token endpoint's JSON response.
+
+    The response (access_token, refresh_token maybe, expires_in, id_token...) comes back
+    with the ID token already validated when the flow returned one. Nothing is stored.
+
+    Args:
+        oidc: issuer, client id, scopes, audience and callback port.
+        metadata: the provider's discovered and validated metadata.
+        http: the IdP client (token endpoint, JWKS, device endpoint).
+        method: "auto", "browser" or "device" (see `choose_method`).
+        skip_browser: browser flow, but print the URL instead of opening a browser.
+        open_browser: called with the authorization URL (device flow: the verification
+            URI, its complete form when given); None means the standard `webbrowser`.
+        timeout: seconds for the whole login.
+        callback_host: the redirect URI's loopback host; the path is always /callback.
+        extra_params: added to (or overriding) the authorization request's parameters.
+        stderr: where the instructions for the user go (default: `sys.stderr` now).
+        clock: monotonic seconds, for the timeout.
+        sleep: waits between device-grant polls.
+
+    Raises:
+        LoginError: the login failed, was denied, timed out, or a check failed.
+        ConfigError: an unknown method, or one the provider cannot do.
+        TransportError: the identity provider could not be reached.
+    """
+    out = sys.stderr if stderr is None else stderr
+    if timeout <= 0:
+        raise ConfigError(f"login timeout {timeout!r} must be positive")
+    deadline = clock() + timeout
+    unavailable_cache: list[str] = []
+
+    def unavailable() -> str:
+        if not unavailable_cache:
+            unavailable_cache.append(browser_unavailable_reason())
+        return unavailable_cache[0]
+
+    chosen = choose_method(
+        method,
+        metadata=metadata,
+        have_opener=open_browser is not None,
+        skip_browser=skip_browser,
+        unavailable_reason=unavailable,
+    )
+    if chosen == "device":
+        opener = open_browser
+        if opener is None and not unavailable():
+            opener = webbrowser.open
+        token = device_login(
+            client_id=oidc.client_id,
+            scopes=login_scopes(oidc.scopes),
+            audience=oidc.audience,
+            metadata=metadata,
+            http=http,
+            open_url=opener,
+            stderr=out,
+            deadline=deadline,
+            clock=clock,
+            sleep=sleep,
+        )
+        check_token_response(token)
+        id_token = token.get("id_token")
+        if id_token is not None:
+            # No nonce in the device grant: the rest of the checks still apply.
+            validate_id_token(
+                id_token, metadata=metadata, client_id=oidc.client_id, nonce=None, http=http
+            )
+        return token
+
+    return _browser_login(
+        oidc=oidc,
+        metadata=metadata,
+        http=http,
+        skip_browser=skip_browser,
+        opener=open_browser,
+        unavailable="" if open_browser is not None or skip_browser else unavailable(),
+        callback_host=callback_host,
+        extra_params=extra_params,
+        stderr=out,
+        deadline=deadline,
+        clock=clock,
+    )
