@@ -1,0 +1,610 @@
+"""Unit tests of OAuthTokenSource's tiers with a fake clock and a MockTransport provider."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from oauth_auth import (
+    ConfigError,
+    InvalidGrantError,
+    LoginRequiredError,
+    MemorySecrets,
+    OAuthError,
+    OAuthTokenSource,
+    OIDCParams,
+    SecretsError,
+    TransportError,
+)
+from oauth_auth._discovery import clear_discovery_cache
+from oauth_auth._token import decode_at_entry
+from tests.support.fakes import ISSUER, CountingSecrets, FakeClock, FakeProvider
+
+KEY = "TEST_OAUTH_0000abcd"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_discovery() -> Iterator[None]:
+    clear_discovery_cache()
+    yield
+    clear_discovery_cache()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def idp() -> FakeProvider:
+    return FakeProvider()
+
+
+@pytest.fixture
+def secrets() -> CountingSecrets:
+    return CountingSecrets(MemorySecrets())
+
+
+def make_source(
+    idp: FakeProvider,
+    clock: FakeClock,
+    secrets: Any,
+    tmp_path: Any = None,
+    **kwargs: Any,
+) -> OAuthTokenSource:
+    oidc = kwargs.pop("oidc", OIDCParams(ISSUER, "cli", audience=kwargs.pop("audience", "")))
+    return OAuthTokenSource(
+        oidc,
+        key_provider=lambda: KEY,
+        secrets_provider=secrets,
+        clock=clock,
+        transport=idp.transport(),
+        max_retries=kwargs.pop("max_retries", 0),
+        lock_dir=str(tmp_path) if tmp_path is not None else None,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def source(idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets,
+           tmp_path: Any) -> OAuthTokenSource:
+    return make_source(idp, clock, secrets, tmp_path)
+
+
+def test_tier3_restores_session_and_persists_rotation(
+    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+) -> None:
+    persisted: list[tuple[str, datetime]] = []
+    source = make_source(idp, clock, secrets, tmp_path,
+                         config_persister=lambda k, e: persisted.append((k, e)))
+    secrets.inner.set_secret(KEY, idp.seed("rt-0"))
+
+    assert source.token() == "at-1"
+
+    assert idp.counts["refresh"] == 1
+    assert secrets.inner.get_secret(KEY) == "rt-1"  # rotated token written back
+    entry = decode_at_entry(secrets.inner.get_secret(KEY + "_AT"))
+    assert entry is not None and entry.access_token == "at-1"
+    assert entry.expiry == int(clock.now + 3600)
+    assert secrets.inner.get_secret(KEY + "_AT").endswith("Z")
+    assert len(persisted) == 1
+    key, expiry = persisted[0]
+    assert key == KEY
+    assert expiry.tzinfo is not None and expiry.utcoffset() == timedelta(0)
+    assert expiry == datetime.fromtimestamp(clock.now + 3600, tz=timezone.utc)
+
+
+def test_persister_not_called_on_routine_refresh(
+    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+) -> None:
+    idp.rotate = False
+    persisted: list[str] = []
+    source = make_source(idp, clock, secrets, tmp_path,
+                         config_persister=lambda k, e: persisted.append(k))
+    secrets.inner.set_secret(KEY, idp.seed("rt-0"))
+    assert source.token() == "at-1"
+    clock.advance(3600)
+    assert source.token() == "at-2"
+    assert idp.counts["refresh"] == 2
+    assert persisted == []
+    assert secrets.inner.get_secret(KEY) == "rt-0"
+
+
+def test_rotation_order_refresh_token_before_access_token(
+    idp: FakeProvider, clock: FakeClock, tmp_path: Any
+) -> None:
+    order: list[str] = []
+
+    class Recording(MemorySecrets):
+        def set_secret(self, name: str, value: str) -> None:
+            order.append(name)
+            super().set_secret(name, value)
+
+    store = Recording()
+    source = make_source(idp, clock, store, tmp_path,
+                         config_persister=lambda k, e: order.append("persister"))
+    store.set_secret(KEY, idp.seed())
+    order.clear()
+    source.token()
+    assert order == [KEY, KEY + "_AT", "persister"]
+
+
+def test_memory_hit_costs_no_io(source: OAuthTokenSource, idp: FakeProvider,
+                                secrets: CountingSecrets) -> None:
+    secrets.inner.set_secret(KEY, idp.seed())
+    first = source.token()
+    calls = dict(secrets.calls)
+    for _ in range(1000):
+        assert source.token() == first
+    assert dict(secrets.calls) == calls
+    assert idp.counts["refresh"] == 1
+
+
+def test_exactly_one_refresh_per_window(source: OAuthTokenSource, idp: FakeProvider,
+                                        clock: FakeClock, secrets: CountingSecrets) -> None:
+    secrets.inner.set_secret(KEY, idp.seed())
+    assert source.token() == "at-1"
+    clock.advance(3600 - 30 - 1)  # just outside the window
+    assert source.token() == "at-1"
+    clock.advance(2)  # inside the 30 s window
+    results = {source.token() for _ in range(500)}
+    assert results == {"at-2"}
+    assert idp.counts["refresh"] == 2
+
+
+def test_short_lived_tokens_cannot_cause_a_refresh_loop(
+    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+) -> None:
+    idp.expires_in = 10  # shorter than the 30 s window
+    source = make_source(idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, idp.seed())
+    for _ in range(200):
+        source.token()
+    assert idp.counts["refresh"] == 1
+    clock.advance(4.9)
+    source.token()
+    assert idp.counts["refresh"] == 1
+    clock.advance(0.2)  # past half the life: one more refresh, then quiet again
+    for _ in range(200):
+        source.token()
+    assert idp.counts["refresh"] == 2
+
+
+def test_tier2_shared_cache_serves_second_source_without_token_request(
+    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+) -> None:
+    first = make_source(idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, idp.seed())
+    token = first.token()
+    second = make_source(idp, clock, secrets, tmp_path)
+    before = secrets.calls["get"]
+    assert second.token() == token
+    assert idp.counts["refresh"] == 1
+    # a tier-2 hit stays in memory: a hot loop does not touch the backend
+    reads = secrets.calls["get"]
+    assert reads == before + 1
+    for _ in range(100):
+        assert second.token() == token
+    assert secrets.calls["get"] == reads
+
+
+def test_tier2_entry_inside_reader_window_is_not_served(
+    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+) -> None:
+    source = make_source(idp, clock, secrets, tmp_path, preemptive_refresh_window=600)
+    expiry = datetime.fromtimestamp(clock.now + 300, tz=timezone.utc)
+    secrets.inner.set_secret(KEY + "_AT", f"cached|{expiry:%Y-%m-%dT%H:%M:%SZ}")
+    secrets.inner.set_secret(KEY, idp.seed())
+    assert source.token() == "at-1"
+    assert idp.counts["refresh"] == 1
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "",
+        "no-separator",
+        "|2030-01-01T00:00:00Z",
+        "tok|not-a-date",
+        "tok|2020-01-01T00:00:00Z",  # expired
+        "tok|2030-01-01T00:00:00",  # no zone
+        "a|b|2030-01-01T00:00:00Z",
+        "tok|" + "9" * 100,
+    ],
+)
+def test_malformed_or_expired_tier2_entries_are_ignored(
+    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any, entry: str
+) -> None:
+    clock.now = datetime(2026, 6, 1, tzinfo=timezone.utc).timestamp()
+    source = make_source(idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY + "_AT", entry)
+    secrets.inner.set_secret(KEY, idp.seed())
+    assert source.token() == "at-1"
+
+
+def test_go_style_offset_timestamp_is_accepted(
+    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+) -> None:
+    clock.now = datetime(2026, 6, 1, tzinfo=timezone.utc).timestamp()
+    source = make_source(idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY + "_AT", "shared|2026-06-01T03:00:00+02:00")
+    assert source.token() == "shared"
+    assert idp.counts["refresh"] == 0
+
+
+def test_empty_stored_refresh_token_is_a_miss(source: OAuthTokenSource,
+                                              secrets: CountingSecrets) -> None:
+    secrets.inner.set_secret(KEY, "")
+    with pytest.raises(LoginRequiredError, match="no usable credentials"):
+        source.token()
+
+
+def test_fallback_error_is_raised_when_nothing_went_wrong(
+    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+) -> None:
+    class Custom(Exception):
+        pass
+
+    source = make_source(idp, clock, secrets, tmp_path, fallback_error=Custom("run login"))
+    with pytest.raises(Custom, match="run login"):
+        source.token()
+    assert idp.counts["refresh"] == 0
+
+
+def test_invalid_grant_deletes_dead_refresh_token(
+    source: OAuthTokenSource, idp: FakeProvider, secrets: CountingSecrets
+) -> None:
+    secrets.inner.set_secret(KEY, "rt-dead")
+    with pytest.raises(InvalidGrantError) as info:
+        source.token()
+    assert info.value.error == "invalid_grant"
+    assert secrets.inner.get_secret(KEY) is None
+    assert idp.counts["invalid_grant"] == 1
+    # next call: a plain miss now
+    with pytest.raises(LoginRequiredError):
+        source.token()
+
+
+def test_invalid_grant_retries_once_with_a_sibling_rotated_token(
+    idp: FakeProvider, clock: FakeClock, tmp_path: Any
+) -> None:
+    idp.seed("rt-new")
+
+    class Rotating(MemorySecrets):
+        """The first read returns a stale token; then a 'sibling' has written the new one."""
+
+        reads = 0
+
+        def get_secret(self, name: str) -> str | None:
+            if name == KEY:
+                self.reads += 1
+                return "rt-old" if self.reads == 1 else "rt-new"
+            return super().get_secret(name)
+
+    store = Rotating()
+    source = make_source(idp, clock, store, tmp_path)
+    assert source.token() == "at-1"
+    assert idp.counts["invalid_grant"] == 1
+    assert idp.counts["refresh"] == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers"),
+    [
+        (503, {"error": "temporarily_unavailable"}, {"Retry-After": "0"}),
+        (500, "oops", {}),
+        (429, "", {"Retry-After": "0"}),
+    ],
+)
+def test_transient_failure_keeps_refresh_token(
+    source: OAuthTokenSource, idp: FakeProvider, secrets: CountingSecrets,
+    status: int, body: Any, headers: dict[str, str],
+) -> None:
+    secrets.inner.set_secret(KEY, idp.seed("rt-0"))
+    idp.faults.append((status, body, headers))
+    with pytest.raises(TransportError) as info:
+        source.token()
+    assert info.value.status_code == status
+    assert info.value.retryable
+    assert secrets.inner.get_secret(KEY) == "rt-0"
+    assert source.token() == "at-1"  # the fault cleared: no login needed
+
+
+def test_retries_honour_retry_after_and_are_bounded(
+    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+) -> None:
+    source = make_source(idp, clock, secrets, tmp_path, max_retries=2)
+    sleeps: list[float] = []
+    source._http()._sleep = sleeps.append
+    secrets.inner.set_secret(KEY, idp.seed())
+    idp.faults.extend([(503, "", {"Retry-After": "2"}), (500, "", {})])
+    assert source.token() == "at-1"
+    assert sleeps == [2.0, 1.0]  # Retry-After honoured, then backoff 0.5 * 2
+    idp.faults.extend([(503, "", {})] * 3)
+    clock.advance(4000)
+    with pytest.raises(TransportError):
+        source.token()
+    assert idp.counts["fault_503"] == 4
+
+
+def test_proactive_refresh_failure_serves_valid_token_and_backs_off(
+    source: OAuthTokenSource, idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secrets.inner.set_secret(KEY, idp.seed())
+    assert source.token() == "at-1"
+    clock.advance(3600 - 20)  # inside the window, still valid
+    idp.faults.extend([(503, "", {})] * 10)
+    with caplog.at_level(logging.WARNING, logger="oauth_auth"):
+        for _ in range(50):
+            assert source.token() == "at-1"
+    assert idp.counts["fault_503"] == 1  # not one attempt per call
+    assert any("serving the current one" in r.getMessage() for r in caplog.records)
+    idp.faults.clear()
+    clock.advance(6)  # past the 5 s backoff
+    assert source.token() == "at-2"
+
+
+def test_no_secrets_provider_gives_actionable_error(idp: FakeProvider,
+                                                     clock: FakeClock) -> None:
+    source = make_source(idp, clock, None)
+    with pytest.raises(SecretsError, match="no secrets provider") as info:
+        source.token()
+    assert "KeyringSecrets" in str(info.value)
+
+
+def test_secrets_read_failure_is_raised_not_fallback(
+    source: OAuthTokenSource, secrets: CountingSecrets, idp: FakeProvider
+) -> None:
+    secrets.inner.set_secret(KEY, idp.seed())
+    secrets.fail_reads.update({KEY, KEY + "_AT"})
+    with pytest.raises(SecretsError, match="locked"):
+        source.token()
+    assert idp.counts["refresh"] == 0  # a failed read is not a miss that refreshes
+
+
+def test_access_cache_write_failure_does_not_fail_token(
+    source: OAuthTokenSource, secrets: CountingSecrets, idp: FakeProvider
+) -> None:
+    secrets.inner.set_secret(KEY, idp.seed())
+    secrets.fail_writes.add(KEY + "_AT")
+    assert source.token() == "at-1"
+
+
+def test_audience_is_sent_as_resource(idp: FakeProvider, clock: FakeClock,
+                                      secrets: CountingSecrets, tmp_path: Any) -> None:
+    source = make_source(idp, clock, secrets, tmp_path, audience="https://api.example.test")
+    secrets.inner.set_secret(KEY, idp.seed())
+    source.token()
+    assert idp.requests[-1]["resource"] == "https://api.example.test"
+    assert idp.requests[-1]["client_id"] == "cli"
+    assert "scope" not in idp.requests[-1]
+
+
+def test_discovery_happens_once_per_process(idp: FakeProvider, clock: FakeClock,
+                                            tmp_path: Any) -> None:
+    for _ in range(3):
+        store = MemorySecrets()
+        store.set_secret(KEY, idp.seed(f"seed-{_}"))
+        make_source(idp, clock, store, tmp_path).token()
+    assert idp.counts["discovery"] == 1
+    assert idp.counts["refresh"] == 3
+
+
+def test_discovery_issuer_mismatch_is_refused(idp: FakeProvider, clock: FakeClock,
+                                              secrets: CountingSecrets, tmp_path: Any) -> None:
+    idp.metadata_overrides["issuer"] = "https://evil.example.test"
+    source = make_source(idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, idp.seed())
+    with pytest.raises(ConfigError, match="evil"):
+        source.token()
+    assert secrets.inner.get_secret(KEY) == "rt-0"
+
+
+def test_http_endpoint_refused_for_non_loopback_issuer(
+    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+) -> None:
+    idp.metadata_overrides["token_endpoint"] = "http://idp.example.test/token"
+    source = make_source(idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, idp.seed())
+    with pytest.raises(ConfigError, match="not https"):
+        source.token()
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "token_type", "message"),
+    [(-5, "Bearer", "already expired"), (0, "Bearer", "already expired"),
+     ("soon", "Bearer", "not a number"), (3600, "mac", "not Bearer")],
+)
+def test_bad_token_responses_are_typed_errors(
+    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any,
+    expires_in: Any, token_type: str, message: str,
+) -> None:
+    idp.expires_in = expires_in
+    idp.token_type = token_type
+    source = make_source(idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, idp.seed())
+    with pytest.raises(OAuthError, match=message) as info:
+        source.token()
+    assert info.value.error == "invalid_response"
+
+
+def test_huge_expires_in_is_clamped(idp: FakeProvider, clock: FakeClock,
+                                    secrets: CountingSecrets, tmp_path: Any) -> None:
+    idp.expires_in = 10**30
+    source = make_source(idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, idp.seed())
+    assert source.token() == "at-1"
+    assert source._token is not None and source._token.expiry is not None
+    assert source._token.expiry - clock.now <= 10 * 365 * 24 * 3600
+
+
+def test_invalidate_only_drops_the_rejected_token(
+    source: OAuthTokenSource, idp: FakeProvider, secrets: CountingSecrets, clock: FakeClock
+) -> None:
+    secrets.inner.set_secret(KEY, idp.seed())
+    token = source.token()
+    # another process wrote a fresher token meanwhile: it must survive
+    expiry = datetime.fromtimestamp(clock.now + 3000, tz=timezone.utc)
+    fresher = f"sibling|{expiry:%Y-%m-%dT%H:%M:%SZ}"
+    secrets.inner.set_secret(KEY + "_AT", fresher)
+    source.invalidate(token)
+    assert secrets.inner.get_secret(KEY + "_AT") == fresher
+    assert source.token() == "sibling"
+    source.invalidate("sibling")
+    assert secrets.inner.get_secret(KEY + "_AT") is None
+    assert source.token() == "at-2"
+    assert idp.counts["refresh"] == 2
+
+
+def test_invalidate_without_argument_drops_tiers_1_and_2(
+    source: OAuthTokenSource, idp: FakeProvider, secrets: CountingSecrets
+) -> None:
+    secrets.inner.set_secret(KEY, idp.seed())
+    source.token()
+    source.invalidate()
+    assert secrets.inner.get_secret(KEY + "_AT") is None
+    assert secrets.inner.get_secret(KEY) == "rt-1"
+    assert source.token() == "at-2"
+
+
+def test_rejected_token_is_not_served_again_even_if_backend_keeps_it(
+    source: OAuthTokenSource, idp: FakeProvider, secrets: CountingSecrets, clock: FakeClock
+) -> None:
+    secrets.inner.set_secret(KEY, idp.seed())
+    expiry = datetime.fromtimestamp(clock.now + 3000, tz=timezone.utc)
+    secrets.inner.set_secret(KEY + "_AT", f"bad|{expiry:%Y-%m-%dT%H:%M:%SZ}")
+    assert source.token() == "bad"
+    original = secrets.inner.delete_secret
+    secrets.inner.delete_secret = lambda name: None  # the delete silently fails
+    source.invalidate("bad")
+    secrets.inner.delete_secret = original
+    assert source.token() == "at-1"
+
+
+def test_logout_revokes_and_deletes(source: OAuthTokenSource, idp: FakeProvider,
+                                    secrets: CountingSecrets) -> None:
+    secrets.inner.set_secret(KEY, idp.seed())
+    source.token()
+    result = source.logout_result()
+    assert result.revoked and result.deleted
+    assert idp.revoked == ["rt-1"]
+    assert secrets.inner.get_secret(KEY) is None
+    assert secrets.inner.get_secret(KEY + "_AT") is None
+    with pytest.raises(LoginRequiredError):
+        source.token()
+
+
+def test_logout_deletes_locally_when_revocation_fails(
+    source: OAuthTokenSource, idp: FakeProvider, secrets: CountingSecrets
+) -> None:
+    secrets.inner.set_secret(KEY, idp.seed())
+    idp.metadata_overrides["revocation_endpoint"] = f"{ISSUER}/missing"
+    source.logout()
+    assert secrets.inner.get_secret(KEY) is None
+
+
+def test_constructor_validation(idp: FakeProvider, clock: FakeClock) -> None:
+    oidc = OIDCParams(ISSUER, "cli")
+    with pytest.raises(TypeError, match="key_provider"):
+        OAuthTokenSource(oidc)
+    with pytest.raises(ValueError, match="negative"):
+        OAuthTokenSource(oidc, key_provider=lambda: KEY, preemptive_refresh_window=-1)
+    with pytest.raises(ValueError, match="negative"):
+        OAuthTokenSource(oidc, key_provider=lambda: KEY,
+                         preemptive_refresh_window=timedelta(seconds=-1))
+    src = OAuthTokenSource(oidc, key_provider=lambda: KEY,
+                           preemptive_refresh_window=timedelta(minutes=10))
+    assert src.preemptive_refresh_window == 600
+    assert OAuthTokenSource(oidc, key_provider=lambda: KEY).preemptive_refresh_window == 30
+    with pytest.raises(ValueError, match="login_method"):
+        OAuthTokenSource(oidc, key_provider=lambda: KEY, login_method="carrier-pigeon")
+    assert OIDCParams(ISSUER, "cli").port == 8666
+    assert OIDCParams(ISSUER, "cli", callback_port=9000).port == 9000
+    with pytest.raises(ConfigError):
+        OIDCParams("http://idp.example.test", "cli")  # plain http off loopback
+    with pytest.raises(ConfigError):
+        OIDCParams(ISSUER, "cli", scopes="openid email")
+
+
+def test_key_provider_must_return_a_key(idp: FakeProvider, clock: FakeClock,
+                                        tmp_path: Any) -> None:
+    source = OAuthTokenSource(OIDCParams(ISSUER, "cli"), key_provider=lambda: "",
+                              secrets_provider=MemorySecrets(), clock=clock,
+                              transport=idp.transport(), lock_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="empty"):
+        source.token()
+
+
+def test_reprs_hold_no_secret(source: OAuthTokenSource, idp: FakeProvider,
+                              secrets: CountingSecrets) -> None:
+    secrets.inner.set_secret(KEY, idp.seed("rt-secret-value"))
+    token = source.token()
+    assert token not in repr(source)
+    assert source._token is not None
+    text = repr(source._token)
+    assert token not in text and "rt-" not in text and "expiry=" in text
+
+
+def test_64_threads_make_exactly_one_refresh(
+    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+) -> None:
+    idp.delay = 0.05  # a slow provider widens the race window
+    source = make_source(idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, idp.seed())
+    barrier = threading.Barrier(64)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            results.append(source.token())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(results) == 64
+    assert set(results) == {"at-1"}
+    assert idp.counts["refresh"] == 1
+
+
+async def test_1000_tasks_make_one_refresh_and_the_loop_keeps_serving(
+    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+) -> None:
+    idp.delay = 0.3  # the refresh blocks a worker thread for 300 ms
+    source = make_source(idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, idp.seed())
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    results = await asyncio.gather(*(source.atoken() for _ in range(1000)))
+    stop.set()
+    await tick
+    assert set(results) == {"at-1"}
+    assert len(results) == 1000
+    assert idp.counts["refresh"] == 1
+    # The loop kept ticking during the 300 ms refresh: no stall near that long.
+    assert len(gaps) >= 20
+    assert max(gaps) < 0.15, f"event loop stalled for {max(gaps) * 1000:.0f} ms"
