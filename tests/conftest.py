@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.support.idp",
     "tests.support.secret_service",
     "tests.support.browser",
+    "tests.support.api",
 ]

@@ -91,13 +91,15 @@ def test_tier3_restores_session_and_persists_rotation(
     assert idp.counts["refresh"] == 1
     assert secrets.inner.get_secret(KEY) == "rt-1"  # rotated token written back
     entry = decode_at_entry(secrets.inner.get_secret(KEY + "_AT"))
-    assert entry is not None and entry.access_token == "at-1"
+    assert entry is not None
+    assert entry.access_token == "at-1"
     assert entry.expiry == int(clock.now + 3600)
     assert secrets.inner.get_secret(KEY + "_AT").endswith("Z")
     assert len(persisted) == 1
     key, expiry = persisted[0]
     assert key == KEY
-    assert expiry.tzinfo is not None and expiry.utcoffset() == timedelta(0)
+    assert expiry.tzinfo is not None
+    assert expiry.utcoffset() == timedelta(0)
     assert expiry == datetime.fromtimestamp(clock.now + 3600, tz=timezone.utc)
 
 
@@ -442,7 +444,8 @@ def test_huge_expires_in_is_clamped(idp: FakeProvider, clock: FakeClock,
     source = make_source(idp, clock, secrets, tmp_path)
     secrets.inner.set_secret(KEY, idp.seed())
     assert source.token() == "at-1"
-    assert source._token is not None and source._token.expiry is not None
+    assert source._token is not None
+    assert source._token.expiry is not None
     assert source._token.expiry - clock.now <= 10 * 365 * 24 * 3600
 
 
@@ -494,7 +497,8 @@ def test_logout_revokes_and_deletes(source: OAuthTokenSource, idp: FakeProvider,
     secrets.inner.set_secret(KEY, idp.seed())
     source.token()
     result = source.logout_result()
-    assert result.revoked and result.deleted
+    assert result.revoked
+    assert result.deleted
     assert idp.revoked == ["rt-1"]
     assert secrets.inner.get_secret(KEY) is None
     assert secrets.inner.get_secret(KEY + "_AT") is None
@@ -550,7 +554,9 @@ def test_reprs_hold_no_secret(source: OAuthTokenSource, idp: FakeProvider,
     assert token not in repr(source)
     assert source._token is not None
     text = repr(source._token)
-    assert token not in text and "rt-" not in text and "expiry=" in text
+    assert token not in text
+    assert "rt-" not in text
+    assert "expiry=" in text
 
 
 def test_64_threads_make_exactly_one_refresh(
