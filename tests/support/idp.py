@@ -120,6 +120,7 @@ class IdP:
     settings: dict[str, Any] = field(default_factory=dict)
     oidc_provider_version: str = ""
     _stderr: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
+    _readers: list[threading.Thread] = field(default_factory=list)
     _metadata: dict[str, Any] | None = None
 
     @property
@@ -290,6 +291,8 @@ class IdP:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        for reader in self._readers:  # they end at EOF, now that the process is gone
+            reader.join(2)
         for stream in (process.stdout, process.stderr):
             if stream is not None and not stream.closed:
                 stream.close()
@@ -330,7 +333,7 @@ def start_idp(*, timeout: float = READY_TIMEOUT, **settings: Any) -> IdP:
         env=env,
     )
     stderr: collections.deque[str] = collections.deque(maxlen=200)
-    threading.Thread(target=_drain, args=(process.stderr, stderr), daemon=True).start()
+    readers = [threading.Thread(target=_drain, args=(process.stderr, stderr), daemon=True)]
 
     ready: dict[str, Any] = {}
     stdout_lines: collections.deque[str] = collections.deque(maxlen=50)
@@ -352,12 +355,12 @@ def start_idp(*, timeout: float = READY_TIMEOUT, **settings: Any) -> IdP:
         ready_event.set()  # EOF: the process ended
 
     ready_event = threading.Event()
-    threading.Thread(target=read_ready, daemon=True).start()
+    readers.append(threading.Thread(target=read_ready, daemon=True))
+    for reader in readers:
+        reader.start()
     ready_event.wait(timeout)
     if not ready:
-        idp = IdP("", "", "", process)
-        idp.stop(timeout=2)
-        time.sleep(0.05)  # let the stderr reader catch the last lines
+        IdP("", "", "", process, _readers=readers).stop(timeout=2)
         raise IdPError(
             f"the OpenID provider did not start within {timeout} s "
             f"(exit code {process.returncode}).\nstdout:\n{''.join(stdout_lines)}"
@@ -373,6 +376,7 @@ def start_idp(*, timeout: float = READY_TIMEOUT, **settings: Any) -> IdP:
         settings=dict(settings),
         oidc_provider_version=ready.get("oidc_provider") or "",
         _stderr=stderr,
+        _readers=readers,
     )
 
 
