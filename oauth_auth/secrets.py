@@ -30,6 +30,7 @@ No provider ever logs, formats or raises a secret value.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -38,6 +39,7 @@ import stat
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -507,9 +509,6 @@ def _lock_file_name(backend_class_name: str) -> str:
 # --------------------------------------------------------------------------------------
 # KeyringSecrets
 
-_PLACEHOLDER_BACKENDS = ("keyring.backends.fail.Keyring", "keyring.backends.null.Keyring")
-_CHAINER = "keyring.backends.chainer.ChainerBackend"
-
 _NO_KEYRING_HINT = (
     "configure a real keyring backend: on Linux run a Secret Service (install gnome-keyring, "
     "or KeePassXC with its Secret Service integration) in a desktop or D-Bus session; or "
@@ -525,7 +524,15 @@ def _class_name(obj: object) -> str:
 
 
 def _exception_names(exc: BaseException) -> set[str]:
-    return {cls.__name__ for cls in type(exc).__mro__}
+    """Class names (with bases) of `exc` and the exceptions it was raised from."""
+    names: set[str] = set()
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        names.update(cls.__name__ for cls in type(current).__mro__)
+        current = current.__cause__ or current.__context__
+    return names
 
 
 class KeyringSecrets:
@@ -610,6 +617,8 @@ class KeyringSecrets:
         self._backend: Any = None
         self._plaintext = False
         self._lock_paths: list[Path] = []
+        self._members: list[Any] = []
+        self._chained = False
         self._unusable: SecretsError | None = None
         if backend is not None:
             self._adopt(backend)
@@ -619,18 +628,22 @@ class KeyringSecrets:
     # -- backend ---------------------------------------------------------------------
 
     def _adopt(self, backend: Any) -> None:
+        from keyring.backends import chainer, fail, null
+
+        placeholders = (fail.Keyring, null.Keyring)
+        chained = isinstance(backend, chainer.ChainerBackend)
+        members = list(backend.backends) if chained else [backend]
+        real = [b for b in members if not isinstance(b, placeholders)]
         name = _class_name(backend)
-        members: list[Any] = [backend]
-        if name == _CHAINER:
-            members = list(backend.backends)
-        real = [b for b in members if _class_name(b) not in _PLACEHOLDER_BACKENDS]
         unusable = None
-        if name in _PLACEHOLDER_BACKENDS or not real:
+        if not real:
             unusable = SecretsError(
                 f"no usable keyring backend: keyring chose {name}, a placeholder that "
                 "stores nothing",
                 hint=_NO_KEYRING_HINT,
             )
+        self._members = real
+        self._chained = chained
         self._plaintext = any(_looks_plaintext(b) for b in real)
         lock_names = sorted({_class_name(b) for b in real} or {name})
         directory = self._lock_dir or default_lock_dir()
@@ -672,8 +685,8 @@ class KeyringSecrets:
         """
         backend = self._resolve()
         name = _class_name(backend)
-        if name == _CHAINER:
-            name += "[" + ", ".join(_class_name(b) for b in backend.backends) + "]"
+        if self._chained:
+            name += "[" + ", ".join(_class_name(b) for b in self._members) + "]"
         return name
 
     @property
@@ -687,9 +700,8 @@ class KeyringSecrets:
         """Longest value stored as one entry (UTF-16 code units); None means unlimited."""
         if self._max_value_length is not None:
             return self._max_value_length
-        backend = self._resolve()
-        members = backend.backends if _class_name(backend) == _CHAINER else [backend]
-        if any(type(b).__name__ == "WinVaultKeyring" for b in members):
+        self._resolve()
+        if any(type(b).__name__ == "WinVaultKeyring" for b in self._members):
             return WINDOWS_MAX_VALUE_LENGTH
         return None
 
@@ -798,6 +810,8 @@ class KeyringSecrets:
             if job.error is not None:
                 error = job.error
                 job.error = None  # no cycle through the traceback
+                # The worker's frames are finished: drop their locals (the value, the backend).
+                traceback.clear_frames(error.__traceback__)
                 raise error
             result = job.result
         logger.debug("keyring %s of %r took %.1f ms", op, name,
@@ -814,6 +828,7 @@ class KeyringSecrets:
         except SecretsError:
             raise
         except Exception as exc:  # noqa: BLE001 - every backend failure becomes SecretsError
+            _scrub_traceback(exc)
             raise self._map_error(op, name, exc, value) from _redacted_cause(exc, value)
 
     @contextmanager
@@ -872,13 +887,13 @@ class KeyringSecrets:
                 "unlock your keyring (log in to your desktop session, or unlock it in its "
                 "manager) and try again"
             )
-        elif names & {"NoKeyringError", "InitError"}:
-            what, hint = "the keyring backend is not available", _NO_KEYRING_HINT
-        elif names & {"SecretServiceNotAvailableException"} or isinstance(exc, OSError):
+        elif names & {"SecretServiceNotAvailableException", "OSError", "EOFError"}:
             what, hint = "the keyring service is not reachable", (
                 "make sure the Secret Service (gnome-keyring, KeePassXC...) is running and "
                 "DBUS_SESSION_BUS_ADDRESS points at your session bus"
             )
+        elif names & {"NoKeyringError", "InitError"}:
+            what, hint = "the keyring backend is not available", _NO_KEYRING_HINT
         elif names & {"ItemNotFoundException"}:
             what, hint = "the keyring collection or item is missing", (
                 "create or unlock the default keyring collection (e.g. with seahorse)"
@@ -918,6 +933,31 @@ def _delete_missing_ok(backend: Any, service: str, name: str) -> None:
         if _exception_names(exc) & missing and backend.get_password(service, name) is None:
             return
         raise
+
+
+def _scrub_traceback(exc: BaseException) -> None:
+    """Release what a failed backend call left in its traceback, and drop frame locals.
+
+    keyring's SecretService backend opens a D-Bus connection per call and leaks it when the
+    call fails before its ``closing()`` block (a locked or missing collection, a daemon that
+    is gone): close any such connection. Then clear the finished frames' locals, which also
+    hold the value being stored, so no traceback printed with its locals shows it.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        tb = current.__traceback__
+        while tb is not None:
+            for local in list(tb.tb_frame.f_locals.values()):
+                cls = type(local)
+                if cls.__name__ == "DBusConnection" and cls.__module__.startswith("jeepney"):
+                    with contextlib.suppress(Exception):
+                        local.close()
+            tb = tb.tb_next
+        if current.__traceback__ is not None:
+            traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
 
 
 def _sensitive_fragments(value: str | None) -> list[str]:
