@@ -22,6 +22,7 @@ import email.utils
 import json
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -118,10 +119,12 @@ class IdPHttp:
             headers={"Accept": "application/json", "User-Agent": "oauth-auth"},
             trust_env=False,
         )
+        # A token source is often dropped without close(): release the sockets with it.
+        self._finalizer = weakref.finalize(self, self._client.close)
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._client.close()
+        self._finalizer()
 
     def _send(self, method: str, url: str, *, data: Mapping[str, str] | None) -> httpx.Response:
         attempt = 0

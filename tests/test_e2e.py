@@ -1,0 +1,289 @@
+"""End to end against the real oidc-provider: the tiers, rotation, OIDCAuth, processes.
+
+A refresh token is seeded by logging in through the bench's own test client; then the
+library takes over. The provider's admin counts are the referee.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import requests
+
+from oauth_auth import (
+    InvalidGrantError,
+    MemorySecrets,
+    OAuthTokenSource,
+    OIDCAuth,
+    OIDCParams,
+    derive_secret_key,
+)
+from oauth_auth._discovery import clear_discovery_cache
+from tests.support.api import ProtectedAPI
+from tests.support.fakes import FakeClock
+from tests.support.filesecrets import FileSecrets
+from tests.support.idp import IdP, obtain_tokens, refresh_count
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _fresh_discovery() -> Iterator[None]:
+    clear_discovery_cache()
+    yield
+    clear_discovery_cache()
+
+
+def introspect(idp: IdP, token: str) -> dict[str, Any]:
+    response = httpx.post(idp.introspection_endpoint, data={"token": token},
+                          auth=(idp.api_client_id, idp.api_client_secret), timeout=10)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def active(idp: IdP, token: str) -> bool:
+    return bool(introspect(idp, token).get("active"))
+
+
+def seeded(idp: IdP, store: Any, key: str) -> str:
+    """Log in with the bench client and store the refresh token under `key`."""
+    tokens = obtain_tokens(idp)
+    store.set_secret(key, tokens["refresh_token"])
+    idp.reset_counts()
+    return str(tokens["refresh_token"])
+
+
+def make(idp: IdP, store: Any, key: str, tmp_path: Path, **kw: Any) -> OAuthTokenSource:
+    return OAuthTokenSource(OIDCParams(idp.issuer, idp.client_id, audience=kw.pop("audience", "")),
+                            key_provider=lambda: key, secrets_provider=store,
+                            lock_dir=str(tmp_path / "locks"), **kw)
+
+
+def test_tier3_restores_session_and_rotation_is_persisted(idp: IdP, tmp_path: Path) -> None:
+    store = MemorySecrets()
+    key = derive_secret_key("E2E_", "https://api.example.test", idp.issuer)
+    old = seeded(idp, store, key)
+    persisted: list[str] = []
+    source = make(idp, store, key, tmp_path, config_persister=lambda k, e: persisted.append(k))
+
+    token = source.token()
+
+    assert refresh_count(idp.counts()) == 1
+    new = store.get_secret(key)
+    assert new is not None
+    assert new != old
+    assert persisted == [key]
+    assert active(idp, token)
+    assert not active(idp, old)  # the spent refresh token is refused...
+    assert active(idp, new)  # ...and the stored one works
+    # the same source serves from memory: no more token requests
+    for _ in range(100):
+        assert source.token() == token
+    assert refresh_count(idp.counts()) == 1
+
+
+def test_tier2_serves_a_second_source_without_any_token_request(idp: IdP, tmp_path: Path) -> None:
+    store = MemorySecrets()
+    seeded(idp, store, "K2")
+    first = make(idp, store, "K2", tmp_path).token()
+    before = idp.counts()
+    second = make(idp, store, "K2", tmp_path)
+    assert second.token() == first
+    assert idp.counts().get("token", {}) == before.get("token", {})
+
+
+def test_expiry_moves_through_the_tiers_with_one_refresh_per_window(
+    idp: IdP, tmp_path: Path
+) -> None:
+    store = MemorySecrets()
+    seeded(idp, store, "K3")
+    clock = FakeClock(time.time())
+    source = make(idp, store, "K3", tmp_path, clock=clock)
+    first = source.token()
+    assert refresh_count(idp.counts()) == 1
+    clock.advance(3600 - 31)  # outside the 30 s window: memory
+    assert source.token() == first
+    clock.advance(2)  # inside the window: one refresh, however many calls
+    tokens = {source.token() for _ in range(50)}
+    assert len(tokens) == 1
+    assert tokens != {first}
+    assert refresh_count(idp.counts()) == 2
+    assert refresh_count(idp.counts(), "invalid_grant") == 0
+    # a new process (new source, same clock) finds the new token in tier 2
+    other = make(idp, store, "K3", tmp_path, clock=clock)
+    assert other.token() == tokens.pop()
+    assert refresh_count(idp.counts()) == 2
+
+
+def test_dead_refresh_token_is_invalid_grant_and_deleted(idp: IdP, tmp_path: Path) -> None:
+    store = MemorySecrets()
+    rt = seeded(idp, store, "K4")
+    idp.revoke_all()
+    source = make(idp, store, "K4", tmp_path)
+    with pytest.raises(InvalidGrantError):
+        source.token()
+    assert store.get_secret("K4") is None
+    assert rt not in repr(source)
+
+
+def test_transient_provider_failure_keeps_the_refresh_token(idp: IdP, tmp_path: Path) -> None:
+    store = MemorySecrets()
+    rt = seeded(idp, store, "K5")
+    idp.inject_fault("/token", count=3, status=503)
+    source = make(idp, store, "K5", tmp_path, max_retries=0)
+    with pytest.raises(Exception, match="503"):
+        source.token()
+    assert store.get_secret("K5") == rt
+    idp.clear_faults()
+    assert active(idp, source.token())
+
+
+def test_resource_indicator_gives_an_audience_bound_jwt(idp: IdP, tmp_path: Path) -> None:
+    resource = "https://api.example.test"
+    tokens = obtain_tokens(idp, resource=resource)
+    store = MemorySecrets({"K6": tokens["refresh_token"]})
+    source = make(idp, store, "K6", tmp_path, audience=resource)
+    token = source.token()
+    from tests.support.idp import decode_jwt_payload
+
+    assert decode_jwt_payload(token)["aud"] == resource
+
+
+@pytest.fixture
+def introspecting_api(api_factory: Callable[..., ProtectedAPI], idp: IdP) -> ProtectedAPI:
+    return api_factory(lambda token: active(idp, token))
+
+
+CLIENTS = ["requests", "httpx", "httpx-async"]
+
+
+def call(client: str, auth: OIDCAuth, url: str) -> int:
+    if client == "requests":
+        with requests.Session() as s:
+            s.auth = auth
+            return s.get(url, timeout=10).status_code
+    if client == "httpx":
+        with httpx.Client(auth=auth, timeout=10) as c:
+            return c.get(url).status_code
+    import asyncio
+
+    async def go() -> int:
+        async with httpx.AsyncClient(auth=auth, timeout=10) as c:
+            return (await c.get(url)).status_code
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_oidcauth_recovers_from_a_rejected_token_with_one_retry(
+    client: str, idp: IdP, introspecting_api: ProtectedAPI, tmp_path: Path
+) -> None:
+    store = MemorySecrets()
+    seeded(idp, store, "K7")
+    source = make(idp, store, "K7", tmp_path)
+    first = source.token()
+    idp.reset_counts()
+    introspecting_api.rejected_tokens.add(first)  # the API is told to refuse it
+    assert call(client, OIDCAuth(source), introspecting_api.url + "/data") == 200
+    assert introspecting_api.count() == 2
+    assert introspecting_api.seen[0].authorization == f"Bearer {first}"
+    assert introspecting_api.seen[1].authorization != f"Bearer {first}"
+    assert refresh_count(idp.counts()) == 1
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_foreign_token_in_tier2_is_replaced_after_one_401(
+    client: str, idp: IdP, introspecting_api: ProtectedAPI, tmp_path: Path
+) -> None:
+    store = MemorySecrets()
+    seeded(idp, store, "K8")
+    store.set_secret("K8_AT", "forged-token|2099-01-01T00:00:00Z")
+    source = make(idp, store, "K8", tmp_path)
+    assert call(client, OIDCAuth(source), introspecting_api.url + "/data") == 200
+    assert [s.authorization for s in introspecting_api.seen][0] == "Bearer forged-token"
+    assert introspecting_api.count() == 2
+    assert refresh_count(idp.counts()) == 1
+    assert not (store.get_secret("K8_AT") or "").startswith("forged-token")
+
+
+# --------------------------------------------------------------------- processes
+
+
+def run_children(idp: IdP, store: str, key: str, tmp_path: Path, n: int = 16,
+                 lock: bool = True, env: dict[str, str] | None = None) -> list[str]:
+    go = tmp_path / f"go-{time.monotonic_ns()}"
+    cfg = {"issuer": idp.issuer, "client_id": idp.client_id, "key": key, "store": store,
+           "go": str(go), "lock": lock}
+    child_env = dict(env or os.environ)
+    child_env["OAUTH_AUTH_LOCK_DIR"] = str(tmp_path / "locks")
+    child_env["PYTHONPATH"] = str(ROOT)
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "tests.support.child_token", json.dumps(cfg)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=child_env, cwd=ROOT)
+        for _ in range(n)
+    ]
+    time.sleep(1.0 + 0.1 * n)  # let every interpreter start and wait for the signal
+    go.touch()
+    outputs = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        outputs.append(out.strip() or f"ERROR no output: {err[-500:]}")
+    return outputs
+
+
+def test_16_processes_make_one_refresh_and_no_invalid_grant(idp: IdP, tmp_path: Path) -> None:
+    store = FileSecrets(tmp_path / "store")
+    seeded(idp, store, "KP")
+    outputs = run_children(idp, f"file:{tmp_path / 'store'}", "KP", tmp_path)
+    assert all(o.startswith("TOKEN ") for o in outputs), outputs
+    tokens = {o.split()[1] for o in outputs}
+    counts = idp.counts()
+    assert refresh_count(counts) == 1
+    assert refresh_count(counts, "invalid_grant") == 0
+    assert len(tokens) == 1
+    assert all(active(idp, t) for t in tokens)
+    stored = store.get_secret("KP")
+    assert stored is not None
+    assert active(idp, stored)  # the stored refresh token is the newest one
+
+
+def test_without_the_lock_the_race_is_real(idp: IdP, tmp_path: Path) -> None:
+    store = FileSecrets(tmp_path / "store")
+    seeded(idp, store, "KR")
+    outputs = run_children(idp, f"file:{tmp_path / 'store'}", "KR", tmp_path, lock=False)
+    counts = idp.counts()
+    assert refresh_count(counts, "invalid_grant") >= 1, (counts, outputs)
+    assert any(o.startswith("ERROR InvalidGrantError") for o in outputs) or (
+        refresh_count(counts) > 1
+    )
+
+
+@pytest.mark.keyring
+def test_16_processes_on_the_real_secret_service(idp: IdP, tmp_path: Path,
+                                                 secret_service: Any) -> None:
+    from oauth_auth import KeyringSecrets
+
+    store = KeyringSecrets()
+    key = f"KPK_{time.monotonic_ns()}"
+    seeded(idp, store, key)
+    outputs = run_children(idp, "keyring", key, tmp_path, env=secret_service.subprocess_env())
+    assert all(o.startswith("TOKEN ") for o in outputs), outputs
+    counts = idp.counts()
+    assert refresh_count(counts) == 1
+    assert refresh_count(counts, "invalid_grant") == 0
+    assert len({o.split()[1] for o in outputs}) == 1
+    assert secret_service.daemon_alive()
+    stored = store.get_secret(key)
+    assert stored is not None
+    assert active(idp, stored)
