@@ -210,7 +210,7 @@ def test_foreign_token_in_tier2_is_replaced_after_one_401(
     store.set_secret("K8_AT", "forged-token|2099-01-01T00:00:00Z")
     source = make(idp, store, "K8", tmp_path)
     assert call(client, OIDCAuth(source), introspecting_api.url + "/data") == 200
-    assert [s.authorization for s in introspecting_api.seen][0] == "Bearer forged-token"
+    assert next(s.authorization for s in introspecting_api.seen) == "Bearer forged-token"
     assert introspecting_api.count() == 2
     assert refresh_count(idp.counts()) == 1
     assert not (store.get_secret("K8_AT") or "").startswith("forged-token")

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from oauth_auth import KeyringSecrets, OAuthTokenSource, OIDCParams, OAuthAuthError
+from oauth_auth import KeyringSecrets, OAuthAuthError, OAuthTokenSource, OIDCParams
 from tests.support.filesecrets import FileSecrets
 
 

@@ -7,6 +7,7 @@ token source's cross-process lock is what prevents the refresh race.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -38,7 +39,5 @@ class FileSecrets:
         os.replace(tmp, self._path(name))
 
     def delete_secret(self, name: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self._path(name).unlink()
-        except FileNotFoundError:
-            pass
