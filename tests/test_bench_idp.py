@@ -152,6 +152,9 @@ def test_refresh_rotates_and_reuse_is_invalid_grant(idp: IdP) -> None:
     assert refresh_count(counts, "invalid_grant") == 1
     assert idp.token_requests("refresh_token", None) == 2
 
+    # oidc-provider's reuse detection revoked the whole grant: the new token is dead too
+    assert refresh(idp, first.json()["refresh_token"]).json()["error"] == "invalid_grant"
+
 
 def test_refresh_without_rotation_keeps_the_token(idp_factory) -> None:
     provider = idp_factory(rotate_refresh_token=False, access_token_ttl=120)
@@ -195,6 +198,12 @@ def test_revocation_and_introspection(idp: IdP) -> None:
     assert active["sub"] == "alice"
     assert active["client_id"] == idp.client_id
 
+    own = httpx.post(
+        idp.introspection_endpoint,
+        data={"token": tokens["access_token"], "client_id": idp.client_id},
+    ).json()
+    assert own["active"] is True
+
     revoked = httpx.post(
         idp.revocation_endpoint,
         data={"token": tokens["refresh_token"], "client_id": idp.client_id},
@@ -202,7 +211,7 @@ def test_revocation_and_introspection(idp: IdP) -> None:
     assert revoked.status_code == 200
     assert refresh(idp, tokens["refresh_token"]).json()["error"] == "invalid_grant"
     counts = idp.counts()
-    assert (counts["revocation"], counts["introspection"]) == (1, 1)
+    assert (counts["revocation"], counts["introspection"]) == (1, 2)
 
 
 def test_status_fault_then_success(idp: IdP) -> None:

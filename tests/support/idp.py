@@ -136,8 +136,7 @@ class IdP:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """The discovery document (fetched once; not counted against later assertions
-        because tests reset counts first)."""
+        """The discovery document, fetched once per IdP (that fetch counts as one "discovery")."""
         if self._metadata is None:
             response = httpx.get(f"{self.issuer}/.well-known/openid-configuration", timeout=10)
             response.raise_for_status()

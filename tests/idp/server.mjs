@@ -1,0 +1,513 @@
+// The test bench's real OpenID provider: oidc-provider on 127.0.0.1, a random port, fresh keys.
+//
+// Usage: node tests/idp/server.mjs ['{"client_id": "...", ...}']   (or OIDC_BENCH_SETTINGS=<json>)
+// Prints one JSON line on stdout when ready:
+//   {"ready": true, "issuer": "http://127.0.0.1:PORT", "admin": "http://127.0.0.1:PORT/__admin", ...}
+// Stops when stdin closes (the parent test process died) and on SIGTERM/SIGINT.
+// Everything else (oidc-provider's development warnings) goes to stderr.
+//
+// Settings (all optional; snake_case JSON):
+//   client_id              "oauth-auth-test"  the public native client (PKCE, no secret)
+//   access_token_ttl       3600    seconds (also the TTL of JWT access tokens for a resource)
+//   refresh_token_ttl      86400   seconds
+//   id_token_ttl           3600    seconds
+//   device_code_ttl        600     seconds
+//   rotate_refresh_token   true    true: every refresh rotates; false: never
+//   device_interval        1       the "interval" added to device authorization responses
+//                                  (oidc-provider sends none, so clients would default to 5 s);
+//                                  null leaves it out
+//   resource_scope         "api:read api:write"  scopes a resource server (RFC 8707) accepts
+//   scopes                 []      extra scope names the provider accepts besides
+//                                  openid profile email offline_access
+//   audience_param         false   true: an authorization/device request's `audience`
+//                                  parameter is treated as `resource` (Auth0 style)
+//   api_client_id          "api"   a confidential client (client_secret_basic/post) that may
+//   api_client_secret      "api-secret"  introspect any token
+//   extra_clients          []      more client metadata objects (oidc-provider format)
+// access_token_ttl, refresh_token_ttl, id_token_ttl, device_code_ttl, rotate_refresh_token and
+// device_interval can be changed at run time with POST /__admin/config.
+//
+// Clients: the public native client (token_endpoint_auth_method none, PKCE S256 required,
+// redirect URIs http://127.0.0.1/callback and http://localhost/callback on any port, grants
+// authorization_code, refresh_token, device_code) and the confidential "api" client.
+// Introspection: the public client may introspect its own tokens (client_id in the body);
+// the "api" client (HTTP Basic) any token. Revocation: the public client, its own tokens.
+// Refresh tokens: issued whenever offline_access is granted (oidc-provider drops
+// offline_access when the request has a `prompt` without `consent`). Reusing a rotated refresh
+// token is invalid_grant AND revokes the whole grant (oidc-provider's reuse detection).
+// Resource indicators (RFC 8707): a `resource` in the authorization (or device) request makes
+// every access token of that grant a JWT with aud = resource, also on refresh without
+// `resource`; a token request naming a resource that was not granted is invalid_target.
+// The response's `scope` then lists only resource scopes (resource_scope), often "".
+//
+// Routes: /auth /token /device_authorization /device /revoke /introspect /me /jwks
+// /session/end /.well-known/openid-configuration (none is a path prefix of another).
+//
+// Admin endpoint (JSON; not counted, not subject to faults):
+//   GET  /__admin/counts     {"token": {grant_type: {outcome: n}}, "faults": {path: n},
+//                             "discovery": n, "jwks": n, "authorization": n,
+//                             "device_authorization": n, "revocation": n, "introspection": n,
+//                             "userinfo": n, "end_session": n}
+//                            outcome: "ok" (200), the OAuth error code, "http_<status>", or
+//                            "fault" (answered by an injected fault). "authorization" counts
+//                            GET /auth (not the /auth/<uid> resumes).
+//   POST /__admin/reset      clears counts
+//   POST /__admin/reset-all  clears counts and faults, restores the start settings
+//   POST /__admin/fault      {"path": "/token", "count": 1, "status": 503, "body": "..." | {...},
+//                             "headers": {"Retry-After": "1"}, "delay_ms": 0, "drop": false,
+//                             "method": "POST"?}: the next `count` requests whose path is
+//                            `path` or under `path/` get it. delay_ms alone: delay, then serve.
+//                            drop: destroy the socket without an answer. -> 201
+//   GET  /__admin/faults     the pending faults (with "remaining")
+//   POST /__admin/faults/clear, DELETE /__admin/faults   remove them
+//   GET  /__admin/config     {"issuer", "settings", "initial_settings", "clients", "routes"}
+//   POST /__admin/config     {"rotate_refresh_token": false, ...} (run-time settings only)
+//   POST /__admin/revoke-all revokes every grant with its codes and tokens -> {"grants": n}
+// Errors: 400 {"error": "bad_request", "error_description": ...}; unknown route: 404.
+
+import * as crypto from 'node:crypto';
+import * as http from 'node:http';
+
+import { readFileSync } from 'node:fs';
+
+import Provider from 'oidc-provider';
+
+const providerVersion = JSON.parse(readFileSync(
+  new URL('./node_modules/oidc-provider/package.json', import.meta.url),
+)).version;
+
+const DEFAULTS = {
+  client_id: 'oauth-auth-test',
+  access_token_ttl: 3600,
+  refresh_token_ttl: 86400,
+  id_token_ttl: 3600,
+  device_code_ttl: 600,
+  rotate_refresh_token: true,
+  device_interval: 1,
+  resource_scope: 'api:read api:write',
+  scopes: [],
+  audience_param: false,
+  api_client_id: 'api',
+  api_client_secret: 'api-secret',
+  extra_clients: [],
+};
+const MUTABLE = new Set([
+  'access_token_ttl', 'refresh_token_ttl', 'id_token_ttl', 'device_code_ttl',
+  'rotate_refresh_token', 'device_interval',
+]);
+const TTLS = ['access_token_ttl', 'refresh_token_ttl', 'id_token_ttl', 'device_code_ttl'];
+
+function parseSettings() {
+  const raw = process.argv[2] ?? process.env.OIDC_BENCH_SETTINGS ?? '{}';
+  const given = JSON.parse(raw);
+  const unknown = Object.keys(given).filter((k) => !(k in DEFAULTS));
+  if (unknown.length) throw new Error(`unknown settings: ${unknown.join(', ')}`);
+  const settings = { ...DEFAULTS, ...given };
+  checkSettings(settings);
+  return settings;
+}
+
+function checkSettings(settings) {
+  for (const name of TTLS) {
+    if (!Number.isInteger(settings[name]) || settings[name] <= 0) {
+      throw new Error(`${name} must be a positive whole number of seconds`);
+    }
+  }
+  if (typeof settings.rotate_refresh_token !== 'boolean') {
+    throw new Error('rotate_refresh_token must be true or false');
+  }
+  if (settings.device_interval !== null && !Number.isInteger(settings.device_interval)) {
+    throw new Error('device_interval must be a whole number of seconds or null');
+  }
+}
+
+const initialSettings = parseSettings();
+let settings = structuredClone(initialSettings);
+
+// Routes, chosen so that no route is a path prefix of another (fault matching is by prefix).
+const ROUTES = {
+  authorization: '/auth',
+  code_verification: '/device',
+  device_authorization: '/device_authorization',
+  end_session: '/session/end',
+  introspection: '/introspect',
+  jwks: '/jwks',
+  pushed_authorization_request: '/par',
+  registration: '/reg',
+  revocation: '/revoke',
+  token: '/token',
+  userinfo: '/me',
+  challenge: '/challenge',
+  backchannel_authentication: '/backchannel',
+  credential: '/credential',
+};
+const COUNTED = new Map([
+  ['/.well-known/openid-configuration', 'discovery'],
+  [ROUTES.jwks, 'jwks'],
+  [ROUTES.authorization, 'authorization'],
+  [ROUTES.device_authorization, 'device_authorization'],
+  [ROUTES.revocation, 'revocation'],
+  [ROUTES.introspection, 'introspection'],
+  [ROUTES.userinfo, 'userinfo'],
+  [ROUTES.end_session, 'end_session'],
+]);
+
+// --- counts and faults -------------------------------------------------------------------------
+
+function emptyCounts() {
+  const counts = { token: {}, faults: {} };
+  for (const name of COUNTED.values()) counts[name] = 0;
+  return counts;
+}
+let counts = emptyCounts();
+let faults = [];
+
+function countToken(grant, outcome) {
+  const byOutcome = (counts.token[grant] ??= {});
+  byOutcome[outcome] = (byOutcome[outcome] ?? 0) + 1;
+}
+
+function pathMatches(prefix, path) {
+  if (path === prefix) return true;
+  return path.startsWith(prefix.endsWith('/') ? prefix : `${prefix}/`);
+}
+
+function takeFault(ctx) {
+  const index = faults.findIndex((f) => pathMatches(f.path, ctx.path)
+    && (!f.method || f.method.toUpperCase() === ctx.method));
+  if (index === -1) return undefined;
+  const fault = faults[index];
+  fault.remaining -= 1;
+  if (fault.remaining <= 0) faults.splice(index, 1);
+  return fault;
+}
+
+function checkFault(input) {
+  if (!input || typeof input.path !== 'string' || !input.path.startsWith('/')) {
+    throw new Error('fault needs a "path" starting with "/"');
+  }
+  const count = input.count ?? 1;
+  if (!Number.isInteger(count) || count < 1) throw new Error('fault "count" must be >= 1');
+  if (input.status == null && !input.drop && input.delay_ms == null) {
+    throw new Error('fault needs "status", "drop" or "delay_ms"');
+  }
+  return {
+    path: input.path,
+    method: input.method ?? null,
+    count,
+    remaining: count,
+    status: input.status ?? null,
+    body: input.body ?? null,
+    headers: input.headers ?? {},
+    delay_ms: input.delay_ms ?? 0,
+    drop: Boolean(input.drop),
+  };
+}
+
+async function readBody(req) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+// Answers a request from a fault instead of the provider. Returns true when it did.
+async function serveFault(ctx, fault) {
+  if (fault.delay_ms) await sleep(fault.delay_ms);
+  if (fault.status == null && !fault.drop) return false; // a pure delay: serve normally
+  counts.faults[fault.path] = (counts.faults[fault.path] ?? 0) + 1;
+  if (ctx.path === ROUTES.token && ctx.method === 'POST') {
+    const grant = new URLSearchParams(await readBody(ctx.req)).get('grant_type') ?? 'unknown';
+    countToken(grant, 'fault');
+  }
+  if (fault.drop) {
+    ctx.respond = false;
+    ctx.req.socket.destroy();
+    return true;
+  }
+  ctx.status = fault.status;
+  for (const [name, value] of Object.entries(fault.headers)) ctx.set(name, String(value));
+  if (fault.body == null) {
+    ctx.body = '';
+  } else if (typeof fault.body === 'string') {
+    ctx.type = ctx.response.get('Content-Type') || 'text/plain';
+    ctx.body = fault.body;
+  } else {
+    ctx.body = fault.body; // JSON
+  }
+  ctx.set('Cache-Control', 'no-store');
+  return true;
+}
+
+// --- admin endpoint ----------------------------------------------------------------------------
+
+function publicConfig() {
+  return {
+    issuer: provider.issuer,
+    settings,
+    initial_settings: initialSettings,
+    clients: clients.map((c) => c.client_id),
+    routes: ROUTES,
+  };
+}
+
+async function revokeAll() {
+  const ids = [...grantIds];
+  grantIds.clear();
+  for (const id of ids) {
+    for (const model of ['AccessToken', 'RefreshToken', 'AuthorizationCode', 'DeviceCode']) {
+      await provider[model].revokeByGrantId(id);
+    }
+    const grant = await provider.Grant.find(id);
+    if (grant) await grant.destroy();
+  }
+  return ids.length;
+}
+
+async function admin(ctx) {
+  const sub = ctx.path.slice('/__admin'.length) || '/';
+  const route = `${ctx.method} ${sub}`;
+  let input = {};
+  if (ctx.method === 'POST' || ctx.method === 'PUT') {
+    const text = await readBody(ctx.req);
+    input = text ? JSON.parse(text) : {};
+  }
+  ctx.set('Cache-Control', 'no-store');
+  switch (route) {
+    case 'GET /counts':
+      ctx.body = counts;
+      return;
+    case 'POST /reset':
+      counts = emptyCounts();
+      ctx.body = { ok: true };
+      return;
+    case 'POST /reset-all':
+      counts = emptyCounts();
+      faults = [];
+      settings = structuredClone(initialSettings);
+      ctx.body = { ok: true };
+      return;
+    case 'POST /fault':
+    case 'POST /faults': {
+      const fault = checkFault(input);
+      faults.push(fault);
+      ctx.status = 201;
+      ctx.body = { ok: true, fault };
+      return;
+    }
+    case 'GET /faults':
+      ctx.body = faults;
+      return;
+    case 'DELETE /faults':
+    case 'POST /faults/clear':
+    case 'DELETE /faults/clear':
+      faults = [];
+      ctx.body = { ok: true };
+      return;
+    case 'GET /config':
+      ctx.body = publicConfig();
+      return;
+    case 'POST /config': {
+      const unknown = Object.keys(input).filter((k) => !MUTABLE.has(k));
+      if (unknown.length) throw new Error(`not changeable at run time: ${unknown.join(', ')}`);
+      const next = { ...settings, ...input };
+      checkSettings(next);
+      settings = next;
+      ctx.body = publicConfig();
+      return;
+    }
+    case 'POST /revoke-all':
+      ctx.body = { ok: true, grants: await revokeAll() };
+      return;
+    default:
+      ctx.status = 404;
+      ctx.body = { error: 'not_found', routes: [
+        'GET /counts', 'POST /reset', 'POST /reset-all', 'POST /fault', 'GET /faults',
+        'POST /faults/clear', 'DELETE /faults', 'GET /config', 'POST /config', 'POST /revoke-all',
+      ] };
+  }
+}
+
+// --- the provider ------------------------------------------------------------------------------
+
+function rsaKey() {
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), use: 'sig', alg: 'RS256' };
+}
+
+const server = http.createServer();
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(0, '127.0.0.1', resolve);
+});
+const { port } = server.address();
+const issuer = `http://127.0.0.1:${port}`;
+
+const clients = [
+  {
+    client_id: settings.client_id,
+    client_name: 'oauth-auth test client',
+    application_type: 'native',
+    token_endpoint_auth_method: 'none',
+    redirect_uris: ['http://127.0.0.1/callback', 'http://localhost/callback'],
+    post_logout_redirect_uris: ['http://127.0.0.1/logout', 'http://localhost/logout'],
+    grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+    response_types: ['code'],
+  },
+  {
+    client_id: settings.api_client_id,
+    client_secret: settings.api_client_secret,
+    client_name: 'bench resource server (introspection)',
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: [],
+    response_types: [],
+    redirect_uris: [],
+  },
+  ...settings.extra_clients,
+];
+
+const account = (sub) => ({
+  accountId: sub,
+  async claims() {
+    return {
+      sub,
+      email: sub.includes('@') ? sub : `${sub}@example.test`,
+      email_verified: true,
+      name: sub,
+      preferred_username: sub,
+    };
+  },
+});
+
+const provider = new Provider(issuer, {
+  clients,
+  jwks: { keys: [rsaKey()] },
+  cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
+  routes: ROUTES,
+  scopes: ['openid', 'offline_access', 'profile', 'email', ...settings.scopes],
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'preferred_username'],
+  },
+  // The ID token carries the scopes' claims (email) even when an access token is issued too.
+  conformIdTokenClaims: false,
+  findAccount: (ctx, sub) => account(sub),
+  pkce: { required: () => true },
+  features: {
+    devInteractions: { enabled: true },
+    deviceFlow: { enabled: true },
+    revocation: { enabled: true },
+    // The public client may introspect its own tokens; the "api" client any token.
+    introspection: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+    userinfo: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      // One resource from the authorization request is the default of later token requests.
+      defaultResource: (ctx, client, oneOf) => oneOf,
+      // A refresh (or code exchange) without `resource` keeps the granted one: JWT again.
+      useGrantedResource: () => true,
+      getResourceServerInfo: () => ({
+        scope: settings.resource_scope,
+        accessTokenFormat: 'jwt',
+        accessTokenTTL: settings.access_token_ttl,
+        jwt: { sign: { alg: 'RS256' } },
+      }),
+    },
+  },
+  issueRefreshToken: (ctx, client, source) => client.grantTypeAllowed('refresh_token')
+    && source.scopes.has('offline_access'),
+  rotateRefreshToken: () => settings.rotate_refresh_token,
+  ttl: {
+    AccessToken: (ctx, token) => token.resourceServer?.accessTokenTTL ?? settings.access_token_ttl,
+    RefreshToken: () => settings.refresh_token_ttl,
+    IdToken: () => settings.id_token_ttl,
+    DeviceCode: () => settings.device_code_ttl,
+    AuthorizationCode: () => 60,
+    Interaction: () => 3600,
+    Session: () => 86400,
+    Grant: () => 86400 * 14,
+  },
+});
+
+const grantIds = new Set();
+for (const event of ['access_token.saved', 'refresh_token.saved', 'authorization_code.saved', 'grant.saved']) {
+  provider.on(event, (entity) => {
+    const id = event === 'grant.saved' ? entity.jti : entity.grantId;
+    if (id) grantIds.add(id);
+  });
+}
+
+const FONT_IMPORT = /@import url\(https:\/\/fonts\.googleapis\.com[^)]*\);?/g;
+
+provider.use(async (ctx, next) => {
+  if (pathMatches('/__admin', ctx.path)) {
+    try {
+      await admin(ctx);
+    } catch (err) {
+      ctx.status = 400;
+      ctx.body = { error: 'bad_request', error_description: String(err.message ?? err) };
+    }
+    return;
+  }
+
+  const fault = takeFault(ctx);
+  if (fault && await serveFault(ctx, fault)) return;
+
+  if (initialSettings.audience_param && ctx.method === 'GET' && ctx.path === ROUTES.authorization) {
+    const query = new URLSearchParams(ctx.querystring);
+    if (query.has('audience') && !query.has('resource')) {
+      query.set('resource', query.get('audience'));
+      query.delete('audience');
+      ctx.querystring = query.toString();
+    }
+  }
+
+  await next();
+
+  const name = COUNTED.get(ctx.path);
+  if (name) counts[name] += 1;
+  if (ctx.path === ROUTES.token) {
+    const grant = ctx.oidc?.params?.grant_type ?? ctx.oidc?.body?.grant_type ?? 'unknown';
+    const outcome = ctx.status === 200 ? 'ok' : (ctx.body?.error ?? `http_${ctx.status}`);
+    countToken(grant, outcome);
+  }
+  if (ctx.path === ROUTES.device_authorization && ctx.status === 200
+      && settings.device_interval !== null && ctx.body && typeof ctx.body === 'object') {
+    ctx.body = { ...ctx.body, interval: settings.device_interval };
+  }
+  // The development pages import a web font from the internet: there is no internet here.
+  if (typeof ctx.body === 'string' && ctx.body.includes('fonts.googleapis.com')) {
+    ctx.body = ctx.body.replace(FONT_IMPORT, '');
+  }
+});
+
+server.on('request', provider.callback());
+
+let stopping = false;
+function stop(code = 0) {
+  if (stopping) return;
+  stopping = true;
+  server.close();
+  server.closeAllConnections();
+  process.exit(code);
+}
+process.on('SIGTERM', () => stop(0));
+process.on('SIGINT', () => stop(0));
+process.stdin.on('end', () => stop(0));
+process.stdin.on('close', () => stop(0));
+process.stdin.on('error', () => stop(0));
+process.stdin.resume();
+
+process.stdout.write(`${JSON.stringify({
+  ready: true,
+  issuer,
+  admin: `${issuer}/__admin`,
+  pid: process.pid,
+  client_id: settings.client_id,
+  api_client_id: settings.api_client_id,
+  api_client_secret: settings.api_client_secret,
+  oidc_provider: providerVersion,
+})}\n`);
