@@ -306,9 +306,12 @@ def interactive_login(
         unavailable_reason=unavailable,
     )
     if chosen == "device":
-        opener = open_browser
-        if opener is None and not unavailable():
-            opener = webbrowser.open
+        # skip_browser means "open nothing, print": the device instructions are printed anyway.
+        opener: Callable[[str], object] | None = None
+        if not skip_browser:
+            opener = open_browser
+            if opener is None and not unavailable():
+                opener = webbrowser.open
         token = device_login(
             client_id=oidc.client_id,
             scopes=login_scopes(oidc.scopes),

@@ -290,3 +290,18 @@ def test_device_method_needs_the_endpoint() -> None:
                               stderr=io.StringIO())
     finally:
         http.close()
+
+
+def test_skip_browser_opens_nothing_in_the_device_flow(fake_time: FakeTime) -> None:
+    provider = Provider(fake_time, [TOKEN])
+    http = make_http(provider)
+    opened: list[str] = []
+    err = io.StringIO()
+    try:
+        interactive_login(oidc=OIDC, metadata=META, http=http, method="device",
+                          skip_browser=True, open_browser=opened.append, stderr=err,
+                          clock=fake_time.clock, sleep=fake_time.sleep)
+    finally:
+        http.close()
+    assert opened == []
+    assert "WDJB-MJHT" in err.getvalue()
