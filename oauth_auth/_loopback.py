@@ -257,10 +257,12 @@ class CallbackServer:
             self._threads.append(thread)
 
     def _busy(self, exc: OSError) -> LoginError:
-        reason = "is already in use" if exc.errno == errno.EADDRINUSE else "is not allowed"
+        if exc.errno == errno.EADDRINUSE:
+            reason = "is already in use (another program, or another login, listens there)"
+        else:
+            reason = "may not be used by this user (permission denied)"
         return LoginError(
-            f"the login callback port {self.port} {reason} (another program, or another"
-            " login, is listening there)",
+            f"the login callback port {self.port} {reason}",
             error="port_in_use",
             hint=f"stop the program using port {self.port}, or choose another port with"
             " callback_port (--callback-port) and register its redirect URI at the provider",
