@@ -287,3 +287,40 @@ def test_16_processes_on_the_real_secret_service(idp: IdP, tmp_path: Path,
     stored = store.get_secret(key)
     assert stored is not None
     assert active(idp, stored)
+
+
+def test_login_then_a_new_process_needs_no_login(idp: IdP, tmp_path: Path,
+                                                 background_browser: Any) -> None:
+    """Issue 4: after one interactive login, another process is served from tier 2 (and,
+    once the access token is gone, tier 3) without logging in again."""
+    store = FileSecrets(tmp_path / "store")
+    persisted: list[str] = []
+    browser = background_browser()
+    source = OAuthTokenSource(
+        OIDCParams(idp.issuer, idp.client_id, callback_port=_free_port()),
+        key_provider=lambda: "KL", secrets_provider=store, interactive=True,
+        open_browser=browser, lock_dir=str(tmp_path / "locks"),
+        config_persister=lambda k, e: persisted.append(k),
+    )
+    token = source.token()
+    browser.wait(10)
+    assert active(idp, token)
+    assert persisted == ["KL"]
+    assert store.get_secret("KL")  # the refresh token was stored
+    outputs = run_children(idp, f"file:{tmp_path / 'store'}", "KL", tmp_path, n=1)
+    assert outputs == [f"TOKEN {token}"]  # tier 2
+    store.delete_secret("KL_AT")
+    outputs = run_children(idp, f"file:{tmp_path / 'store'}", "KL", tmp_path, n=1)
+    assert outputs[0].startswith("TOKEN ")  # tier 3
+    assert outputs[0] != f"TOKEN {token}"
+    counts = idp.counts()["token"]
+    assert counts["authorization_code"] == {"ok": 1}
+    assert counts["refresh_token"] == {"ok": 1}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
