@@ -1,0 +1,437 @@
+"""Turnkey profiles: `registry_auth` and `llm_gateway_auth`, and the sessions behind the CLI.
+
+A profile knows where its OAuth settings live (the oauth-auth config file, see
+`oauth_auth._config`), how its secrets key is named (ToolHive's derivation, so ToolHive and
+oauth-auth share sessions), which secrets provider holds its tokens, and which command the
+user runs to log in. One store serves the library and the `oauth-auth` command:
+``KeyringSecrets(service="oauth-auth")``, so a login by the command serves the library.
+
+Kinds of session:
+
+=========  ================================  ====================  =====================
+kind       config entry                      key prefix / resource  secrets
+=========  ================================  ====================  =====================
+registry   ``registries[<registry url>]``    REGISTRY_OAUTH_ / url  keyring
+llm        ``llm_gateways[<gateway url>]``   LLM_OAUTH_ / url       env, then keyring,
+                                                                    scoped ``__thv_llm_``
+profile    ``profiles[<name>]``              OAUTH_AUTH_ /          keyring
+                                             audience or client id
+ad hoc     none                              OAUTH_AUTH_ /          keyring
+                                             audience or client id
+=========  ================================  ====================  =====================
+
+The key is the entry's ``cached_refresh_token_ref`` when it has one (and the entry's issuer
+is the one in use), else ``derive_secret_key(prefix, resource, issuer)``. After a login or a
+rotation of the refresh token the entry gets ``cached_refresh_token_ref`` and
+``cached_token_expiry`` (RFC 3339 UTC).
+
+This module imports neither requests nor httpx: `registry_auth` and `llm_gateway_auth`
+load `OIDCAuth` when called, and the CLI uses `open_session` directly, so `oauth-auth
+token` on a cache hit stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ._config import LLM_GATEWAYS, PROFILES, REGISTRIES, Config, format_expiry
+from ._keys import derive_secret_key, ensure_offline_access
+from ._params import OIDCParams
+from .errors import ConfigError, LoginRequiredError
+from .secrets import ChainSecrets, EnvironmentSecrets, KeyringSecrets, ScopedSecrets
+from .source import OAuthTokenSource
+
+if TYPE_CHECKING:
+    from .auth import OIDCAuth
+    from .secrets import SecretsProvider
+
+__all__ = [
+    "ADHOC",
+    "LLM",
+    "PROFILE",
+    "REGISTRY",
+    "KEYRING_SERVICE",
+    "NotConfiguredError",
+    "ProfileKind",
+    "Session",
+    "default_interactive",
+    "default_store",
+    "llm_gateway_auth",
+    "open_session",
+    "registry_auth",
+]
+
+#: The keyring service of every entry oauth-auth stores (library and command alike).
+KEYRING_SERVICE = "oauth-auth"
+#: How long before expiry the LLM profile stops serving a token: a credential helper
+#: called every 5 minutes never hands out one that expires before its next call.
+LLM_PREEMPTIVE_WINDOW = 600.0
+
+
+class NotConfiguredError(ConfigError, LoginRequiredError):
+    """No issuer or client id is known for this registry, gateway or profile.
+
+    Both a `ConfigError` (a setting is missing) and a `LoginRequiredError` (the remedy is
+    the login command, and the CLI exits 4 for it).
+    """
+
+
+@dataclass(frozen=True)
+class ProfileKind:
+    """What differs between the registry, LLM gateway, named-profile and ad-hoc sessions."""
+
+    name: str
+    section: str | None  # config section; None: ad hoc, nothing in the config
+    prefix: str  # derive_secret_key prefix
+    describe: str  # "registry", "LLM gateway", ...
+    command: str  # the CLI group, "" for the top-level commands
+    name_flag: str  # "--registry", "--gateway", "--profile", ""
+    scope: str = ""  # ScopedSecrets scope ("" for none)
+    env_first: bool = False  # consult EnvironmentSecrets before the store
+    window: float | None = None  # preemptive refresh window (None: the source's default)
+    key_from_url: bool = True  # derive the key from the URL (else from audience/client id)
+
+    def login_command(self, name: str | None, oidc: OIDCParams | None = None,
+                      *, full: bool = False) -> str:
+        """The exact `oauth-auth ... login` command for this session."""
+        parts = ["oauth-auth"]
+        if self.command:
+            parts.append(self.command)
+        parts.append("login")
+        if self.name_flag and name:
+            parts += [self.name_flag, name]
+        if full or self.section is None:
+            if oidc is not None:
+                parts += ["--issuer", oidc.issuer, "--client-id", oidc.client_id]
+                if oidc.audience:
+                    parts += ["--audience", oidc.audience]
+            else:
+                parts += ["--issuer", "ISSUER", "--client-id", "CLIENT_ID"]
+        return " ".join(_quote(p) for p in parts)
+
+
+REGISTRY = ProfileKind("registry", REGISTRIES, "REGISTRY_OAUTH_", "registry", "registry",
+                       "--registry")
+LLM = ProfileKind("llm", LLM_GATEWAYS, "LLM_OAUTH_", "LLM gateway", "llm", "--gateway",
+                  scope="llm", env_first=True, window=LLM_PREEMPTIVE_WINDOW)
+PROFILE = ProfileKind("profile", PROFILES, "OAUTH_AUTH_", "profile", "", "--profile",
+                      key_from_url=False)
+ADHOC = ProfileKind("adhoc", None, "OAUTH_AUTH_", "client", "", "", key_from_url=False)
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def default_interactive() -> bool:
+    """Whether a person can answer a login: stdin and stderr are both terminals."""
+    try:
+        return bool(sys.stdin and sys.stdin.isatty() and sys.stderr and sys.stderr.isatty())
+    except (AttributeError, ValueError):  # replaced or closed streams
+        return False
+
+
+def default_store() -> SecretsProvider:
+    """The store shared by the library and the command: the OS keychain, service
+    "oauth-auth". The backend is looked up (and keyring imported) only when first used."""
+    return KeyringSecrets(service=KEYRING_SERVICE)
+
+
+@dataclass
+class Session:
+    """One resolved session: its settings, secrets key, secrets provider and token source.
+
+    Attributes:
+        kind: registry, llm, profile or ad hoc.
+        name: the registry or gateway URL, the profile name, or None (ad hoc).
+        oidc: the effective OAuth settings.
+        key: the secrets key (the refresh token's entry; the access token is `key + "_AT"`).
+        store: the writable store (normally `KeyringSecrets`), before scoping.
+        secrets: what the token source uses (the store, scoped and chained as the kind says).
+        config: the config file.
+        entry: the config entry as read (None when there is none).
+        source: the token source.
+    """
+
+    kind: ProfileKind
+    name: str | None
+    oidc: OIDCParams
+    key: str
+    store: SecretsProvider | None
+    secrets: SecretsProvider | None
+    config: Config
+    entry: dict[str, Any] | None
+    source: OAuthTokenSource = field(repr=False)
+
+    @property
+    def login_command(self) -> str:
+        return self.kind.login_command(self.name, self.oidc)
+
+    def settings_entry(self) -> dict[str, Any]:
+        """The settings a login saves in the config entry."""
+        return {
+            "issuer": self.oidc.issuer,
+            "client_id": self.oidc.client_id,
+            "scopes": [s for s in self.oidc.scopes if s not in ("openid", "offline_access")],
+            "audience": self.oidc.audience,
+            "callback_port": self.oidc.callback_port,
+        }
+
+    def save_settings(self) -> None:
+        """Write this session's settings into its config entry (profiles, registries, LLM)."""
+        if self.kind.section is None or self.name is None:
+            return
+        self.config.set_entry(self.kind.section, self.name, self.settings_entry())
+
+    def forget(self) -> None:
+        """Drop the entry's cached ref and expiry (after a logout)."""
+        if self.kind.section is not None and self.name is not None:
+            self.config.forget_session(self.kind.section, self.name)
+
+
+_UNSET: Any = object()
+
+
+def open_session(
+    kind: ProfileKind,
+    name: str | None,
+    *,
+    issuer: str | None = None,
+    client_id: str | None = None,
+    scopes: Sequence[str] | None = None,
+    audience: str | None = None,
+    callback_port: int | None = None,
+    interactive: bool | None = None,
+    config_path: str | None = None,
+    fresh_login: bool = False,
+    **more: Any,
+) -> Session:
+    """Resolve settings (arguments over the config entry), the key and the secrets, and
+    build the token source.
+
+    `more` goes to `OAuthTokenSource` (``open_browser=``, ``transport=``, ``clock=``...).
+    ``secrets_provider=`` replaces the keyring store; the LLM profile still scopes it and
+    consults the environment first. ``key_provider=``, ``config_persister=`` and
+    ``fallback_error=`` override the profile's own. `fresh_login` hides what is stored
+    from the token source's reads (writes still go through), so an interactive `token()`
+    logs in anew instead of reusing the stored session: what `oauth-auth login` does.
+
+    Raises:
+        NotConfiguredError: no issuer or client id, from the arguments or the config.
+        ConfigError: an invalid config file or setting.
+    """
+    config = Config(config_path)
+    entry: dict[str, Any] | None = None
+    if kind.section is not None:
+        if not name:
+            raise ConfigError(f"a {kind.describe} needs a name"
+                              f" ({kind.name_flag} in the command)")
+        entry = config.entry(kind.section, name)
+    stored = entry or {}
+    eff_issuer = issuer or stored.get("issuer") or ""
+    eff_client = client_id or stored.get("client_id") or ""
+    if not eff_issuer or not eff_client:
+        where = (f"{kind.describe} {name}" if name else "this client")
+        missing = " and ".join(
+            flag for flag, value in (("--issuer", eff_issuer), ("--client-id", eff_client))
+            if not value
+        )
+        raise NotConfiguredError(
+            f"no OAuth settings for the {where}: {missing} unknown"
+            + (f" (nothing in {config.path})" if kind.section is not None else ""),
+            hint="run: " + kind.login_command(name, full=True),
+        )
+    eff_scopes = list(scopes) if scopes is not None else list(stored.get("scopes") or [])
+    eff_audience = audience if audience is not None else (stored.get("audience") or "")
+    eff_port = callback_port if callback_port is not None else int(
+        stored.get("callback_port") or 0)
+    oidc = OIDCParams(
+        eff_issuer, eff_client, scopes=_login_scopes(eff_scopes), audience=eff_audience,
+        callback_port=eff_port,
+    )
+
+    ref = stored.get("cached_refresh_token_ref") or ""
+    if ref and stored.get("issuer") not in (None, "", eff_issuer):
+        ref = ""  # the ref belongs to another issuer's session
+    if kind.key_from_url:
+        derived = derive_secret_key(kind.prefix, name or "", eff_issuer)
+    else:
+        derived = derive_secret_key(kind.prefix, eff_audience or eff_client, eff_issuer)
+    key = ref or derived
+
+    store = more.pop("secrets_provider", _UNSET)
+    if store is _UNSET:
+        store = default_store()
+    secrets: SecretsProvider | None = store
+    if store is not None and kind.env_first:
+        secrets = ChainSecrets(EnvironmentSecrets(), store)
+    if secrets is not None and kind.scope:
+        secrets = ScopedSecrets(secrets, kind.scope)
+
+    source_secrets = secrets
+    if fresh_login and secrets is not None:
+        source_secrets = _FreshLogin(secrets)
+
+    if interactive is None:
+        interactive = default_interactive()
+    login = kind.login_command(name, oidc)
+    fallback = LoginRequiredError(
+        f"not logged in to the {kind.describe} {name}" if name
+        else f"not logged in as client {eff_client!r} at {eff_issuer}",
+        hint=f"run: {login}",
+    )
+    options: dict[str, Any] = {
+        "key_provider": lambda: key,
+        "secrets_provider": source_secrets,
+        "interactive": interactive,
+        "fallback_error": fallback,
+    }
+    if kind.window is not None:
+        options["preemptive_refresh_window"] = kind.window
+    if kind.section is not None and name:
+        options["config_persister"] = _persister(config, kind.section, name, oidc)
+    options.update(more)
+    source = OAuthTokenSource(oidc, **options)
+    return Session(kind, name, oidc, key, store, secrets, config, entry, source)
+
+
+class _FreshLogin:
+    """A provider that reads as empty and writes through: makes `token()` log in anew.
+
+    The old session stays stored until the new login succeeds and overwrites it.
+    """
+
+    def __init__(self, inner: SecretsProvider) -> None:
+        self.inner = inner
+
+    @property
+    def writable(self) -> bool:
+        return bool(getattr(self.inner, "writable", True))
+
+    def get_secret(self, name: str) -> str | None:
+        return None
+
+    def set_secret(self, name: str, value: str) -> None:
+        self.inner.set_secret(name, value)
+
+    def delete_secret(self, name: str) -> None:
+        self.inner.delete_secret(name)
+
+    def __repr__(self) -> str:
+        return f"_FreshLogin({self.inner!r})"
+
+
+def _login_scopes(scopes: Sequence[str]) -> list[str]:
+    """"openid" first, the configured scopes, then "offline_access" (no duplicates)."""
+    ordered: list[str] = []
+    for scope in ("openid", *scopes):
+        for part in scope.split():
+            if part not in ordered:
+                ordered.append(part)
+    return ensure_offline_access(ordered)
+
+
+def _persister(
+    config: Config, section: str, name: str, oidc: OIDCParams
+) -> Callable[[str, datetime], None]:
+    """Write the session's ref and expiry to its entry; fill in the settings if absent."""
+
+    def persist(key: str, expiry: datetime) -> None:
+        def change(doc: dict[str, Any]) -> bool:
+            from ._config import _existing_key
+
+            entries: dict[str, Any] = doc[section]
+            entry_key = _existing_key(entries, name, section)
+            entry = dict(entries.get(entry_key, {}))
+            if not entry.get("issuer"):
+                entry.update(
+                    issuer=oidc.issuer, client_id=oidc.client_id,
+                    scopes=[s for s in oidc.scopes if s not in ("openid", "offline_access")],
+                    audience=oidc.audience, callback_port=oidc.callback_port,
+                )
+            entry["cached_refresh_token_ref"] = key
+            entry["cached_token_expiry"] = format_expiry(expiry)
+            if entries.get(entry_key) == entry:
+                return False
+            entries[entry_key] = entry
+            return True
+
+        config.update(change)
+
+    return persist
+
+
+def registry_auth(
+    registry_url: str,
+    *,
+    issuer: str | None = None,
+    client_id: str | None = None,
+    scopes: Sequence[str] | None = None,
+    audience: str | None = None,
+    interactive: bool | None = None,
+    config_path: str | None = None,
+    callback_port: int | None = None,
+    **more: Any,
+) -> OIDCAuth:
+    """A ready `OIDCAuth` for a registry, with the settings `oauth-auth registry login` saved.
+
+    Settings come from the arguments, else from the config entry of `registry_url`. The key
+    is the entry's ``cached_refresh_token_ref``, else
+    ``derive_secret_key("REGISTRY_OAUTH_", registry_url, issuer)``; tokens live in
+    ``KeyringSecrets(service="oauth-auth")``. Without usable credentials and not
+    interactive, requests fail with a `LoginRequiredError` that names the command to run.
+
+    Args:
+        registry_url: the registry's URL, as given to `oauth-auth registry login`.
+        issuer, client_id, scopes, audience, callback_port: override the config entry.
+        interactive: whether a login may run (default: stdin and stderr are terminals).
+        config_path: another config file (default: `OAUTH_AUTH_CONFIG` or the platform's).
+        **more: passed to `OAuthTokenSource` (``open_browser=``, ``skip_browser=``,
+            ``login_method=``, ``secrets_provider=`` to replace the keyring...).
+
+    Raises:
+        NotConfiguredError: (a ConfigError) the issuer or client id is unknown.
+    """
+    session = open_session(
+        REGISTRY, registry_url, issuer=issuer, client_id=client_id, scopes=scopes,
+        audience=audience, callback_port=callback_port, interactive=interactive,
+        config_path=config_path, **more,
+    )
+    from .auth import OIDCAuth
+
+    return OIDCAuth(session.source)
+
+
+def llm_gateway_auth(
+    gateway_url: str,
+    *,
+    issuer: str | None = None,
+    client_id: str | None = None,
+    scopes: Sequence[str] | None = None,
+    audience: str | None = None,
+    interactive: bool | None = None,
+    config_path: str | None = None,
+    callback_port: int | None = None,
+    **more: Any,
+) -> OIDCAuth:
+    """A ready `OIDCAuth` for an LLM gateway, compatible with ToolHive's LLM client.
+
+    Like `registry_auth`, with the key prefix ``LLM_OAUTH_``, names scoped as
+    ``__thv_llm_<key>`` (`ScopedSecrets`), the environment consulted first (so
+    ``llm_access_token_env_var(gateway_url, issuer)`` = ``<token>|<RFC 3339 expiry>``
+    injects a token with no keyring at all, as CI does), and a 10-minute preemptive window.
+    """
+    session = open_session(
+        LLM, gateway_url, issuer=issuer, client_id=client_id, scopes=scopes,
+        audience=audience, callback_port=callback_port, interactive=interactive,
+        config_path=config_path, **more,
+    )
+    from .auth import OIDCAuth
+
+    return OIDCAuth(session.source)
