@@ -614,3 +614,48 @@ async def test_1000_tasks_make_one_refresh_and_the_loop_keeps_serving(
     # The loop kept ticking during the 300 ms refresh: no stall near that long.
     assert len(gaps) >= 20
     assert max(gaps) < 0.15, f"event loop stalled for {max(gaps) * 1000:.0f} ms"
+
+
+def test_waiting_for_another_process_is_bounded_and_names_the_lock_file(
+    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+) -> None:
+    import filelock
+
+    from oauth_auth import LockTimeoutError
+
+    source = make_source(idp, clock, secrets, tmp_path, lock_timeout=0.3)
+    secrets.inner.set_secret(KEY, idp.seed())
+    path = source.lock_file
+    assert path.parent == tmp_path
+    holder = filelock.FileLock(str(path), thread_local=False)
+    with holder:  # "another process" holds the refresh lock
+        started = time.monotonic()
+        with pytest.raises(LockTimeoutError) as info:
+            source.token()
+        assert time.monotonic() - started < 2
+    assert str(path) in str(info.value)
+    assert info.value.path == str(path)
+    assert idp.counts["refresh"] == 0
+    assert source.token() == "at-1"  # free again
+    path.unlink()
+    source.invalidate()
+    assert source.token() == "at-2"  # this refresh created the lock file itself
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_default_lock_file_is_private_and_not_in_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import os
+
+    from oauth_auth._locking import default_lock_dir, lock_path
+
+    monkeypatch.delenv("OAUTH_AUTH_LOCK_DIR", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    path = lock_path("SOME_KEY")
+    assert path.parent == default_lock_dir()
+    assert str(path).startswith(str(tmp_path))
+    assert not str(path).startswith(os.getcwd())
+    assert "SOME_KEY" not in path.name
+    monkeypatch.setenv("OAUTH_AUTH_LOCK_DIR", str(tmp_path / "x"))
+    assert lock_path("K").parent == tmp_path / "x"
