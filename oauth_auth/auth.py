@@ -35,9 +35,10 @@ class TokenSourceLike(Protocol):
     def invalidate(self, token: str | None = None) -> None: ...
 
 
-# The flow's requests to its driver.
+# The flow's requests to its driver: ("token", rejected) asks for a token, after
+# invalidating `rejected` when it is not empty; ("send", token) asks to send the request
+# with that token and report the `_Outcome`.
 _TOKEN = "token"
-_INVALIDATE = "invalidate"
 _SEND = "send"
 
 _Op = tuple[str, str]
@@ -46,20 +47,33 @@ _Outcome = tuple[int, Iterable[str], bool]
 
 
 def _bearer_flow(replayable: bool) -> Generator[_Op, Any, None]:
-    """The retry-once flow, free of I/O.
-
-    Yields ("token", "") and expects the token string; yields ("send", token) and expects
-    an `_Outcome`; yields ("invalidate", token) and expects None.
-    """
+    """The retry-once flow, free of I/O: its shape is the retry limit."""
     token: str = yield (_TOKEN, "")
     status, challenges, same_origin = yield (_SEND, token)
     if not (replayable and same_origin and should_retry_401(status, challenges)):
         return
-    yield (_INVALIDATE, token)
-    fresh: str = yield (_TOKEN, "")
+    fresh: str = yield (_TOKEN, token)  # invalidate exactly the token that was refused
     if fresh == token:
         return  # the source has nothing newer: a retry would be refused the same way
     yield (_SEND, fresh)
+
+
+class _Exchange:
+    """One request's run through `_bearer_flow`; `answer()` returns None when it ends."""
+
+    __slots__ = ("_flow",)
+
+    def __init__(self, replayable: bool) -> None:
+        self._flow = _bearer_flow(replayable)
+
+    def first(self) -> _Op:
+        return next(self._flow)
+
+    def answer(self, value: Any) -> _Op | None:
+        try:
+            return self._flow.send(value)
+        except StopIteration:
+            return None
 
 
 def _bearer(token: str) -> str:
@@ -102,39 +116,49 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         """requests: add the header and a hook that answers a 401 once."""
-        flow = _bearer_flow(_requests_replayable(r))
-        op = next(flow)
-        while op[0] == _TOKEN:
-            op = flow.send(self.source.token())
-        token = op[1]
-        r.headers["Authorization"] = _bearer(token)
+        exchange = _Exchange(_requests_replayable(r))
+        op: _Op | None = exchange.first()
+        while op is not None and op[0] == _TOKEN:
+            op = exchange.answer(self._token(op[1]))
+        if op is None:  # pragma: no cover - the flow always sends first
+            return r
+        r.headers["Authorization"] = _bearer(op[1])
         origin = _origin(r.url or "")
         position = _body_position(r.body)
 
         def handle(response: Response, **kwargs: Any) -> Response:
-            return self._requests_retry(flow, response, origin, position, kwargs)
+            return self._requests_retry(exchange, response, origin, position, kwargs)
 
         r.register_hook("response", handle)  # type: ignore[no-untyped-call]
         return r
 
+    def _token(self, rejected: str) -> str:
+        if rejected:
+            self.source.invalidate(rejected)
+        return self.source.token()
+
+    async def _atoken(self, rejected: str) -> str:
+        if rejected:
+            ainvalidate = getattr(self.source, "ainvalidate", None)
+            if ainvalidate is not None:
+                await ainvalidate(rejected)
+            else:
+                self.source.invalidate(rejected)
+        return await self.source.atoken()
+
     def _requests_retry(
         self,
-        flow: Generator[_Op, Any, None],
+        exchange: _Exchange,
         response: Response,
         origin: str,
         position: int | None,
         kwargs: dict[str, Any],
     ) -> Response:
         same = _origin(response.request.url or "") == origin
-        try:
-            op = flow.send((response.status_code, _header_values(response.headers), same))
-            while op[0] != _SEND:
-                if op[0] == _INVALIDATE:
-                    self.source.invalidate(op[1])
-                    op = next(flow)
-                else:
-                    op = flow.send(self.source.token())
-        except StopIteration:
+        op = exchange.answer((response.status_code, _header_values(response.headers), same))
+        while op is not None and op[0] == _TOKEN:
+            op = exchange.answer(self._token(op[1]))
+        if op is None:
             return response
         # Same dance as requests' HTTPDigestAuth.handle_401: drain and release the first
         # response, send a copy through the same adapter, keep the first in history.
@@ -149,66 +173,59 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
         second: Response = response.connection.send(retry, **kwargs)
         second.history.append(response)
         second.request = retry
-        flow.close()
         return second
 
     # ------------------------------------------------------------------ httpx
+    # The two drivers differ only in how they get a token (`_token` or `await _atoken`).
 
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
         """httpx.Client: the flow with blocking token calls."""
-        flow = _bearer_flow(_httpx_replayable(request))
-        rewind = _httpx_rewinder(request)
-        op = next(flow)
-        first = True
-        while True:
-            kind, value = op
-            try:
-                if kind == _TOKEN:
-                    op = flow.send(self.source.token())
-                elif kind == _INVALIDATE:
-                    self.source.invalidate(value)
-                    op = next(flow)
-                else:
-                    if not first:
-                        rewind()
-                    first = False
-                    request.headers["Authorization"] = _bearer(value)
-                    response = yield request
-                    op = flow.send(_httpx_outcome(request, response))
-            except StopIteration:
-                return
+        send = _HttpxSender(request)
+        op: _Op | None = send.exchange.first()
+        while op is not None:
+            if op[0] == _TOKEN:
+                op = send.exchange.answer(self._token(op[1]))
+            else:
+                response = yield send.prepare(op[1])
+                op = send.exchange.answer(send.outcome(response))
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """httpx.AsyncClient: the same flow with `atoken()`; nothing blocks the loop."""
-        flow = _bearer_flow(_httpx_replayable(request))
-        rewind = _httpx_rewinder(request)
-        op = next(flow)
-        first = True
-        ainvalidate = getattr(self.source, "ainvalidate", None)
-        while True:
-            kind, value = op
-            try:
-                if kind == _TOKEN:
-                    op = flow.send(await self.source.atoken())
-                elif kind == _INVALIDATE:
-                    if ainvalidate is not None:
-                        await ainvalidate(value)
-                    else:
-                        self.source.invalidate(value)
-                    op = next(flow)
-                else:
-                    if not first:
-                        rewind()
-                    first = False
-                    request.headers["Authorization"] = _bearer(value)
-                    response = yield request
-                    op = flow.send(_httpx_outcome(request, response))
-            except StopIteration:
-                return
+        send = _HttpxSender(request)
+        op: _Op | None = send.exchange.first()
+        while op is not None:
+            if op[0] == _TOKEN:
+                op = send.exchange.answer(await self._atoken(op[1]))
+            else:
+                response = yield send.prepare(op[1])
+                op = send.exchange.answer(send.outcome(response))
+
+
+class _HttpxSender:
+    """An httpx request's side of the exchange: header, body rewind, outcome."""
+
+    __slots__ = ("_rewind", "_sent", "exchange", "request")
+
+    def __init__(self, request: httpx.Request) -> None:
+        self.request = request
+        self.exchange = _Exchange(_httpx_replayable(request))
+        self._rewind = _httpx_rewinder(request)
+        self._sent = False
+
+    def prepare(self, token: str) -> httpx.Request:
+        if self._sent:
+            self._rewind()
+        self._sent = True
+        self.request.headers["Authorization"] = _bearer(token)
+        return self.request
+
+    def outcome(self, response: httpx.Response) -> _Outcome:
+        same = _origin(str(response.request.url)) == _origin(str(self.request.url))
+        return response.status_code, response.headers.get_list("www-authenticate"), same
 
 
 # ---------------------------------------------------------------------- helpers
@@ -289,11 +306,3 @@ def _httpx_rewinder(request: httpx.Request) -> Any:
         return lambda: None
     start = file.tell()
     return lambda: file.seek(start)
-
-
-def _httpx_outcome(request: httpx.Request, response: httpx.Response) -> _Outcome:
-    same = _origin(str(response.request.url)) == _origin(str(request.url))
-    return response.status_code, response.headers.get_list("www-authenticate"), same
-
-
-
