@@ -18,20 +18,12 @@ import pytest
 import requests
 
 from oauth_auth import LoginRequiredError, MemorySecrets, OAuthTokenSource, OIDCAuth, OIDCParams
-from oauth_auth._discovery import clear_discovery_cache
 from oauth_auth._protocol import parse_bearer_challenges, should_retry_401
 from tests.support.api import ProtectedAPI
 from tests.support.fakes import ISSUER, FakeClock, FakeProvider
 
 KEY = "AUTH_TEST_KEY"
 CLIENTS = ["requests", "httpx", "httpx-async"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_discovery() -> Iterator[None]:
-    clear_discovery_cache()
-    yield
-    clear_discovery_cache()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +27,12 @@ from oauth_auth import (
     OIDCParams,
     derive_secret_key,
 )
-from oauth_auth._discovery import clear_discovery_cache
 from tests.support.api import ProtectedAPI
 from tests.support.fakes import FakeClock
 from tests.support.filesecrets import FileSecrets
 from tests.support.idp import IdP, obtain_tokens, refresh_count
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def _fresh_discovery() -> Iterator[None]:
-    clear_discovery_cache()
-    yield
-    clear_discovery_cache()
 
 
 def introspect(idp: IdP, token: str) -> dict[str, Any]:

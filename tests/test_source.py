@@ -6,7 +6,6 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -23,18 +22,10 @@ from oauth_auth import (
     SecretsError,
     TransportError,
 )
-from oauth_auth._discovery import clear_discovery_cache
 from oauth_auth._token import decode_at_entry
 from tests.support.fakes import ISSUER, CountingSecrets, FakeClock, FakeProvider
 
 KEY = "TEST_OAUTH_0000abcd"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_discovery() -> Iterator[None]:
-    clear_discovery_cache()
-    yield
-    clear_discovery_cache()
 
 
 @pytest.fixture
