@@ -532,7 +532,7 @@ def _status(session: Session, *, as_json: bool) -> int:
         "refresh_token": {"present": rt_present},
         "cached_token_expiry": entry.get("cached_token_expiry"),
         "usable": usable,
-        "errors": [e.message for e in errors],
+        "errors": list(dict.fromkeys(e.message for e in errors)),
     }
     if as_json:
         import json

@@ -1,0 +1,455 @@
+"""The config file and the turnkey profiles (registry_auth, llm_gateway_auth), with fakes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oauth_auth import (
+    ConfigError,
+    InvalidGrantError,
+    LoginRequiredError,
+    MemorySecrets,
+    OIDCAuth,
+    SecretsError,
+    derive_secret_key,
+    llm_access_token_env_var,
+    llm_gateway_auth,
+    registry_auth,
+)
+from oauth_auth._config import CONFIG_ENV, Config, config_path, format_expiry
+from oauth_auth._discovery import clear_discovery_cache
+from oauth_auth.profiles import (
+    ADHOC,
+    LLM,
+    PROFILE,
+    REGISTRY,
+    NotConfiguredError,
+    default_interactive,
+    open_session,
+)
+from oauth_auth.source import OAuthTokenSource
+from tests.support.fakes import ISSUER, CountingSecrets, FakeClock, FakeProvider
+
+REGISTRY_URL = "https://registry.example.test"
+GATEWAY_URL = "https://llm.example.test"
+CLIENT = "registry-cli"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test gets its own config file and lock directory; no keyring is touched."""
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "cfg" / "config.json"))
+    monkeypatch.setenv("OAUTH_AUTH_LOCK_DIR", str(tmp_path / "locks"))
+    clear_discovery_cache()
+    yield
+    clear_discovery_cache()
+
+
+@pytest.fixture
+def cfg_file(tmp_path: Path) -> Path:
+    return tmp_path / "cfg" / "config.json"
+
+
+@pytest.fixture
+def provider() -> FakeProvider:
+    return FakeProvider()
+
+
+def _opts(provider: FakeProvider, secrets: Any, **more: Any) -> dict[str, Any]:
+    return {"secrets_provider": secrets, "transport": provider.transport(), "max_retries": 0,
+            **more}
+
+
+def _source(auth: OIDCAuth) -> OAuthTokenSource:
+    source = auth.source
+    assert isinstance(source, OAuthTokenSource)
+    return source
+
+
+def _at(token: str, seconds: float) -> str:
+    when = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    return f"{token}|{format_expiry(when)}"
+
+
+class BrokenStore:
+    """A store whose every call fails, like a keyring with no usable backend."""
+
+    writable = True
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def get_secret(self, name: str) -> str | None:
+        self.calls += 1
+        raise SecretsError("no usable keyring backend (test)")
+
+    def set_secret(self, name: str, value: str) -> None:
+        self.calls += 1
+        raise SecretsError("no usable keyring backend (test)")
+
+    def delete_secret(self, name: str) -> None:
+        self.calls += 1
+        raise SecretsError("no usable keyring backend (test)")
+
+
+# ------------------------------------------------------------------------------ config file
+
+
+def test_config_path_env_override_and_platform_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert config_path() == tmp_path / "cfg" / "config.json"
+    monkeypatch.delenv(CONFIG_ENV)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    if sys.platform.startswith("linux"):
+        assert config_path() == tmp_path / "xdg" / "oauth-auth" / "config.json"
+    assert config_path().name == "config.json"
+
+
+def test_missing_file_reads_as_empty_and_is_not_created(cfg_file: Path) -> None:
+    config = Config()
+    assert config.load() == {"version": 1, "profiles": {}, "registries": {},
+                             "llm_gateways": {}}
+    assert config.entry("registries", REGISTRY_URL) is None
+    config.forget_session("registries", REGISTRY_URL)
+    assert not cfg_file.exists()
+
+
+def test_round_trip_modes_and_atomicity(cfg_file: Path) -> None:
+    config = Config()
+    config.set_entry("profiles", "work", {"issuer": ISSUER, "client_id": "cli",
+                                          "scopes": ["email"], "callback_port": 9000})
+    assert stat.S_IMODE(cfg_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(cfg_file.parent.stat().st_mode) == 0o700
+    doc = json.loads(cfg_file.read_text())
+    assert doc["version"] == 1
+    assert doc["profiles"]["work"] == {"issuer": ISSUER, "client_id": "cli",
+                                       "scopes": ["email"], "callback_port": 9000}
+    # Merge, and None removes a field; unknown keys survive.
+    doc["future"] = {"kept": True}
+    cfg_file.write_text(json.dumps(doc))
+    config.set_entry("profiles", "work", {"audience": "api", "callback_port": None})
+    again = Config().load()
+    assert again["profiles"]["work"] == {"issuer": ISSUER, "client_id": "cli",
+                                         "scopes": ["email"], "audience": "api"}
+    assert again["future"] == {"kept": True}
+    # No temporary files left behind; only the file and its lock.
+    assert sorted(p.name for p in cfg_file.parent.iterdir()) == ["config.json",
+                                                                 "config.json.lock"]
+
+
+def test_unchanged_entry_is_not_rewritten(cfg_file: Path) -> None:
+    config = Config()
+    config.set_entry("registries", REGISTRY_URL, {"issuer": ISSUER})
+    before = cfg_file.stat().st_mtime_ns
+    os.utime(cfg_file, ns=(before - 10**9, before - 10**9))
+    config.set_entry("registries", REGISTRY_URL, {"issuer": ISSUER})
+    assert cfg_file.stat().st_mtime_ns == before - 10**9
+
+
+def test_trailing_slash_finds_the_same_entry() -> None:
+    config = Config()
+    config.set_entry("registries", REGISTRY_URL + "/", {"issuer": ISSUER})
+    entry = config.entry("registries", REGISTRY_URL)
+    assert entry == {"issuer": ISSUER}
+    config.set_entry("registries", REGISTRY_URL, {"client_id": "x"})
+    assert list(config.load()["registries"]) == [REGISTRY_URL + "/"]
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b"[]", "not a JSON object"),
+        (b'{"profiles": []}', "'profiles' is not an object"),
+        (b'{"registries": {"u": {"issuer": 3}}}', "issuer is not a string"),
+        (b'{"registries": {"u": {"scopes": "a b"}}}', "scopes is not a list"),
+        (b'{"profiles": {"p": {"callback_port": 70000}}}', "callback_port"),
+        (b'{"version": "1"}', "version"),
+    ],
+)
+def test_corrupt_file_is_named_and_never_overwritten(cfg_file: Path, content: bytes,
+                                                     why: str) -> None:
+    cfg_file.parent.mkdir(parents=True)
+    cfg_file.write_bytes(content)
+    config = Config()
+    with pytest.raises(ConfigError) as info:
+        config.load()
+    assert str(cfg_file) in str(info.value)
+    assert why in str(info.value)
+    with pytest.raises(ConfigError):
+        config.set_entry("profiles", "x", {"issuer": ISSUER})
+    with pytest.raises(ConfigError):
+        config.forget_session("registries", "u")
+    assert cfg_file.read_bytes() == content
+
+
+def test_newer_version_is_refused(cfg_file: Path) -> None:
+    cfg_file.parent.mkdir(parents=True)
+    cfg_file.write_text('{"version": 2}')
+    with pytest.raises(ConfigError, match="newer"):
+        Config().load()
+
+
+def test_concurrent_writers_in_processes_all_keep_their_entries(cfg_file: Path) -> None:
+    code = (
+        "import sys\n"
+        "from oauth_auth._config import Config\n"
+        "n = sys.argv[1]\n"
+        "for i in range(5):\n"
+        "    Config().set_entry('registries', f'https://r{n}-{i}.test', {'issuer': n})\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(n)], cwd=ROOT)
+        for n in range(6)
+    ]
+    assert [p.wait(timeout=60) for p in procs] == [0] * 6
+    entries = Config().load()["registries"]
+    assert len(entries) == 30
+    assert stat.S_IMODE(cfg_file.stat().st_mode) == 0o600
+
+
+def test_format_expiry_is_rfc3339_utc() -> None:
+    when = datetime(2026, 11, 28, 23, 15, 3, 999, tzinfo=timezone(timedelta(hours=1)))
+    assert format_expiry(when) == "2026-11-28T22:15:03Z"
+    assert format_expiry(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02T03:04:05Z"
+
+
+# ------------------------------------------------------------------------------ registry_auth
+
+
+def test_registry_auth_needs_settings_and_names_the_command() -> None:
+    with pytest.raises(NotConfiguredError) as info:
+        registry_auth(REGISTRY_URL, secrets_provider=MemorySecrets())
+    err = info.value
+    assert isinstance(err, ConfigError)
+    assert isinstance(err, LoginRequiredError)
+    assert f"oauth-auth registry login --registry {REGISTRY_URL}" in err.hint
+    assert "--issuer" in err.hint
+    assert "--client-id" in err.hint
+
+
+def test_registry_auth_from_arguments_refreshes_and_persists_to_config(
+    provider: FakeProvider, cfg_file: Path
+) -> None:
+    secrets = MemorySecrets()
+    key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, ISSUER)
+    secrets.set_secret(key, provider.seed("rt-0"))
+    auth = registry_auth(REGISTRY_URL, issuer=ISSUER, client_id=CLIENT, interactive=False,
+                         **_opts(provider, secrets))
+    assert isinstance(auth, OIDCAuth)
+    source = _source(auth)
+    assert source.oidc.scopes == ("openid", "offline_access")
+    assert source.token() == "at-1"
+    assert provider.counts["refresh"] == 1
+    assert secrets.get_secret(key) == "rt-1"
+    assert secrets.get_secret(key + "_AT", ).startswith("at-1|")  # type: ignore[union-attr]
+    entry = Config().entry("registries", REGISTRY_URL)
+    assert entry is not None
+    assert entry["cached_refresh_token_ref"] == key
+    assert entry["issuer"] == ISSUER
+    assert entry["client_id"] == CLIENT
+    expiry = datetime.fromisoformat(entry["cached_token_expiry"].replace("Z", "+00:00"))
+    assert abs(expiry.timestamp() - (datetime.now(timezone.utc).timestamp() + 3600)) < 60
+    assert entry["cached_token_expiry"].endswith("Z")
+    assert stat.S_IMODE(cfg_file.stat().st_mode) == 0o600
+
+
+def test_registry_auth_reads_config_and_uses_cached_ref(provider: FakeProvider) -> None:
+    Config().set_entry("registries", REGISTRY_URL, {
+        "issuer": ISSUER, "client_id": CLIENT, "scopes": ["registry:read"],
+        "audience": "https://api.example.test", "callback_port": 9123,
+        "cached_refresh_token_ref": "REGISTRY_OAUTH_custom0",
+    })
+    secrets = MemorySecrets({"REGISTRY_OAUTH_custom0": provider.seed("rt-0")})
+    source = _source(registry_auth(REGISTRY_URL, interactive=False,
+                                   **_opts(provider, secrets)))
+    assert source.oidc.issuer == ISSUER
+    assert source.oidc.client_id == CLIENT
+    assert source.oidc.audience == "https://api.example.test"
+    assert source.oidc.callback_port == 9123
+    assert source.oidc.scopes == ("openid", "registry:read", "offline_access")
+    assert source.token() == "at-1"
+    assert provider.requests[0]["resource"] == "https://api.example.test"
+    assert secrets.get_secret("REGISTRY_OAUTH_custom0") == "rt-1"
+
+
+def test_cached_ref_of_another_issuer_is_ignored(provider: FakeProvider) -> None:
+    Config().set_entry("registries", REGISTRY_URL, {
+        "issuer": "https://old-idp.example.test", "client_id": CLIENT,
+        "cached_refresh_token_ref": "REGISTRY_OAUTH_0ld00000",
+    })
+    session = open_session(REGISTRY, REGISTRY_URL, issuer=ISSUER,
+                           **_opts(provider, MemorySecrets()))
+    assert session.key == derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, ISSUER)
+
+
+def test_registry_fallback_error_names_the_command(provider: FakeProvider) -> None:
+    Config().set_entry("registries", REGISTRY_URL, {"issuer": ISSUER, "client_id": CLIENT})
+    source = _source(registry_auth(REGISTRY_URL, interactive=False,
+                                   **_opts(provider, MemorySecrets())))
+    with pytest.raises(LoginRequiredError) as info:
+        source.token()
+    assert "run: oauth-auth registry login --registry https://registry.example.test" in str(
+        info.value)
+    assert provider.counts["refresh"] == 0
+
+
+def test_dead_refresh_token_is_invalid_grant(provider: FakeProvider) -> None:
+    key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, ISSUER)
+    secrets = MemorySecrets({key: "rt-dead"})
+    source = _source(registry_auth(REGISTRY_URL, issuer=ISSUER, client_id=CLIENT,
+                                   interactive=False, **_opts(provider, secrets)))
+    with pytest.raises(InvalidGrantError):
+        source.token()
+    assert secrets.get_secret(key) is None
+
+
+def test_interactive_defaults_to_terminals(monkeypatch: pytest.MonkeyPatch,
+                                           provider: FakeProvider) -> None:
+    class Tty:
+        def __init__(self, tty: bool) -> None:
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    monkeypatch.setattr(sys, "stdin", Tty(True))
+    monkeypatch.setattr(sys, "stderr", Tty(True))
+    assert default_interactive() is True
+    auth = registry_auth(REGISTRY_URL, issuer=ISSUER, client_id=CLIENT,
+                         **_opts(provider, MemorySecrets()))
+    assert _source(auth).interactive is True
+    monkeypatch.setattr(sys, "stderr", Tty(False))
+    assert default_interactive() is False
+    monkeypatch.setattr(sys, "stdin", None)
+    assert default_interactive() is False
+    auth = registry_auth(REGISTRY_URL, issuer=ISSUER, client_id=CLIENT,
+                         **_opts(provider, MemorySecrets()))
+    assert _source(auth).interactive is False
+
+
+def test_extra_options_pass_through(provider: FakeProvider) -> None:
+    clock = FakeClock()
+    opened: list[str] = []
+    auth = registry_auth(REGISTRY_URL, issuer=ISSUER, client_id=CLIENT, interactive=False,
+                         clock=clock, open_browser=opened.append, skip_browser=True,
+                         login_method="device", preemptive_refresh_window=5,
+                         **_opts(provider, MemorySecrets()))
+    source = _source(auth)
+    assert source.skip_browser is True
+    assert source.login_method == "device"
+    assert source.preemptive_refresh_window == 5.0
+
+
+def test_default_store_is_the_shared_keyring_service() -> None:
+    from oauth_auth import KeyringSecrets
+
+    session = open_session(REGISTRY, REGISTRY_URL, issuer=ISSUER, client_id=CLIENT)
+    assert isinstance(session.store, KeyringSecrets)
+    assert session.store.service == "oauth-auth"
+    assert session.secrets is session.store
+    assert session.source.preemptive_refresh_window == 30.0
+
+
+# ------------------------------------------------------------------------------ llm_gateway_auth
+
+
+def test_llm_key_scope_and_window() -> None:
+    from oauth_auth import ChainSecrets, EnvironmentSecrets, KeyringSecrets, ScopedSecrets
+
+    session = open_session(LLM, GATEWAY_URL, issuer=ISSUER, client_id="llm-cli")
+    assert session.key == derive_secret_key("LLM_OAUTH_", GATEWAY_URL, ISSUER)
+    assert session.source.preemptive_refresh_window == 600.0
+    secrets = session.secrets
+    assert isinstance(secrets, ScopedSecrets)
+    assert secrets.scope == "llm"
+    assert isinstance(secrets.inner, ChainSecrets)
+    env, store = secrets.inner.providers
+    assert isinstance(env, EnvironmentSecrets)
+    assert isinstance(store, KeyringSecrets)
+    # The env var the docs promise is the one this chain reads.
+    assert env.variable(secrets.scoped_name(session.key + "_AT")) == llm_access_token_env_var(
+        GATEWAY_URL, ISSUER)
+
+
+def test_llm_env_token_is_served_without_touching_the_store(
+    monkeypatch: pytest.MonkeyPatch, provider: FakeProvider
+) -> None:
+    monkeypatch.setenv(llm_access_token_env_var(GATEWAY_URL, ISSUER), _at("env-token", 3600))
+    store = BrokenStore()
+    auth = llm_gateway_auth(GATEWAY_URL, issuer=ISSUER, client_id="llm-cli",
+                            interactive=False, **_opts(provider, store))
+    assert _source(auth).token() == "env-token"
+    assert store.calls == 0
+    assert sum(provider.counts.values()) == 0
+
+
+def test_llm_env_token_inside_the_ten_minute_window_is_not_served(
+    monkeypatch: pytest.MonkeyPatch, provider: FakeProvider
+) -> None:
+    monkeypatch.setenv(llm_access_token_env_var(GATEWAY_URL, ISSUER), _at("env-token", 300))
+    auth = llm_gateway_auth(GATEWAY_URL, issuer=ISSUER, client_id="llm-cli",
+                            interactive=False, **_opts(provider, MemorySecrets()))
+    with pytest.raises(LoginRequiredError, match="oauth-auth llm login --gateway"):
+        _source(auth).token()
+
+
+def test_llm_writes_scoped_names_and_persists(provider: FakeProvider) -> None:
+    key = derive_secret_key("LLM_OAUTH_", GATEWAY_URL, ISSUER)
+    store = CountingSecrets(MemorySecrets({f"__thv_llm_{key}": provider.seed()}))
+    auth = llm_gateway_auth(GATEWAY_URL, issuer=ISSUER, client_id="llm-cli",
+                            interactive=False, **_opts(provider, store))
+    assert _source(auth).token() == "at-1"
+    assert store.inner.names() == [f"__thv_llm_{key}", f"__thv_llm_{key}_AT"]
+    entry = Config().entry("llm_gateways", GATEWAY_URL)
+    assert entry is not None
+    assert entry["cached_refresh_token_ref"] == key
+
+
+def test_llm_no_keyring_and_no_env_is_the_backend_error(provider: FakeProvider) -> None:
+    auth = llm_gateway_auth(GATEWAY_URL, issuer=ISSUER, client_id="llm-cli",
+                            interactive=False, **_opts(provider, BrokenStore()))
+    with pytest.raises(SecretsError, match="no usable keyring"):
+        _source(auth).token()
+
+
+# ------------------------------------------------------------------------------ other kinds
+
+
+def test_profile_and_adhoc_keys_use_audience_or_client_id() -> None:
+    adhoc = open_session(ADHOC, None, issuer=ISSUER, client_id="cli",
+                         secrets_provider=MemorySecrets())
+    assert adhoc.key == derive_secret_key("OAUTH_AUTH_", "cli", ISSUER)
+    with_aud = open_session(ADHOC, None, issuer=ISSUER, client_id="cli", audience="api",
+                            secrets_provider=MemorySecrets())
+    assert with_aud.key == derive_secret_key("OAUTH_AUTH_", "api", ISSUER)
+    Config().set_entry("profiles", "work", {"issuer": ISSUER, "client_id": "cli"})
+    profile = open_session(PROFILE, "work", secrets_provider=MemorySecrets())
+    assert profile.key == adhoc.key  # a profile and the same ad-hoc flags share a session
+    assert "oauth-auth login --profile work" in profile.login_command
+    assert adhoc.login_command == f"oauth-auth login --issuer {ISSUER} --client-id cli"
+
+
+def test_fresh_login_hides_stored_session_but_writes_through() -> None:
+    secrets = MemorySecrets({"K": "old"})
+    session = open_session(ADHOC, None, issuer=ISSUER, client_id="cli",
+                           secrets_provider=secrets, fresh_login=True,
+                           key_provider=lambda: "K")
+    inner = session.source._secrets
+    assert inner is not None
+    assert inner.get_secret("K") is None
+    inner.set_secret("K", "new")
+    assert secrets.get_secret("K") == "new"
