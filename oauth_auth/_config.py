@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +44,7 @@ __all__ = [
     "SECTIONS",
     "Config",
     "config_path",
+    "existing_key",
     "format_expiry",
 ]
 
@@ -204,7 +204,7 @@ class Config:
 
         def change(doc: dict[str, Any]) -> bool:
             entries: dict[str, Any] = doc[section]
-            key = _existing_key(entries, name, section)
+            key = existing_key(entries, name, section)
             entry = dict(entries.get(key, {}))
             for field, value in values.items():
                 if value is None:
@@ -223,7 +223,7 @@ class Config:
 
         def change(doc: dict[str, Any]) -> bool:
             entries: dict[str, Any] = doc[section]
-            key = _existing_key(entries, name, section)
+            key = existing_key(entries, name, section)
             entry = entries.get(key)
             if not entry or not {"cached_refresh_token_ref", "cached_token_expiry"} & set(entry):
                 return False
@@ -268,6 +268,8 @@ class Config:
 
     def _write(self, doc: dict[str, Any]) -> None:
         """Replace the file atomically with `doc` (mode 0600, fsync'd)."""
+        import tempfile
+
         self._ensure_dir()
         data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
         tmp = ""
@@ -292,7 +294,7 @@ class Config:
                     os.unlink(tmp)
 
 
-def _existing_key(entries: dict[str, Any], name: str, section: str) -> str:
+def existing_key(entries: dict[str, Any], name: str, section: str) -> str:
     """`name`, or the key of an entry that differs from it only by a trailing slash."""
     if name in entries or section == PROFILES:
         return name

@@ -69,46 +69,67 @@ exit codes: 0 ok, 4 login required, 1 other failure, 2 bad usage.
 environment: OAUTH_AUTH_CONFIG (config file), PYTHON_KEYRING_BACKEND (keyring backend).
 """
 
-_EPILOGS = {
+_ABOUT = {
     "login": """\
 Logs in interactively (browser with PKCE, or the device grant with --device) and stores
-the session in the keyring; with --profile NAME the settings are saved as that profile.
-Always runs a new login, even when a session is stored.
-
-examples:
-  oauth-auth login --issuer https://auth.example.com --client-id my-cli
-  oauth-auth login --profile work --issuer https://auth.example.com --client-id my-cli
-  oauth-auth login --profile work --no-browser     # print the URL instead
-  oauth-auth login --profile work --device         # device code, for headless machines
+the session in the keyring{saves}.
+It always runs a new login, even when a session is stored.
 """,
     "token": """\
 Prints a valid access token alone on stdout (refreshing it when needed). Never
 interactive: exits 4 with the login command on stderr when a login is needed. Fit to be a
-credential helper (apiKeyHelper, $(oauth-auth token ...)).
-
-examples:
-  oauth-auth token --issuer https://auth.example.com --client-id my-cli
-  TOKEN=$(oauth-auth token --profile work) || exit
-  oauth-auth registry token --registry https://registry.example.com
+credential helper (apiKeyHelper, $(oauth-auth ... token ...)).
 """,
     "logout": """\
 Revokes the refresh token at the provider (RFC 7009) when it advertises a revocation
 endpoint, then deletes the stored tokens and the config's cached reference. A failed
 revocation still deletes locally (and says so). Nothing stored is a success.
-
-examples:
-  oauth-auth logout --profile work
-  oauth-auth llm logout --gateway https://llm.example.com
 """,
     "status": """\
 Shows the session's settings and which tiers hold something, with expiries; never a
 secret. Exits 0 when a token can be had without logging in, 4 when not.
-
-examples:
-  oauth-auth status --profile work
-  oauth-auth registry status --registry https://registry.example.com --json
 """,
 }
+
+_SAVES = {
+    "adhoc": "; with --profile NAME the settings are saved as that profile",
+    "registry": "; the settings are saved for the registry in the config file",
+    "llm": "; the settings are saved for the gateway in the config file",
+}
+
+_TARGETS = {
+    # kind: (what the first login names, what later commands name)
+    "adhoc": ("--profile work", "--profile work"),
+    "registry": ("--registry https://registry.example.com",
+                 "--registry https://registry.example.com"),
+    "llm": ("--gateway https://llm.example.com", "--gateway https://llm.example.com"),
+}
+
+
+def _epilog(kind: str, command: str) -> str:
+    """The help epilog of one command: what it does, then examples."""
+    group = "" if kind == "adhoc" else f" {kind}"
+    cmd = f"oauth-auth{group} {command}"
+    target = _TARGETS[kind][1]
+    settings = "--issuer https://auth.example.com --client-id my-cli"
+    if command == "login":
+        examples = [f"{cmd} {target} {settings}", f"{cmd} {target} --no-browser"
+                    "  # print the URL, don't open a browser",
+                    f"{cmd} {target} --device      # a code to enter on any device"]
+        if kind == "adhoc":
+            examples.insert(0, f"{cmd} {settings}  # ad hoc, nothing saved")
+    elif command == "token":
+        examples = [f"{cmd} {target}",
+                    f'curl -H "Authorization: Bearer $({cmd} {target})" https://api.example.com',
+                    f"TOKEN=$({cmd} {target}) || exit"]
+        if kind == "adhoc":
+            examples.insert(1, f"{cmd} {settings}")
+    elif command == "status":
+        examples = [f"{cmd} {target}", f"{cmd} {target} --json"]
+    else:
+        examples = [f"{cmd} {target}"]
+    about = _ABOUT[command].format(saves=_SAVES[kind] if command == "login" else "")
+    return about + "\nexamples:\n" + "".join(f"  {e}\n" for e in examples)
 
 
 def _common(parser: argparse.ArgumentParser, command: str) -> None:
@@ -155,14 +176,7 @@ def _leaf(subparsers: Any, command: str, *, kind: str) -> argparse.ArgumentParse
         "logout": "revoke and delete the stored session",
         "status": "show what is stored (never a secret)",
     }
-    epilog = _EPILOGS[command]
-    if kind != "adhoc":
-        flag = "--registry URL" if kind == "registry" else "--gateway URL"
-        epilog = epilog.replace("--profile work", flag).replace(
-            "oauth-auth login", f"oauth-auth {kind} login").replace(
-            "oauth-auth token", f"oauth-auth {kind} token").replace(
-            "oauth-auth logout", f"oauth-auth {kind} logout").replace(
-            "oauth-auth status", f"oauth-auth {kind} status")
+    epilog = _epilog(kind, command)
     parser: argparse.ArgumentParser = subparsers.add_parser(
         command, help=helps[command], description=helps[command].capitalize() + ".",
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,

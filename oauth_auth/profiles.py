@@ -38,7 +38,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ._config import LLM_GATEWAYS, PROFILES, REGISTRIES, Config, format_expiry
+from ._config import (
+    LLM_GATEWAYS,
+    PROFILES,
+    REGISTRIES,
+    Config,
+    existing_key,
+    format_expiry,
+)
 from ._keys import derive_secret_key, ensure_offline_access
 from ._params import OIDCParams
 from .errors import ConfigError, LoginRequiredError
@@ -109,6 +116,11 @@ class ProfileKind:
                 parts += ["--issuer", oidc.issuer, "--client-id", oidc.client_id]
                 if oidc.audience:
                     parts += ["--audience", oidc.audience]
+                for scope in oidc.scopes:
+                    if scope not in ("openid", "offline_access"):
+                        parts += ["--scope", scope]
+                if oidc.callback_port:
+                    parts += ["--callback-port", str(oidc.callback_port)]
             else:
                 parts += ["--issuer", "ISSUER", "--client-id", "CLIENT_ID"]
         return " ".join(_quote(p) for p in parts)
@@ -344,10 +356,8 @@ def _persister(
 
     def persist(key: str, expiry: datetime) -> None:
         def change(doc: dict[str, Any]) -> bool:
-            from ._config import _existing_key
-
             entries: dict[str, Any] = doc[section]
-            entry_key = _existing_key(entries, name, section)
+            entry_key = existing_key(entries, name, section)
             entry = dict(entries.get(entry_key, {}))
             if not entry.get("issuer"):
                 entry.update(

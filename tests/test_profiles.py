@@ -453,3 +453,27 @@ def test_fresh_login_hides_stored_session_but_writes_through() -> None:
     assert inner.get_secret("K") is None
     inner.set_secret("K", "new")
     assert secrets.get_secret("K") == "new"
+
+
+def test_profiles_import_no_http_stack_until_called() -> None:
+    code = (
+        "import sys, oauth_auth\n"
+        "f = oauth_auth.registry_auth, oauth_auth.llm_gateway_auth\n"
+        "import oauth_auth.cli\n"
+        "heavy = [m for m in ('httpx', 'requests', 'authlib', 'joserfc', 'keyring',"
+        " 'filelock') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout == "[]\n"
+
+
+def test_adhoc_login_command_reproduces_the_settings() -> None:
+    session = open_session(ADHOC, None, issuer=ISSUER, client_id="cli", audience="api",
+                           scopes=["email"], callback_port=9001,
+                           secrets_provider=MemorySecrets())
+    assert session.login_command == (
+        f"oauth-auth login --issuer {ISSUER} --client-id cli --audience api --scope email"
+        " --callback-port 9001"
+    )
