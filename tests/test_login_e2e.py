@@ -56,8 +56,16 @@ def params(idp: IdP, **kw: Any) -> OIDCParams:
 
 def login(idp: IdP, metadata: ProviderMetadata, http: IdPHttp, opener: Callable[[str], object],
           *, oidc: OIDCParams | None = None, **kw: Any) -> dict[str, Any]:
-    return interactive_login(oidc=oidc or params(idp), metadata=metadata, http=http,
-                             open_browser=opener, stderr=io.StringIO(), timeout=60, **kw)
+    kw.setdefault("timeout", 60)
+    try:
+        return interactive_login(oidc=oidc or params(idp), metadata=metadata, http=http,
+                                 open_browser=opener, stderr=io.StringIO(), **kw)
+    except LoginError:
+        # If the browser side failed, its error says why; show it rather than the timeout.
+        failure = opener.failure() if isinstance(opener, Background) else None
+        if failure is not None:
+            raise failure from None
+        raise
 
 
 def assert_tokens(idp: IdP, tokens: dict[str, Any], login_name: str = "alice") -> None:
@@ -94,10 +102,11 @@ def test_browser_login_with_the_http_browser(idp: IdP, metadata: ProviderMetadat
 
 def test_browser_login_with_chromium(idp: IdP, metadata: ProviderMetadata, http: IdPHttp,
                                      chromium: Callable[..., str]) -> None:
-    browser = Background(chromium, login="carol")
+    # Chromium starts slowly on a loaded 2-core machine: give it room.
+    browser = Background(chromium, login="carol", timeout=90)
     started = time.perf_counter()
     # "localhost": Chromium picks 127.0.0.1 or ::1 by itself; the server listens on both.
-    tokens = login(idp, metadata, http, browser, callback_host="localhost")
+    tokens = login(idp, metadata, http, browser, callback_host="localhost", timeout=120)
     elapsed = time.perf_counter() - started
     final_url = browser.wait()
     print(f"\nfull browser login (headless Chromium): {elapsed * 1000:.0f} ms")

@@ -529,6 +529,12 @@ class Background:
     def called(self) -> bool:
         return self._thread is not None
 
+    def failure(self, timeout: float = 5.0) -> BaseException | None:
+        """The browser side's exception, if it finished with one within `timeout`."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self._error
+
     def wait(self, timeout: float = 60.0) -> Any:
         if self._thread is None:
             raise BrowserFlowError("the browser was never opened")
