@@ -303,3 +303,19 @@ def test_challenge_parser_reads_quoted_values() -> None:
     (c,) = parse_bearer_challenges(['Bearer realm="a, b", error="invalid_token", scope="x"'])
     assert c.params == {"realm": "a, b", "error": "invalid_token", "scope": "x"}
     assert parse_bearer_challenges(["garbage ===", ""]) == []
+
+
+def test_streaming_responses_work_and_the_401_retry_still_happens(
+    source: OAuthTokenSource, api: ProtectedAPI
+) -> None:
+    api.rejected_tokens.add("at-1")
+    with requests.Session() as s:
+        s.auth = OIDCAuth(source)
+        with s.get(api.url + "/stream", stream=True, timeout=10) as r:
+            body = b"".join(r.iter_content(4))
+        assert r.status_code == 200
+        assert json.loads(body)["path"] == "/stream"
+    with httpx.Client(auth=OIDCAuth(source)) as c, c.stream("GET", api.url + "/s2") as resp:
+        assert resp.status_code == 200
+        assert json.loads(resp.read())["path"] == "/s2"
+    assert [s.authorization for s in api.seen] == ["Bearer at-1", "Bearer at-2", "Bearer at-2"]
