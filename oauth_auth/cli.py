@@ -312,20 +312,26 @@ def _say(text: str) -> None:
 
 
 def _start_logging(debug: bool) -> logging.Handler:
+    """Show the library's warnings (all its logs with --debug) on stderr, one line each."""
     import logging
 
     class _Format(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
             return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
 
+    def _not_reported_by_us(record: logging.LogRecord) -> bool:
+        # `logout` reports a failed revocation itself, once.
+        return debug or not record.getMessage().startswith("revoking the refresh token failed")
+
     logger = logging.getLogger("oauth_auth")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Format())
     handler.setLevel(logging.DEBUG if debug else logging.WARNING)
-    handler._oauth_auth_saved = (logger.level, logger.propagate)  # type: ignore[attr-defined]
+    handler.addFilter(_not_reported_by_us)
+    handler._oauth_auth_saved_level = logger.level  # type: ignore[attr-defined]
+    if debug and not logger.isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
-    logger.propagate = False
     return handler
 
 
@@ -334,9 +340,7 @@ def _stop_logging(handler: logging.Handler) -> None:
 
     logger = logging.getLogger("oauth_auth")
     logger.removeHandler(handler)
-    level, propagate = handler._oauth_auth_saved  # type: ignore[attr-defined]
-    logger.setLevel(level)
-    logger.propagate = propagate
+    logger.setLevel(handler._oauth_auth_saved_level)  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------------------ commands
@@ -390,8 +394,7 @@ def _run(args: argparse.Namespace, holder: list[Session]) -> int:
             raise _UsageError(f"{exc.message}; {exc.hint}") from None
         return _login(session)
     if command == "logout":
-        return _logout(_open(args, holder, interactive=False),
-                       debug=bool(getattr(args, "debug", False)))
+        return _logout(_open(args, holder, interactive=False))
     return _status(_open(args, holder, interactive=False), as_json=bool(args.json))
 
 
@@ -416,17 +419,8 @@ def _login(session: Session) -> int:
     return EXIT_OK
 
 
-def _logout(session: Session, *, debug: bool) -> int:
-    import logging
-
-    logger = logging.getLogger("oauth_auth")
-    level = logger.level
-    if not debug:  # we report a failed revocation ourselves, once
-        logger.setLevel(logging.ERROR)
-    try:
-        result = session.source.logout_result()
-    finally:
-        logger.setLevel(level)
+def _logout(session: Session) -> int:
+    result = session.source.logout_result()
     session.forget()
     target = (f"the {session.kind.describe} {session.name}" if session.name
               else f"client {session.oidc.client_id} at {session.oidc.issuer}")
