@@ -749,3 +749,26 @@ def test_examples_are_present_and_runnable(tmp_path: Path) -> None:
     env[llm_access_token_env_var(GATEWAY_URL, ISSUER)] = _at("helper-token", 3600)
     result = _sh([sh, str(helper), "llm", "--gateway", GATEWAY_URL, *ADHOC], env)
     assert (result.returncode, result.stdout) == (0, "helper-token\n"), result.stderr
+
+
+def test_registry_client_example_calls_the_api_with_the_stored_session(
+    secret_service: Any, api_factory: Any, tmp_path: Path
+) -> None:
+    token = "registry-example-access-token-0123456789"
+    api = api_factory(lambda t: t == token)
+    registry = api.url
+    env = _env(tmp_path, secret_service.subprocess_env())
+    Config(tmp_path / "cfg" / "config.json").set_entry(
+        "registries", registry, {"issuer": ISSUER, "client_id": CLIENT})
+    key = derive_secret_key("REGISTRY_OAUTH_", registry, ISSUER)
+    store = KeyringSecrets(service="oauth-auth")
+    store.set_secret(key + "_AT", _at(token, 3600))
+    try:
+        result = _sh([sys.executable, str(ROOT / "examples" / "registry_client.py"),
+                      registry, "/v0/servers"], env)
+        assert result.returncode == 0, result.stderr
+        assert api.count("/v0/servers") == 1
+        assert api.seen[-1].authorization == f"Bearer {token}"
+        assert token not in result.stdout + result.stderr
+    finally:
+        store.delete_secret(key + "_AT")
