@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.support.secret_service",
     "tests.support.browser",
     "tests.support.api",
+    "tests.support.hygiene",
 ]
 
 
