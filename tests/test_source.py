@@ -618,7 +618,7 @@ def test_waiting_for_another_process_is_bounded_and_names_the_lock_file(
     secrets.inner.set_secret(KEY, idp.seed())
     path = source.lock_file
     assert path.parent == tmp_path
-    holder = filelock.FileLock(str(path), thread_local=False)
+    holder = filelock.FileLock(str(path), thread_local=False, mode=0o600)
     with holder:  # "another process" holds the refresh lock
         started = time.monotonic()
         with pytest.raises(LockTimeoutError) as info:
