@@ -87,6 +87,8 @@ class OAuthError(OAuthAuthError):
         text = f"identity provider error {error!r}"
         if description:
             text += f": {description}"
+        if not hint and not type(self).hint:
+            hint = _OAUTH_ERROR_HINTS.get(error, _OAUTH_ERROR_HINT)
         super().__init__(text, hint=hint)
 
     @property
@@ -101,6 +103,19 @@ class OAuthError(OAuthAuthError):
             (type(self), self.error, self.description, self.error_uri, self.status_code,
              self.retryable, self.hint),
         )
+
+
+#: What to do next after an OAuth error that came with no more specific hint.
+_OAUTH_ERROR_HINT = (
+    "check the client's settings at the identity provider (client id, scopes, audience)"
+)
+_OAUTH_ERROR_HINTS = {
+    "invalid_response": "the identity provider (or a proxy in front of it) sent an answer"
+    " that is not a usable OAuth response; try again later, and tell its administrators"
+    " if it persists",
+    "server_error": "the identity provider has a problem; try again later",
+    "temporarily_unavailable": "the identity provider is busy or down; try again later",
+}
 
 
 def _rebuild_oauth_error(
