@@ -68,7 +68,7 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
         return None
     try:
         doc = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: not for us
         return None
     return doc if isinstance(doc, dict) else None
 

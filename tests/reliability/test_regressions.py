@@ -32,3 +32,23 @@ def test_every_oauth_error_has_a_hint(make: object) -> None:
     assert isinstance(exc, OAuthError)
     assert exc.hint.strip()
     assert exc.hint in str(exc)
+
+
+def test_deeply_nested_json_from_the_provider_is_not_a_recursion_error() -> None:
+    import httpx
+
+    from oauth_auth._http import IdPHttp
+
+    body = b"[" * 100_000 + b"]" * 100_000
+    http = IdPHttp(transport=httpx.MockTransport(lambda r: httpx.Response(200, content=body)),
+                   max_retries=0)
+    try:
+        with pytest.raises(OAuthError, match="not a JSON object"):
+            http.post_form("https://idp.example.test/token", {})
+        from oauth_auth import TransportError
+
+        with pytest.raises(TransportError, match="without a JSON object"):
+            http.get_json("https://idp.example.test/.well-known/openid-configuration")
+    finally:
+        http.close()
+
