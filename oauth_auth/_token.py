@@ -109,6 +109,9 @@ def _expires_in(value: Any) -> float | None:
             value = float(value.strip())
         except ValueError:
             raise OAuthError("invalid_response", "expires_in is not a number") from None
+    if isinstance(value, int) and abs(value) > MAX_EXPIRES_IN:
+        # JSON integers can be too large for a float: clamp before any float arithmetic.
+        value = MAX_EXPIRES_IN if value > 0 else -MAX_EXPIRES_IN
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         raise OAuthError("invalid_response", "expires_in is not a finite number")
     if value <= 0:

@@ -52,3 +52,17 @@ def test_deeply_nested_json_from_the_provider_is_not_a_recursion_error() -> None
     finally:
         http.close()
 
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_an_integer_expires_in_too_large_for_a_float_is_not_an_overflow(sign: int) -> None:
+    import json
+
+    from oauth_auth._token import MAX_EXPIRES_IN
+
+    doc = json.loads('{"access_token": "a", "token_type": "Bearer", "expires_in": '
+                     + ("-" if sign < 0 else "") + "1" + "0" * 400 + "}")
+    if sign > 0:
+        assert parse_token_response(doc, 100.0).expiry == 100.0 + MAX_EXPIRES_IN
+    else:
+        with pytest.raises(OAuthError, match="expires_in"):
+            parse_token_response(doc, 100.0)
