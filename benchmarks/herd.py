@@ -71,6 +71,7 @@ class HerdResult:
     other_token_requests: int = 0
     logins_started: int = 0
     distinct_tokens: int = 0
+    served_live: int = 0  # callers whose token still works after the herd
     wall_s: float = 0.0
     loop_stall_s: float | None = None
     session_alive: bool | None = None
@@ -381,6 +382,9 @@ def run_one(idp: Any, factory: Callable[..., Contender], confidential: bool, mod
                 headers.add(r)
         result.errors = dict(errors)
         result.distinct_tokens = len(headers)
+        live = {h: introspect_active(idp, h.split(" ", 1)[-1]) for h in headers}
+        result.served_live = sum(1 for r in results
+                                 if not isinstance(r, BaseException) and live[r])
         result.refresh_ok = refresh_count(counts, "ok")
         result.invalid_grant = refresh_count(counts, "invalid_grant")
         by_grant = counts.get("token", {})
@@ -396,27 +400,64 @@ def run_one(idp: Any, factory: Callable[..., Contender], confidential: bool, mod
         contender.cleanup()
 
 
-def run(idp: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every contender in both modes against the provider `idp` (rotation on)."""
+def run(idp: Any, reps: int = 3, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every contender in both modes against the provider `idp` (rotation on), `reps`
+    times each (a fresh session every time: thread timing varies from run to run)."""
     import logging
 
     logging.getLogger("oauth_auth").setLevel(logging.ERROR)  # the herd logs by design
-    out: list[HerdResult] = []
+    out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="oauth-auth-herd-") as tmp:
         for mode in ("threads", "tasks"):
             for factory, confidential in SETUPS:
-                result = run_one(idp, factory, confidential, mode, Path(tmp))
-                if result is None:
+                runs: list[HerdResult] = []
+                for _ in range(reps):
+                    result = run_one(idp, factory, confidential, mode, Path(tmp))
+                    if result is None:
+                        break
+                    runs.append(result)
+                if not runs:
                     continue
-                out.append(result)
-                stall = (f" loop stall {result.loop_stall_s * 1e3:.0f} ms"
-                         if result.loop_stall_s is not None else "")
-                log(f"  [3] {mode:7s} {result.name:55s} refresh ok {result.refresh_ok:3d}"
-                    f"  invalid_grant {result.invalid_grant:3d}  logins"
-                    f" {result.logins_started:3d}  callers ok {result.ok:4d}/{result.callers}"
-                    f"  session alive {result.session_alive}  {result.wall_s * 1e3:.0f} ms"
-                    f"{stall}  {result.errors or ''}")
-    return {"results": [r.as_dict() for r in out], "not_configured": NOT_CONFIGURED}
+                summary = summarize(runs)
+                out.append(summary)
+                log(f"  [3] {mode:7s} {summary['name']:55s} refresh ok"
+                    f" {summary['refresh_ok']:>7s}  invalid_grant {summary['invalid_grant']:>7s}"
+                    f"  logins {summary['logins_started']:>7s}  served {summary['ok']:>9s},"
+                    f" still valid {summary['served_live']:>9s}/{summary['callers']}  alive"
+                    f" {summary['session_alive']}  {summary['wall_ms']} ms")
+    return {"reps": reps, "results": out, "not_configured": NOT_CONFIGURED}
+
+
+def _span(values: list[int]) -> str:
+    """"3" when every run agrees, else "min-max"."""
+    lo, hi = min(values), max(values)
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def summarize(runs: list[HerdResult]) -> dict[str, Any]:
+    """One row for the runs of a contender: ranges of counts, sessions alive k/n."""
+    first = runs[0]
+    errors: Counter[str] = Counter()
+    for r in runs:
+        errors.update(r.errors)
+    walls = sorted(r.wall_s for r in runs)
+    stalls = sorted(r.loop_stall_s for r in runs if r.loop_stall_s is not None)
+    return {
+        "name": first.name, "mode": first.mode, "callers": first.callers, "reps": len(runs),
+        "ok": _span([r.ok for r in runs]),
+        "served_live": _span([r.served_live for r in runs]),
+        "refresh_ok": _span([r.refresh_ok for r in runs]),
+        "invalid_grant": _span([r.invalid_grant for r in runs]),
+        "logins_started": _span([r.logins_started for r in runs]),
+        "other_token_requests": _span([r.other_token_requests for r in runs]),
+        "distinct_tokens": _span([r.distinct_tokens for r in runs]),
+        "session_alive": f"{sum(bool(r.session_alive) for r in runs)}/{len(runs)}",
+        "wall_ms": f"{walls[len(walls) // 2] * 1e3:.0f}",
+        "loop_stall_ms": f"{stalls[len(stalls) // 2] * 1e3:.0f}" if stalls else "-",
+        "errors": dict(errors),  # summed over the runs
+        "notes": first.notes,
+        "runs": [r.as_dict() for r in runs],
+    }
 
 
 if __name__ == "__main__":
