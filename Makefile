@@ -28,5 +28,12 @@ test: lint
 demo: deps
 	$(BIN)/python examples/demo.py
 
+# Benchmarks of issue 8 (see benchmarks/__main__.py); the peers they compare with live in
+# the `bench` dependency group only. Writes benchmarks/results/latest.{md,png,json} and the
+# README's Benchmarks section. hyperfine is used for the start-up figures when installed.
+bench: deps
+	$(BIN)/python -m pip install -q --disable-pip-version-check --group bench
+	$(BIN)/python -m benchmarks
+
 clean:
 	rm -rf $(VENV) $(IDP)/node_modules
