@@ -12,12 +12,13 @@ directory with mode 0600, never in the working directory.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import LockTimeoutError
+from .errors import ConfigError, LockTimeoutError
 
 __all__ = ["default_lock_dir", "lock_path", "process_lock"]
 
@@ -51,12 +52,13 @@ def process_lock(path: Path, timeout: float) -> Iterator[None]:
 
     Raises:
         LockTimeoutError: another process held it longer; the message names the file.
+        ConfigError: the lock file cannot be created (not a directory, read-only, full).
     """
     import filelock
 
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     lock = filelock.FileLock(str(path), timeout=timeout, mode=0o600, thread_local=False)
     try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         lock.acquire()
     except filelock.Timeout:
         raise LockTimeoutError(
@@ -64,6 +66,12 @@ def process_lock(path: Path, timeout: float) -> Iterator[None]:
             path=str(path),
             hint="another oauth-auth process may be waiting for a login; finish or stop it,"
             " or raise lock_timeout",
+        ) from None
+    except OSError as exc:  # not a directory, read-only, full disk, permission denied
+        first = "free some disk space, or " if exc.errno == errno.ENOSPC else ""
+        raise ConfigError(
+            f"cannot create the refresh lock file {path}: {exc.strerror or exc}",
+            hint=f"{first}point lock_dir (or ${LOCK_DIR_ENV}) at a writable directory",
         ) from None
     try:
         yield

@@ -66,3 +66,27 @@ def test_an_integer_expires_in_too_large_for_a_float_is_not_an_overflow(sign: in
     else:
         with pytest.raises(OAuthError, match="expires_in"):
             parse_token_response(doc, 100.0)
+
+
+def test_an_unusable_lock_directory_is_a_typed_error_and_keeps_the_session(
+    tmp_path: pytest.TempPathFactory,
+) -> None:
+    from pathlib import Path
+
+    from oauth_auth import ConfigError, MemorySecrets, OAuthTokenSource, OIDCParams
+    from tests.support.fakes import ISSUER, FakeClock, FakeProvider
+
+    base = Path(str(tmp_path))
+    (base / "file").write_text("not a directory")
+    provider = FakeProvider()
+    store = MemorySecrets({"K": provider.seed("rt-0")})
+    source = OAuthTokenSource(OIDCParams(ISSUER, "cli"), key_provider=lambda: "K",
+                              secrets_provider=store, lock_dir=base / "file" / "locks",
+                              transport=provider.transport(), clock=FakeClock())
+    with pytest.raises(ConfigError, match="cannot create the refresh lock file") as info:
+        source.token()
+    assert "lock_dir" in info.value.hint
+    assert store.get_secret("K") == "rt-0"
+    assert provider.counts["refresh"] == 0
+    (base / "file").unlink()
+    assert source.token() == "at-1"
