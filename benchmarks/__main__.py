@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             log("no README.md: section not written")
     log("goals:")
     for g in report.goals(res):
-        log(f"  {'met    ' if g['met'] else 'NOT MET'}  {g['goal']}: {g['measured']:.2f}"
+        log(f"  {'met    ' if g['met'] else 'NOT MET'}  {g['goal']}: {g['measured']:.3f}"
             f" (target {g['target']})")
     log(f"done in {res['elapsed_s']:.0f} s")
     return 0
