@@ -198,6 +198,9 @@ class OAuthTokenSource:
         self._retry_at = 0.0  # no proactive refresh before this (after a failure)
         self._failures = 0
         self._rejected: dict[str, None] = {}  # access tokens a resource server refused
+        # A rotation the store refused: (the refresh token still stored, which the provider
+        # has spent; the new one, known only here). Stored at the next chance.
+        self._unsaved: tuple[str | None, str] | None = None
         self._warned_no_refresh = False
         self._http_client: IdPHttp | None = None
         self._alocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
@@ -319,6 +322,7 @@ class OAuthTokenSource:
                 revoked, why = self._revoke(refresh)
             self._token = None
             self._refresh_token = None
+            self._unsaved = None
             deleted = False
             if self._secrets is not None:
                 errors: list[OAuthAuthError] = []
@@ -382,10 +386,16 @@ class OAuthTokenSource:
                 # older copy could spend a rotated token and end the session.
                 errors.append(exc)
                 raise
-            refresh = stored or self._refresh_token
+            refresh, previous = stored or self._refresh_token, stored
+            if self._unsaved is not None:
+                spent, newer = self._unsaved
+                self._unsaved = None
+                if stored == spent:  # our rotation never reached the store: repair it
+                    refresh = newer
+                    self._unsaved, previous = self._store_refresh(key, newer, spent)
             if refresh:
                 try:
-                    return self._refresh_and_store(key, refresh, stored)
+                    return self._refresh_and_store(key, refresh, previous)
                 except InvalidGrantError as exc:
                     errors.append(exc)
                     retried = self._after_invalid_grant(key, refresh)
@@ -517,14 +527,8 @@ class OAuthTokenSource:
             return self._token
         rotated = bool(token.refresh_token) and token.refresh_token != previous
         if rotated:
-            try:
-                self._secrets.set_secret(key, token.refresh_token or "")
-            except OAuthAuthError as exc:
-                log.warning(
-                    "could not store the new refresh token (%s); the session lasts only as"
-                    " long as this process", _short(exc),
-                )
-                rotated = False
+            self._unsaved, _ = self._store_refresh(key, token.refresh_token or "", previous)
+            rotated = self._unsaved is None
         entry = encode_at_entry(token)
         try:
             if entry is not None:
@@ -538,6 +542,22 @@ class OAuthTokenSource:
             except Exception as exc:  # noqa: BLE001 - a persister bug must not lose a token
                 log.warning("config_persister failed: %s", _short(exc))
         return self._token
+
+    def _store_refresh(
+        self, key: str, refresh: str, previous: str | None
+    ) -> tuple[tuple[str | None, str] | None, str | None]:
+        """Store a new refresh token; return (what is left unsaved, what is now stored)."""
+        if self._secrets is None:
+            return None, previous
+        try:
+            self._secrets.set_secret(key, refresh)
+        except OAuthAuthError as exc:
+            log.warning(
+                "could not store the new refresh token (%s); this process keeps it and will"
+                " store it at its next refresh", _short(exc),
+            )
+            return (previous, refresh), previous
+        return None, refresh
 
     def _no_credentials(self, errors: list[OAuthAuthError]) -> BaseException:
         for exc in errors:

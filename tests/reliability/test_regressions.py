@@ -6,6 +6,8 @@ versions of the same faults live in test_faults.py and test_hostile.py.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from oauth_auth import OAuthError
@@ -69,14 +71,12 @@ def test_an_integer_expires_in_too_large_for_a_float_is_not_an_overflow(sign: in
 
 
 def test_an_unusable_lock_directory_is_a_typed_error_and_keeps_the_session(
-    tmp_path: pytest.TempPathFactory,
+    tmp_path: Path,
 ) -> None:
-    from pathlib import Path
-
     from oauth_auth import ConfigError, MemorySecrets, OAuthTokenSource, OIDCParams
     from tests.support.fakes import ISSUER, FakeClock, FakeProvider
 
-    base = Path(str(tmp_path))
+    base = tmp_path
     (base / "file").write_text("not a directory")
     provider = FakeProvider()
     store = MemorySecrets({"K": provider.seed("rt-0")})
@@ -90,3 +90,35 @@ def test_an_unusable_lock_directory_is_a_typed_error_and_keeps_the_session(
     assert provider.counts["refresh"] == 0
     (base / "file").unlink()
     assert source.token() == "at-1"
+
+
+def test_a_rotated_refresh_token_the_store_refused_is_kept_and_stored_later(
+    tmp_path: Path,
+) -> None:
+    """The store fails the write of a rotated refresh token (keyring gone for a moment):
+    the stored one is spent, so the next refresh must use the new one from memory and
+    store it, not spend the stored one and end the session with invalid_grant."""
+    from oauth_auth import MemorySecrets, OAuthTokenSource, OIDCParams
+    from tests.support.fakes import ISSUER, CountingSecrets, FakeClock, FakeProvider
+
+    provider = FakeProvider()
+    inner = MemorySecrets({"K": provider.seed("rt-0")})
+    store = CountingSecrets(inner)
+    store.fail_writes = {"K"}
+    clock = FakeClock()
+    source = OAuthTokenSource(OIDCParams(ISSUER, "cli"), key_provider=lambda: "K",
+                              secrets_provider=store, transport=provider.transport(),
+                              clock=clock, lock_dir=tmp_path)
+    assert source.token() == "at-1"  # served; rt-1 lives only in memory
+    assert inner.get_secret("K") == "rt-0"
+
+    clock.advance(3600)  # still failing: refresh with rt-1, remember rt-2
+    assert source.token() == "at-2"
+    assert inner.get_secret("K") == "rt-0"
+
+    store.fail_writes.clear()  # the backend is back
+    clock.advance(3600)
+    assert source.token() == "at-3"
+    assert provider.counts["invalid_grant"] == 0
+    assert inner.get_secret("K") == "rt-3"
+
