@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -561,6 +562,14 @@ class KeyringSecrets:
     - turns every failure into `SecretsError`, with the original exception as its cause,
       and never puts a value into a message or a log line.
 
+    With keyring's stock Secret Service backend (Linux), calls go through one D-Bus
+    connection and one session kept for the process, with the items, attributes and labels
+    keyring itself writes, instead of keyring's connection per call: a read takes ~1.5 ms
+    instead of ~9.5 ms, and fewer connections mean fewer chances to hit a gnome-keyring bug
+    that aborts the daemon when a new client's first request races its registration
+    (measured with 8 processes: 5 crashes in 8 runs of 800 operations without the lock, 2 in
+    28 with the lock and a connection per call). `close` drops the connection early.
+
     Long values: a value longer than `max_value_length` (in UTF-16 code units; by default
     1,280 for Windows Credential Manager, unlimited elsewhere) is split. Its parts are
     stored as ``<name>.part1`` ... ``<name>.part<n>`` and `name` itself holds the header
@@ -615,6 +624,7 @@ class KeyringSecrets:
         self._lock_dir = Path(lock_dir) if lock_dir is not None else None
         self._init_lock = threading.Lock()
         self._backend: Any = None
+        self._driver: Any = None
         self._plaintext = False
         self._lock_paths: list[Path] = []
         self._members: list[Any] = []
@@ -650,6 +660,9 @@ class KeyringSecrets:
         self._lock_paths = [directory / _lock_file_name(n) for n in lock_names]
         self._unusable = unusable
         self._backend = backend
+        self._driver = _SecretServiceDriver.wrap(backend)
+        if self._driver is not backend:
+            weakref.finalize(self, self._driver.close)
 
     def _resolve(self) -> Any:
         with self._init_lock:
@@ -667,10 +680,11 @@ class KeyringSecrets:
             return self._backend
 
     def _usable_backend(self) -> Any:
-        backend = self._resolve()
+        """What the operations call: the backend, or its persistent-connection driver."""
+        self._resolve()
         if self._unusable is not None:
             raise self._unusable
-        return backend
+        return self._driver
 
     @property
     def backend(self) -> Any:
@@ -911,9 +925,155 @@ class KeyringSecrets:
             hint=hint or SecretsError.hint,
         )
 
+    def close(self) -> None:
+        """Close the D-Bus connection kept for the Secret Service, if any (it reopens on use)."""
+        if self._driver is not None and self._driver is not self._backend:
+            with _locks_for_close(self._lock_paths):
+                self._driver.close()
+
     def __repr__(self) -> str:
         backend = _class_name(self._backend) if self._backend is not None else "<not loaded>"
         return f"KeyringSecrets(service={self.service!r}, backend={backend})"
+
+
+class _SecretServiceDriver:
+    """keyring's SecretService backend on one D-Bus connection and session, reused.
+
+    keyring's own backend opens a D-Bus connection, and a Diffie-Hellman session with the
+    daemon, for every call: ~9 ms per read, and every new connection is a chance to hit a
+    race in gnome-keyring that aborts the daemon (a client's first request can be served
+    before the daemon has registered the client). This driver does what keyring's
+    ``get_password``/``set_password``/``delete_password`` do, with the same item
+    attributes, labels and collection, but keeps the connection and session for the
+    process (~1.5 ms per read). A new connection first pings the daemon and pauses
+    briefly, so that the daemon registers the client before the first real request.
+
+    Not thread-safe: `KeyringSecrets` calls it under its per-backend lock. A failure on a
+    reused connection drops it and retries once on a new one (the daemon may have been
+    restarted); every call is idempotent.
+    """
+
+    SETTLE_SECONDS = 0.005
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self._conn: Any = None
+        self._session: Any = None
+        self._collection: Any = None
+        self._owner: tuple[int, str | None] = (0, None)
+
+    @classmethod
+    def wrap(cls, backend: Any) -> Any:
+        """A driver for keyring's stock SecretService backend; any other backend as is."""
+        try:
+            from keyring.backends import SecretService
+        except ImportError:  # pragma: no cover - keyring always ships it
+            return backend
+        if type(backend) is SecretService.Keyring and hasattr(backend, "_query"):
+            return cls(backend)
+        return backend
+
+    def close(self) -> None:
+        conn, self._conn, self._session, self._collection = self._conn, None, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _connect(self) -> Any:
+        import secretstorage
+        from secretstorage.defines import SS_PATH
+        from secretstorage.util import DBusAddressWrapper, open_session
+
+        owner = (os.getpid(), os.environ.get("DBUS_SESSION_BUS_ADDRESS"))
+        if self._conn is not None and self._owner == owner:
+            return self._conn
+        self.close()  # after fork, or the session bus changed
+        conn = secretstorage.dbus_init()
+        try:
+            DBusAddressWrapper(SS_PATH, "org.freedesktop.DBus.Peer", conn).call("Ping", "")
+            time.sleep(self.SETTLE_SECONDS)
+            self._session = open_session(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._owner = conn, owner
+        return conn
+
+    def _get_collection(self) -> Any:
+        import secretstorage
+        from keyring.errors import InitError, KeyringLocked
+        from secretstorage.exceptions import ItemNotFoundException, SecretStorageException
+
+        conn = self._connect()
+        if self._collection is None:
+            path = getattr(self._backend, "preferred_collection", None)
+            try:
+                if path:
+                    collection = secretstorage.Collection(conn, path, self._session)
+                else:
+                    try:
+                        collection = secretstorage.Collection(conn, session=self._session)
+                    except ItemNotFoundException:
+                        created = secretstorage.get_default_collection(conn, self._session)
+                        collection = secretstorage.Collection(
+                            conn, created.collection_path, self._session
+                        )
+            except SecretStorageException as exc:
+                raise InitError(f"Failed to create the collection: {exc}.") from exc
+            self._collection = collection
+        if self._collection.is_locked():
+            self._collection.unlock()
+            if self._collection.is_locked():  # the prompt was dismissed
+                raise KeyringLocked("Failed to unlock the collection!")
+        return self._collection
+
+    def _run(self, action: Callable[[Any], _T]) -> _T:
+        reused = self._conn is not None
+        try:
+            return action(self._get_collection())
+        except Exception as exc:
+            if _exception_names(exc) & {"PasswordDeleteError", "KeyringLocked"}:
+                raise  # answers, not a broken connection
+            self.close()
+            if not reused:
+                raise
+        return action(self._get_collection())
+
+    def get_password(self, service: str, username: str) -> str | None:
+        def action(collection: Any) -> str | None:
+            for item in collection.search_items(self._backend._query(service, username)):
+                self._backend.unlock(item)
+                return str(item.get_secret().decode("utf-8"))
+            return None
+
+        return self._run(action)
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        attributes = self._backend._query(service, username, application=self._backend.appid)
+        label = f"Password for '{username}' on '{service}'"
+        self._run(lambda c: c.create_item(label, attributes, password, replace=True))
+
+    def delete_password(self, service: str, username: str) -> None:
+        from keyring.errors import PasswordDeleteError
+
+        def action(collection: Any) -> None:
+            for item in collection.search_items(self._backend._query(service, username)):
+                item.delete()
+                return
+            raise PasswordDeleteError("No such password!")
+
+        self._run(action)
+
+
+@contextmanager
+def _locks_for_close(paths: list[Path]) -> Iterator[None]:
+    """The in-process locks of `paths` (so a connection is not closed under a running call)."""
+    with ExitStack() as stack:
+        for path in paths:
+            thread_lock, _ = _locks_for(path)
+            if thread_lock.acquire(timeout=1.0):
+                stack.callback(thread_lock.release)
+        yield
 
 
 def _looks_plaintext(backend: object) -> bool:

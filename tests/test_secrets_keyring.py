@@ -615,3 +615,86 @@ def test_threads_share_one_backend_lock(secret_service: SecretServiceBench) -> N
         thread.join()
     assert errors == []
     assert first.lock_paths == second.lock_paths
+
+
+# --------------------------------------------------------------------------------------
+# The Secret Service driver: one connection per process, keyring-compatible items
+
+
+@pytest.mark.keyring
+def test_items_are_interchangeable_with_keyrings_own(secret_service: SecretServiceBench) -> None:
+    import secretstorage
+
+    service = unique_service()
+    raw = secret_service.keyring_backend()
+    secrets = KeyringSecrets(service=service)
+    raw.set_password(service, "from-keyring", "k-value")
+    assert secrets.get_secret("from-keyring") == "k-value"
+    secrets.set_secret("from-us", "our-value")
+    assert raw.get_password(service, "from-us") == "our-value"
+    secrets.set_secret("from-keyring", "replaced")  # replaces keyring's item, no duplicate
+    assert raw.get_password(service, "from-keyring") == "replaced"
+    with closing(secretstorage.dbus_init()) as conn:
+        collection = secretstorage.get_default_collection(conn)
+        items = list(collection.search_items({"service": service, "username": "from-us"}))
+        assert len(items) == 1
+        assert items[0].get_label() == f"Password for 'from-us' on '{service}'"
+        assert items[0].get_attributes()["application"] == "Python keyring library"
+        assert len(list(collection.search_items({"service": service,
+                                                  "username": "from-keyring"}))) == 1
+    secrets.delete_secret("from-keyring")
+    assert raw.get_password(service, "from-keyring") is None
+
+
+@pytest.mark.keyring
+def test_one_connection_per_process(secret_service: SecretServiceBench,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import secretstorage
+
+    opened = 0
+    real_dbus_init = secretstorage.dbus_init
+
+    def counting_dbus_init() -> Any:
+        nonlocal opened
+        opened += 1
+        return real_dbus_init()
+
+    monkeypatch.setattr(secretstorage, "dbus_init", counting_dbus_init)
+    secrets = KeyringSecrets(service=unique_service())
+    for i in range(10):
+        secrets.set_secret(f"n{i}", "v")
+        assert secrets.get_secret(f"n{i}") == "v"
+        secrets.delete_secret(f"n{i}")
+        secrets.delete_secret(f"n{i}")  # a missing entry is an answer, not a broken connection
+    assert opened == 1
+    secrets.close()
+    assert secrets.get_secret("n0") is None
+    assert opened == 2
+    secrets.close()
+
+
+@pytest.mark.keyring
+def test_connection_closed_when_provider_is_collected(secret_service: SecretServiceBench) -> None:
+    secrets = KeyringSecrets(service=unique_service())
+    secrets.set_secret("a", "v")
+    del secrets
+    gc.collect()  # an unclosed socket would be a ResourceWarning, an error here
+
+
+@pytest.mark.keyring
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads (3.12+)
+def test_fork_gets_its_own_connection(secret_service: SecretServiceBench) -> None:
+    secrets = KeyringSecrets(service=unique_service(), timeout=5)
+    secrets.set_secret("a", "parent")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            ok = secrets.get_secret("a") == "parent"
+            secrets.set_secret("b", "child")
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert secrets.get_secret("a") == "parent"
+    assert secrets.get_secret("b") == "child"
