@@ -249,6 +249,12 @@ class Config:
                 f" {LOCK_TIMEOUT:g} s",
                 hint="another oauth-auth process may be stuck; stop it and try again",
             ) from None
+        except OSError as exc:  # read-only directory, full disk, permission denied
+            raise ConfigError(
+                f"cannot create the config lock file {self.lock_path}:"
+                f" {exc.strerror or exc}",
+                hint=f"check the directory's permissions and free space, or set ${CONFIG_ENV}",
+            ) from None
         try:
             yield
         finally:

@@ -122,3 +122,18 @@ def test_a_rotated_refresh_token_the_store_refused_is_kept_and_stored_later(
     assert provider.counts["invalid_grant"] == 0
     assert inner.get_secret("K") == "rt-3"
 
+
+
+def test_a_config_lock_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> None:
+    import os
+
+    from oauth_auth import ConfigError
+    from oauth_auth._config import Config
+
+    config = Config(tmp_path / "config.json")
+    config.lock_path.mkdir()  # something that cannot be opened as a file is in the way
+    os.mkdir(config.lock_path / "x")
+    with pytest.raises(ConfigError, match="cannot create the config lock file") as info:
+        config.set_entry("profiles", "p", {"issuer": "https://idp.example.test"})
+    assert info.value.hint
+    assert not config.path.exists()
