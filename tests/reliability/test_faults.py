@@ -421,3 +421,55 @@ def test_discovery_naming_another_issuer_is_refused(session: Session,
     recover(session, source)
     figures.add("discovery naming another issuer (mix-up)",
                 "ConfigError; the refresh token is never sent; session kept")
+
+
+# ------------------------------------------------------------------ JWKS during a login
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(("fault", "fragment"), [({"status": 503}, "HTTP 503"),
+                                                 ({"drop": True}, "failed")],
+                         ids=["503", "drop"])
+def test_jwks_unavailable_during_login(idp: Any, tmp_path: Any, figures: Figures,
+                                       fault: dict[str, Any], fragment: str) -> None:
+    """The browser login succeeds up to the code exchange, then the ID token cannot be
+    checked: nothing is stored (an unverified login is not a session), the error says
+    why, and the next login works once the JWKS is back."""
+    from oauth_auth import MemorySecrets, OAuthTokenSource, OIDCParams
+    from tests.support.browser import Background, http_browser_login
+
+    store = MemorySecrets()
+    browser = Background(http_browser_login)
+    source = OAuthTokenSource(
+        OIDCParams(idp.issuer, idp.client_id, callback_port=_free_port()),
+        key_provider=lambda: "JWKS", secrets_provider=store, interactive=True,
+        open_browser=browser, login_timeout=30, lock_dir=tmp_path / "locks",
+        http_timeout=2.0, max_retries=1,
+    )
+    idp.inject_fault("/jwks", count=10, **fault)
+
+    exc, elapsed = timed(source.token)
+    browser.wait()
+
+    assert_typed(exc, TransportError, fragment, "/jwks")
+    assert elapsed < 10
+    assert idp.counts()["token"] == {"authorization_code": {"ok": 1}}  # exchanged once
+    assert store.get_secret("JWKS") is None  # nothing half-trusted was kept
+    assert store.get_secret("JWKS_AT") is None
+
+    idp.clear_faults()
+    token = source.token()  # a new login, now verifiable
+    browser.wait()
+    assert token
+    assert store.get_secret("JWKS") is not None
+    assert idp.counts()["token"] == {"authorization_code": {"ok": 2}}
+    figures.add("JWKS unavailable during login",
+                "TransportError naming the JWKS URL; code exchanged once; nothing stored;"
+                " the next login succeeds")
