@@ -4,8 +4,9 @@
     python -m benchmarks --quick    # fewer repetitions, to try the harness
     python -m benchmarks --only 1,3 # some of them
 
-Writes benchmarks/results/latest.{md,png,json} and rewrites the README section between
-`<!-- bench:start -->` and `<!-- bench:end -->`. Everything it starts (the local OpenID
+A full run writes benchmarks/results/latest.{md,png,json} and rewrites the README section
+between `<!-- bench:start -->` and `<!-- bench:end -->`; a --quick or --only run writes
+results/partial.{md,png,json} and leaves the README alone. Everything it starts (the local OpenID
 provider, the loopback API, a private Secret Service, child processes) is stopped at the
 end; all traffic stays on 127.0.0.1.
 """
@@ -161,12 +162,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks import report
 
+    full = not quick and only == {1, 2, 3, 4, 5, 6}
+    stem = "latest" if full else "partial"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(jsonable(res), indent=1) + "\n")
-    (RESULTS / "latest.md").write_text(report.markdown(res) + "\n")
-    report.chart(res, RESULTS / "latest.png")
-    log(f"wrote {RESULTS.relative_to(ROOT)}/latest.md, latest.png, latest.json")
-    if not args.no_readme:
+    (RESULTS / f"{stem}.json").write_text(json.dumps(jsonable(res), indent=1) + "\n")
+    (RESULTS / f"{stem}.md").write_text(report.markdown(res) + "\n")
+    report.chart(res, RESULTS / f"{stem}.png")
+    log(f"wrote {RESULTS.relative_to(ROOT)}/{stem}.md, {stem}.png, {stem}.json")
+    if full and not args.no_readme:
         if report.update_readme(res):
             log("updated the Benchmarks section of README.md")
         else:

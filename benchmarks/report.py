@@ -170,7 +170,11 @@ def markdown(res: dict[str, Any], *, heading: str = "#") -> str:
             lines.append(f"| `{st['commands'][name]}` | {s.median * 1e3:.1f} |"
                          f" {s.p25 * 1e3:.1f}-{s.p75 * 1e3:.1f} | {s.median / floor:.2f} |")
         ip = st["import_profile"]
-        lines += ["", f"Modules the command imports that the floor does not: {ip['extra_modules']}"
+        pr = st["ratio_rounds"]
+        lines += ["", f"The goal's ratio is paired: within each of the {pr.n} rounds, the"
+                  " command's median over the floor's median; then the median over rounds:"
+                  f" **{pr.median:.3f}** (IQR {pr.p25:.3f}-{pr.p75:.3f}).", "",
+                  f"Modules the command imports that the floor does not: {ip['extra_modules']}"
                   f", {ip['extra_ms']} ms of own import time; the largest: "
                   + ", ".join(f"{n} {ms} ms" for n, ms in ip["top"][:10]) + ".", ""]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,9 +55,12 @@ def display(key: str) -> dict[str, str]:
     }
 
 
+Rounds = list[dict[str, list[float]]]  # per round: command -> its times in that round
+
+
 def _hyperfine(cmds: dict[str, list[str]], env: dict[str, str], rounds: int, runs: int,
-               tmp: Path) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {name: [] for name in cmds}
+               tmp: Path) -> Rounds:
+    out_rounds: Rounds = []
     names = list(cmds)
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
@@ -66,25 +70,29 @@ def _hyperfine(cmds: dict[str, list[str]], env: dict[str, str], rounds: int, run
              "--export-json", str(out), *(shlex.join(cmds[n]) for n in order)],
             env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             timeout=300)
-        for name, result in zip(order, json.loads(out.read_text())["results"], strict=True):
-            times[name] += result["times"]
-    return times
+        results = json.loads(out.read_text())["results"]
+        out_rounds.append({name: result["times"]
+                           for name, result in zip(order, results, strict=True)})
+    return out_rounds
 
 
-def _loop(cmds: dict[str, list[str]], env: dict[str, str], rounds: int,
-          runs: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {name: [] for name in cmds}
+def _loop(cmds: dict[str, list[str]], env: dict[str, str], rounds: int, runs: int) -> Rounds:
+    out_rounds: Rounds = []
     for cmd in cmds.values():  # warm-up
         for _ in range(3):
             subprocess.run(cmd, env=env, capture_output=True, timeout=60, check=False)
-    for i in range(rounds * runs):
-        names = list(cmds)
-        names = names[i % len(names):] + names[:i % len(names)]
-        for name in names:
-            start = time.perf_counter()
-            subprocess.run(cmds[name], env=env, capture_output=True, timeout=60, check=True)
-            times[name].append(time.perf_counter() - start)
-    return times
+    for r in range(rounds):
+        times: dict[str, list[float]] = {name: [] for name in cmds}
+        for i in range(runs):
+            names = list(cmds)
+            names = names[(r + i) % len(names):] + names[:(r + i) % len(names)]
+            for name in names:
+                start = time.perf_counter()
+                subprocess.run(cmds[name], env=env, capture_output=True, timeout=60,
+                               check=True)
+                times[name].append(time.perf_counter() - start)
+        out_rounds.append(times)
+    return out_rounds
 
 
 def run(bench_env: dict[str, str], rounds: int = 10, runs: int = 3,
@@ -111,18 +119,27 @@ def run(bench_env: dict[str, str], rounds: int = 10, runs: int = 3,
                                    f" {out.returncode}, stderr {out.stderr.strip()[-300:]}")
         tool = "hyperfine" if shutil.which("hyperfine") else "subprocess loop"
         if tool == "hyperfine":
-            times = _hyperfine(cmds, env, rounds, runs, tmp)
+            per_round = _hyperfine(cmds, env, rounds, runs, tmp)
         else:
-            times = _loop(cmds, env, rounds, runs)
+            per_round = _loop(cmds, env, rounds, runs)
+        times = {name: [t for rnd in per_round for t in rnd[name]] for name in cmds}
+        # The goal's ratio is paired: command vs floor within each round (same load),
+        # then the median over rounds.
+        paired = Stat.of([statistics.median(rnd["oauth-auth token"])
+                          / statistics.median(rnd["keyring floor"]) for rnd in per_round])
         importtime = _import_profile(cmds["oauth-auth token"], cmds["keyring floor"], env)
     stats = {name: Stat.of(values) for name, values in times.items()}
     floor = stats["keyring floor"].median
     for name in NAMES:
         median = stats[name].median
         log(f"  [5] {name:18s} {median * 1e3:7.1f} ms  x{median / floor:.2f} of the keyring floor")
+    log(f"  [5] paired per-round ratio: median {paired.median:.3f}"
+        f" (IQR {paired.p25:.3f}-{paired.p75:.3f}, {paired.n} rounds)")
     return {"tool": tool, "runs": rounds * runs, "seconds": stats,
             "commands": display(key),
-            "ratio": stats["oauth-auth token"].median / floor, "import_profile": importtime}
+            "ratio": paired.median, "ratio_rounds": paired,
+            "ratio_of_medians": stats["oauth-auth token"].median / floor,
+            "import_profile": importtime}
 
 
 def _imports(cmd: list[str], env: dict[str, str]) -> dict[str, int]:
