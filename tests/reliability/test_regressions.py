@@ -137,3 +137,22 @@ def test_a_config_lock_that_cannot_be_created_is_a_config_error(tmp_path: Path) 
         config.set_entry("profiles", "p", {"issuer": "https://idp.example.test"})
     assert info.value.hint
     assert not config.path.exists()
+
+
+@pytest.mark.parametrize("value", ["²", "³", "¹²"])
+def test_a_retry_after_of_non_ascii_digits_is_ignored_not_a_value_error(value: str) -> None:
+    import httpx
+
+    from oauth_auth import TransportError
+    from oauth_auth._http import IdPHttp, _retry_after
+
+    assert _retry_after(value, 0.0) is None
+    raw = value.encode("utf-8").decode("latin-1")  # as a provider would send it
+    http = IdPHttp(transport=httpx.MockTransport(
+        lambda r: httpx.Response(503, headers={"Retry-After": raw})), max_retries=1,
+        sleep=lambda s: None)
+    try:
+        with pytest.raises(TransportError, match="HTTP 503"):
+            http.post_form("https://idp.example.test/token", {})
+    finally:
+        http.close()
