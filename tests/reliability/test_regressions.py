@@ -147,10 +147,9 @@ def test_a_retry_after_of_non_ascii_digits_is_ignored_not_a_value_error(value: s
     from oauth_auth._http import IdPHttp, _retry_after
 
     assert _retry_after(value, 0.0) is None
-    raw = value.encode("utf-8").decode("latin-1")  # as a provider would send it
+    raw = [(b"Retry-After", value.encode("utf-8"))]  # as a provider would send it
     http = IdPHttp(transport=httpx.MockTransport(
-        lambda r: httpx.Response(503, headers={"Retry-After": raw})), max_retries=1,
-        sleep=lambda s: None)
+        lambda r: httpx.Response(503, headers=raw)), max_retries=1, sleep=lambda s: None)
     try:
         with pytest.raises(TransportError, match="HTTP 503"):
             http.post_form("https://idp.example.test/token", {})
