@@ -495,6 +495,45 @@ print(json.dumps({"ops": ops, "errors": errors, "wrong": wrong}))
 """
 
 
+OVERLAP_WORKER = """
+import sys
+from oauth_auth.secrets import KeyringSecrets
+from tests.support.keyring_fakes import OverlapDetectingBackend
+marker, lock_dir, lock = sys.argv[1], sys.argv[2], sys.argv[3] == "lock"
+backend = OverlapDetectingBackend(marker)
+secrets = KeyringSecrets(backend=backend, lock_dir=lock_dir, lock=lock)
+for i in range(40):
+    secrets.get_secret("a")
+print(backend.overlaps)
+"""
+
+
+@pytest.mark.parametrize("lock", [True, False], ids=["lock", "no-lock"])
+def test_file_lock_serializes_eight_processes(lock: bool, tmp_path: Path) -> None:
+    """8 processes call a backend that detects overlapping calls: none with the lock."""
+    script = tmp_path / "overlap.py"
+    script.write_text(OVERLAP_WORKER)
+    marker = tmp_path / "busy"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(marker), str(tmp_path / "locks"),
+             "lock" if lock else "nolock"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        for _ in range(8)
+    ]
+    overlaps = 0
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        overlaps += int(out)
+    if lock:
+        assert overlaps == 0
+    else:
+        assert overlaps > 0  # the detector works: without the lock, calls do overlap
+
+
 @pytest.mark.keyring
 def test_eight_processes_hammering_the_secret_service(
     secret_service: SecretServiceBench, tmp_path: Path, record_property: Any,
@@ -503,8 +542,8 @@ def test_eight_processes_hammering_the_secret_service(
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     daemon_pid = secret_service.daemon_pid
-    rounds = 6
-    start_at = time.time() + 1.5  # every process imported and waiting: they start together
+    rounds = 10
+    start_at = time.time() + 1.0  # every process imported and waiting: they start together
     started = time.monotonic()
     procs = [
         subprocess.Popen(
@@ -523,8 +562,10 @@ def test_eight_processes_hammering_the_secret_service(
     ops = sum(r["ops"] for r in results)
     errors = [e for r in results for e in r["errors"]]
     wrong = sum(r["wrong"] for r in results)
-    record_property("keyring_concurrency", {"processes": 8, "ops": ops, "errors": len(errors),
-                                            "wrong": wrong, "seconds": round(elapsed, 2)})
+    figures = {"processes": 8, "ops": ops, "errors": len(errors), "wrong": wrong,
+               "seconds": round(elapsed, 2), "daemon_alive": secret_service.daemon_alive()}
+    record_property("keyring_concurrency", figures)
+    print(f"keyring concurrency: {figures}")
     assert ops == 8 * rounds * 4
     assert errors == []
     assert wrong == 0

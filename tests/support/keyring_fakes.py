@@ -81,3 +81,39 @@ class BlockingBackend(DictBackend):
     def set_password(self, service: str, username: str, password: str) -> None:
         self._block()
         super().set_password(service, username, password)
+
+
+class OverlapDetectingBackend(DictBackend):
+    """Counts calls that overlap a call of another process, through a shared marker file.
+
+    Each call creates `marker` exclusively, holds it for `hold` seconds and removes it; a
+    call that finds the marker already there overlaps another one.
+    """
+
+    def __init__(self, marker: str, hold: float = 0.002) -> None:
+        super().__init__()
+        self.marker = marker
+        self.hold = hold
+        self.overlaps = 0
+
+    def _visit(self) -> None:
+        import os
+        import time
+
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            self.overlaps += 1
+            time.sleep(self.hold)
+            return
+        os.close(fd)
+        time.sleep(self.hold)
+        os.unlink(self.marker)
+
+    def get_password(self, service: str, username: str) -> str | None:
+        self._visit()
+        return super().get_password(service, username)
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self._visit()
+        super().set_password(service, username, password)
