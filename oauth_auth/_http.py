@@ -74,8 +74,12 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
 
 
 def _text(doc: Mapping[str, Any], name: str, limit: int = 500) -> str:
+    """A string member, bounded, with control characters (terminal escapes) replaced:
+    what a provider says ends up on the user's terminal."""
     value = doc.get(name)
-    return value[:limit] if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    return "".join(ch if ch.isprintable() else "?" for ch in value[:limit])
 
 
 def oauth_error_from(doc: Mapping[str, Any], status_code: int | None) -> OAuthError:

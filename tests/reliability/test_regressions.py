@@ -155,3 +155,12 @@ def test_a_retry_after_of_non_ascii_digits_is_ignored_not_a_value_error(value: s
             http.post_form("https://idp.example.test/token", {})
     finally:
         http.close()
+
+
+def test_provider_error_text_cannot_carry_terminal_escapes() -> None:
+    exc = oauth_error_from({"error": "invalid_grant\x1b[2J",
+                            "error_description": "\x1b]0;pwned\x07 bye\r\nfake prompt $",
+                            "error_uri": "https://x.test/\x1b[31m"}, 400)
+    for text in (exc.error, exc.description, exc.error_uri, str(exc)):
+        assert text.isprintable(), repr(text)
+    assert "pwned" in exc.description  # the words survive, only the controls go
