@@ -12,7 +12,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from .errors import ConfigError
 
@@ -80,9 +80,17 @@ def discovery_url(issuer: str) -> str:
     return issuer.rstrip("/") + "/.well-known/openid-configuration"
 
 
+def _split(url: str, what: str) -> SplitResult:
+    """urlsplit, with a malformed URL ("https://[x") as a ConfigError, not a ValueError."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        raise ConfigError(f"{what} is not a valid URL", hint="check the issuer URL") from None
+
+
 def check_issuer_url(issuer: str) -> None:
     """Raise ConfigError unless the issuer is an absolute https (or loopback http) URL."""
-    parts = urlsplit(issuer)
+    parts = _split(issuer, f"issuer {issuer!r}")
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigError(
             f"issuer {issuer!r} is not an absolute http(s) URL",
@@ -113,7 +121,7 @@ def parse_metadata(doc: Mapping[str, Any], expected_issuer: str) -> ProviderMeta
             f" {expected_issuer!r}",
             hint="check the issuer URL; a mismatch can mean a mix-up attack",
         )
-    loopback = is_loopback_host(urlsplit(expected_issuer).hostname)
+    loopback = is_loopback_host(_split(expected_issuer, "the configured issuer").hostname)
     endpoints: dict[str, str] = {}
     for name in _ENDPOINTS:
         value = doc.get(name)
@@ -121,7 +129,7 @@ def parse_metadata(doc: Mapping[str, Any], expected_issuer: str) -> ProviderMeta
             continue
         if not isinstance(value, str):
             raise ConfigError(f"discovery document member {name!r} is not a string")
-        parts = urlsplit(value)
+        parts = _split(value, f"discovery document member {name!r}")
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise ConfigError(f"discovery document member {name!r} is not an absolute URL")
         if parts.scheme != "https" and not loopback:

@@ -164,3 +164,16 @@ def test_provider_error_text_cannot_carry_terminal_escapes() -> None:
     for text in (exc.error, exc.description, exc.error_uri, str(exc)):
         assert text.isprintable(), repr(text)
     assert "pwned" in exc.description  # the words survive, only the controls go
+
+
+def test_malformed_urls_in_discovery_are_config_errors() -> None:
+    from oauth_auth import ConfigError
+    from oauth_auth._discovery import check_issuer_url, parse_metadata
+
+    with pytest.raises(ConfigError, match="not a valid URL"):
+        parse_metadata({"issuer": "https://idp.test", "token_endpoint": "https://[x"},
+                       "https://idp.test")
+    with pytest.raises(ConfigError, match="not a valid URL"):
+        check_issuer_url("https://[x")
+    with pytest.raises(ConfigError):
+        parse_metadata({"issuer": "http://[x"}, "http://[x")
