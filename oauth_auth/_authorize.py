@@ -456,7 +456,10 @@ def _web_url(value: object) -> str | None:
     """The value if it is an absolute http(s) URL made of printable characters."""
     if not isinstance(value, str) or not value or not value.isprintable():
         return None
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # "http://[x": not a URL at all
+        return None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         return None
     return value

@@ -177,3 +177,16 @@ def test_malformed_urls_in_discovery_are_config_errors() -> None:
         check_issuer_url("https://[x")
     with pytest.raises(ConfigError):
         parse_metadata({"issuer": "http://[x"}, "http://[x")
+
+
+def test_a_malformed_device_verification_uri_is_a_login_error() -> None:
+    from oauth_auth import LoginError
+    from oauth_auth._authorize import parse_device_authorization
+
+    with pytest.raises(LoginError, match="verification_uri"):
+        parse_device_authorization({"device_code": "d", "user_code": "ABCD",
+                                    "verification_uri": "http://[x"})
+    auth = parse_device_authorization({"device_code": "d", "user_code": "ABCD",
+                                       "verification_uri": "https://idp.test/device",
+                                       "verification_uri_complete": "https://[x"})
+    assert auth.verification_uri_complete == ""
