@@ -57,7 +57,8 @@ class BearerChallenge:
 _PARAM = re.compile(
     r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)\s*(?:,|$)'
 )
-_SCHEME = re.compile(r"\s*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:\s+|$)")
+# A scheme may follow a comma (the list separator) and be followed by one (no params).
+_SCHEME = re.compile(r"[\s,]*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:\s+|(?=,)|$)")
 
 #: Longest header value we parse; anything longer is not a challenge we act on.
 MAX_CHALLENGE_LENGTH = 8192
