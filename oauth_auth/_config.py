@@ -166,7 +166,7 @@ class Config:
             ) from None
         try:
             doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting too
             where = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
             raise ConfigError(
                 f"the config file {self.path} is not valid JSON{where}",

@@ -202,3 +202,13 @@ def test_a_bearer_challenge_after_a_bare_scheme_is_seen(header: str) -> None:
 
     assert any(c.error == "insufficient_scope" for c in parse_bearer_challenges([header]))
     assert should_retry_401(401, [header]) is False
+
+
+def test_a_deeply_nested_config_file_is_a_config_error(tmp_path: Path) -> None:
+    from oauth_auth import ConfigError
+    from oauth_auth._config import Config
+
+    path = tmp_path / "config.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        Config(path).load()
