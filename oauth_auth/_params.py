@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ._discovery import check_issuer_url
 from .errors import ConfigError
 
 __all__ = ["DEFAULT_CALLBACK_PORT", "OIDCParams"]
@@ -24,7 +23,7 @@ class OIDCParams:
         scopes: scopes to request; "openid" and "offline_access" are added for logins.
         audience: the RFC 8707 resource indicator sent as `resource` on every token
             request; empty for none.
-        callback_port: loopback port of the redirect URI; 0 means 8666 (ToolHive's).
+        callback_port: loopback port of the redirect URI; 0 becomes 8666 (ToolHive's).
     """
 
     issuer: str
@@ -36,7 +35,8 @@ class OIDCParams:
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
             raise ConfigError("OIDCParams.issuer is required", hint="pass the issuer URL")
-        check_issuer_url(self.issuer)
+        # The issuer's scheme (https, or http on loopback) is checked at discovery, where
+        # it matters, so that building params for key derivation never fails.
         if not isinstance(self.client_id, str) or not self.client_id:
             raise ConfigError("OIDCParams.client_id is required", hint="pass the client id")
         if isinstance(self.scopes, str):
@@ -54,8 +54,10 @@ class OIDCParams:
                 f"callback_port {self.callback_port!r} is not a TCP port (0-65535)",
                 hint="0 means the default, 8666",
             )
+        if self.callback_port == 0:
+            object.__setattr__(self, "callback_port", DEFAULT_CALLBACK_PORT)
 
     @property
     def port(self) -> int:
-        """The loopback callback port actually used (0 means 8666)."""
-        return self.callback_port or DEFAULT_CALLBACK_PORT
+        """The loopback callback port (8666 when 0 was given)."""
+        return self.callback_port

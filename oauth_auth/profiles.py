@@ -47,7 +47,7 @@ from ._config import (
     format_expiry,
 )
 from ._keys import derive_secret_key, ensure_offline_access
-from ._params import OIDCParams
+from ._params import DEFAULT_CALLBACK_PORT, OIDCParams
 from .errors import ConfigError, LoginRequiredError
 from .secrets import ChainSecrets, EnvironmentSecrets, KeyringSecrets, ScopedSecrets
 from .source import OAuthTokenSource
@@ -119,7 +119,7 @@ class ProfileKind:
                 for scope in oidc.scopes:
                     if scope not in ("openid", "offline_access"):
                         parts += ["--scope", scope]
-                if oidc.callback_port:
+                if oidc.callback_port != DEFAULT_CALLBACK_PORT:
                     parts += ["--callback-port", str(oidc.callback_port)]
             else:
                 parts += ["--issuer", "ISSUER", "--client-id", "CLIENT_ID"]
