@@ -1,17 +1,20 @@
 """OIDCAuth: one object that is a requests auth and an httpx auth (sync and async).
 
-The retry-once rule lives in one sans-IO generator, `_bearer_flow`, that yields what it
-needs ("a token", "invalidate this token", "send with this token") and receives the
-answers. Three small drivers answer it: requests (through a response hook, the way
-requests' own digest auth works), httpx sync and httpx async. The flow's shape is the
-retry limit: send, on a 401 invalidate the token actually sent, get a new one, send once
-more, stop. No counter, no loop.
+Every driver has the same straight-line shape, which is the retry limit: send with the
+token, and if `_should_retry` says the 401 deserves it, get a fresh token through
+`_replacement` (which invalidates exactly the token that was sent), send once more, stop.
+No counter, no loop. The decision and the replacement are written once; the drivers
+(requests through a response hook, the way requests' own digest auth works; httpx sync;
+httpx async) only move requests and responses.
+
+The hot path (a token in memory, a 2xx answer) costs a token lookup, one header and, for
+requests, one hook: everything the retry needs is computed only when a 401 arrives.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
 import requests
@@ -25,6 +28,15 @@ if TYPE_CHECKING:
 __all__ = ["OIDCAuth"]
 
 
+class _Response(Protocol):
+    @property
+    def status_code(self) -> int: ...
+
+
+_R = TypeVar("_R", bound=_Response)
+_S = TypeVar("_S")
+
+
 class TokenSourceLike(Protocol):
     """What OIDCAuth needs from a token source (OAuthTokenSource provides it)."""
 
@@ -35,49 +47,27 @@ class TokenSourceLike(Protocol):
     def invalidate(self, token: str | None = None) -> None: ...
 
 
-# The flow's requests to its driver: ("token", rejected) asks for a token, after
-# invalidating `rejected` when it is not empty; ("send", token) asks to send the request
-# with that token and report the `_Outcome`.
-_TOKEN = "token"
-_SEND = "send"
+def _should_retry(
+    response: _R,
+    replayable: bool,
+    sent: _S,
+    sent_url: Callable[[_S], str],
+    answer_url: Callable[[_R], str],
+    challenges: Callable[[_R], Iterable[str]],
+) -> bool:
+    """Whether a response deserves the one retry with a fresh token.
 
-_Op = tuple[str, str]
-# What a driver reports after a send: status, WWW-Authenticate values, same origin?
-_Outcome = tuple[int, Iterable[str], bool]
-
-
-def _bearer_flow(replayable: bool) -> Generator[_Op, Any, None]:
-    """The retry-once flow, free of I/O: its shape is the retry limit."""
-    token: str = yield (_TOKEN, "")
-    status, challenges, same_origin = yield (_SEND, token)
-    if not (replayable and same_origin and should_retry_401(status, challenges)):
-        return
-    fresh: str = yield (_TOKEN, token)  # invalidate exactly the token that was refused
-    if fresh == token:
-        return  # the source has nothing newer: a retry would be refused the same way
-    yield (_SEND, fresh)
-
-
-class _Exchange:
-    """One request's run through `_bearer_flow`; `answer()` returns None when it ends."""
-
-    __slots__ = ("_flow",)
-
-    def __init__(self, replayable: bool) -> None:
-        self._flow = _bearer_flow(replayable)
-
-    def first(self) -> _Op:
-        return next(self._flow)
-
-    def answer(self, value: Any) -> _Op | None:
-        try:
-            return self._flow.send(value)
-        except StopIteration:
-            return None
-
-
-def _bearer(token: str) -> str:
-    return f"Bearer {token}"
+    A 401 (not a 403), for a request whose body can be sent again, answered by the origin
+    the token was sent to (not another host reached by a redirect), whose Bearer challenge
+    names no error other than `invalid_token`. The accessors read the response only for a
+    401, so a 2xx costs one comparison.
+    """
+    return (
+        response.status_code == 401
+        and replayable
+        and _origin(answer_url(response)) == _origin(sent_url(sent))
+        and should_retry_401(401, challenges(response))
+    )
 
 
 class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
@@ -90,9 +80,10 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
 
     A 401 is retried once with a fresh token, unless its Bearer challenge names an error
     other than `invalid_token` (such as `insufficient_scope`), the body cannot be replayed
-    (a generator or consumed stream), or the 401 came from another origin after a
-    redirect. 403 is never retried. Errors of the token source (login required, provider
-    down) reach the caller as the library's typed errors.
+    (a generator or consumed stream), the 401 came from another origin after a redirect,
+    or the source has no token newer than the refused one. 403 is never retried. Errors of
+    the token source (login required, provider down) reach the caller as the library's
+    typed errors.
     """
 
     requires_request_body = False
@@ -102,6 +93,7 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
         if not callable(getattr(source, "token", None)):
             raise TypeError("OIDCAuth needs a token source with token() and atoken()")
         self.source = source
+        self._ainvalidate = getattr(source, "ainvalidate", None)
 
     def __repr__(self) -> str:
         return f"OIDCAuth({self.source!r})"
@@ -112,120 +104,111 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
     def __hash__(self) -> int:
         return id(self.source)
 
-    # ------------------------------------------------------------------ requests
+    # ------------------------------------------------------------ the shared replacement
+
+    def _replacement(self, refused: str) -> str | None:
+        """Invalidate the refused token; a fresh one, or None if the source has no other."""
+        self.source.invalidate(refused)
+        fresh = self.source.token()
+        return None if fresh == refused else fresh
+
+    async def _areplacement(self, refused: str) -> str | None:
+        """`_replacement` for asyncio (the source's blocking work runs off the loop)."""
+        if self._ainvalidate is not None:
+            await self._ainvalidate(refused)
+        else:
+            self.source.invalidate(refused)
+        fresh = await self.source.atoken()
+        return None if fresh == refused else fresh
+
+    # ------------------------------------------------------------ requests
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         """requests: add the header and a hook that answers a 401 once."""
-        exchange = _Exchange(_requests_replayable(r))
-        op: _Op | None = exchange.first()
-        while op is not None and op[0] == _TOKEN:
-            op = exchange.answer(self._token(op[1]))
-        if op is None:  # pragma: no cover - the flow always sends first
-            return r
-        r.headers["Authorization"] = _bearer(op[1])
-        origin = _origin(r.url or "")
-        position = _body_position(r.body)
-
-        def handle(response: Response, **kwargs: Any) -> Response:
-            return self._requests_retry(exchange, response, origin, position, kwargs)
-
-        r.register_hook("response", handle)  # type: ignore[no-untyped-call]
+        token = self.source.token()
+        r.headers["Authorization"] = f"Bearer {token}"
+        body: Any = r.body
+        if body is None or isinstance(body, (bytes, str)):
+            hook = _RequestsRetry(self, token, r.url or "", True, None)
+        else:
+            position = _body_position(body)
+            hook = _RequestsRetry(self, token, r.url or "", position is not None, position)
+        r.hooks["response"].append(hook)
         return r
 
-    def _token(self, rejected: str) -> str:
-        if rejected:
-            self.source.invalidate(rejected)
-        return self.source.token()
+    # ------------------------------------------------------------ httpx
 
-    async def _atoken(self, rejected: str) -> str:
-        if rejected:
-            ainvalidate = getattr(self.source, "ainvalidate", None)
-            if ainvalidate is not None:
-                await ainvalidate(rejected)
-            else:
-                self.source.invalidate(rejected)
-        return await self.source.atoken()
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        """httpx.Client: send; on a retry-worthy 401, once more with a fresh token."""
+        token = self.source.token()
+        rewind = _httpx_rewinder(request)
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if not _httpx_should_retry(request, response, rewind):
+            return
+        fresh = self._replacement(token)
+        if fresh is not None:
+            yield _httpx_resend(request, rewind, fresh)
 
-    def _requests_retry(
-        self,
-        exchange: _Exchange,
-        response: Response,
-        origin: str,
-        position: int | None,
-        kwargs: dict[str, Any],
-    ) -> Response:
-        same = _origin(response.request.url or "") == origin
-        op = exchange.answer((response.status_code, _header_values(response.headers), same))
-        while op is not None and op[0] == _TOKEN:
-            op = exchange.answer(self._token(op[1]))
-        if op is None:
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """httpx.AsyncClient: the same shape with `atoken()`; nothing blocks the loop."""
+        token = await self.source.atoken()
+        rewind = _httpx_rewinder(request)
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if not _httpx_should_retry(request, response, rewind):
+            return
+        fresh = await self._areplacement(token)
+        if fresh is not None:
+            yield _httpx_resend(request, rewind, fresh)
+
+
+class _RequestsRetry:
+    """The response hook of one requests request: at most one retry, ever.
+
+    requests copies hooks onto redirected requests, so the hook may run several times for
+    one call; `used` makes the first response the only one it acts on.
+    """
+
+    __slots__ = ("auth", "position", "replayable", "token", "url", "used")
+
+    def __init__(self, auth: OIDCAuth, token: str, url: str, replayable: bool,
+                 position: int | None) -> None:
+        self.auth = auth
+        self.token = token
+        self.url = url
+        self.replayable = replayable
+        self.position = position
+        self.used = False
+
+    def __call__(self, response: Response, **kwargs: Any) -> Response:
+        if self.used:
+            return response
+        self.used = True
+        if not _should_retry(response, self.replayable, self.url, str, _requests_url,
+                             _requests_challenges):
+            return response
+        fresh = self.auth._replacement(self.token)
+        if fresh is None:
             return response
         # Same dance as requests' HTTPDigestAuth.handle_401: drain and release the first
         # response, send a copy through the same adapter, keep the first in history.
-        if position is not None:
-            response.request.body.seek(position)  # type: ignore[union-attr]
+        if self.position is not None:
+            response.request.body.seek(self.position)  # type: ignore[union-attr]
         response.content  # noqa: B018 - consume the body so the connection can be reused
         response.close()
         retry = response.request.copy()
-        retry.headers["Authorization"] = _bearer(op[1])
+        retry.headers["Authorization"] = f"Bearer {fresh}"
         retry.hooks = {"response": []}  # the retry is final: no second 401 handling
         _copy_cookies(response, retry)
         second: Response = response.connection.send(retry, **kwargs)
         second.history.append(response)
         second.request = retry
         return second
-
-    # ------------------------------------------------------------------ httpx
-    # The two drivers differ only in how they get a token (`_token` or `await _atoken`).
-
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
-        """httpx.Client: the flow with blocking token calls."""
-        send = _HttpxSender(request)
-        op: _Op | None = send.exchange.first()
-        while op is not None:
-            if op[0] == _TOKEN:
-                op = send.exchange.answer(self._token(op[1]))
-            else:
-                response = yield send.prepare(op[1])
-                op = send.exchange.answer(send.outcome(response))
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        """httpx.AsyncClient: the same flow with `atoken()`; nothing blocks the loop."""
-        send = _HttpxSender(request)
-        op: _Op | None = send.exchange.first()
-        while op is not None:
-            if op[0] == _TOKEN:
-                op = send.exchange.answer(await self._atoken(op[1]))
-            else:
-                response = yield send.prepare(op[1])
-                op = send.exchange.answer(send.outcome(response))
-
-
-class _HttpxSender:
-    """An httpx request's side of the exchange: header, body rewind, outcome."""
-
-    __slots__ = ("_rewind", "_sent", "exchange", "request")
-
-    def __init__(self, request: httpx.Request) -> None:
-        self.request = request
-        self.exchange = _Exchange(_httpx_replayable(request))
-        self._rewind = _httpx_rewinder(request)
-        self._sent = False
-
-    def prepare(self, token: str) -> httpx.Request:
-        if self._sent:
-            self._rewind()
-        self._sent = True
-        self.request.headers["Authorization"] = _bearer(token)
-        return self.request
-
-    def outcome(self, response: httpx.Response) -> _Outcome:
-        same = _origin(str(response.request.url)) == _origin(str(self.request.url))
-        return response.status_code, response.headers.get_list("www-authenticate"), same
 
 
 # ---------------------------------------------------------------------- helpers
@@ -243,24 +226,19 @@ def _origin(url: str | bytes) -> str:
     return f"{u.scheme}://{u.host}:{port}"
 
 
-def _header_values(headers: Any) -> list[str]:
-    value = headers.get("WWW-Authenticate")
+def _requests_url(response: Response) -> str:
+    return response.request.url or ""
+
+
+def _requests_challenges(response: Response) -> list[str]:
     # requests folds repeated headers into one comma-separated value; the challenge
     # parser reads several challenges from one value.
+    value = response.headers.get("WWW-Authenticate")
     return [value] if value else []
-
-
-def _requests_replayable(r: PreparedRequest) -> bool:
-    body: Any = r.body
-    if body is None or isinstance(body, (bytes, str)):
-        return True
-    return _body_position(body) is not None
 
 
 def _body_position(body: Any) -> int | None:
     """Where a seekable file body starts, so a retry can rewind to it; else None."""
-    if body is None or isinstance(body, (bytes, str)):
-        return None
     tell = getattr(body, "tell", None)
     seek = getattr(body, "seek", None)
     if tell is None or seek is None:
@@ -282,27 +260,47 @@ def _copy_cookies(response: Response, retry: PreparedRequest) -> None:
     retry.prepare_cookies(jar)
 
 
-def _httpx_replayable(request: httpx.Request) -> bool:
+def _no_rewind() -> None:
+    """The body needs no rewinding (bytes, or a multipart body httpx re-renders)."""
+
+
+def _httpx_rewinder(request: httpx.Request) -> Callable[[], None] | None:
+    """How to replay an httpx request body; None when it cannot be replayed."""
     stream = request.stream
-    if isinstance(stream, httpx.ByteStream):
-        return True
-    # Multipart bodies re-render from their fields (files are rewound by httpx itself).
-    if type(stream).__name__ == "MultipartStream":
-        return True
-    return _httpx_file(request) is not None
-
-
-def _httpx_file(request: httpx.Request) -> Any:
-    """The seekable file behind an httpx content stream, if that is what it is."""
-    inner = getattr(request.stream, "_stream", None)
+    if type(stream) is httpx.ByteStream or type(stream).__name__ == "MultipartStream":
+        return _no_rewind
+    inner = getattr(stream, "_stream", None)  # httpx's IteratorByteStream around a file
     if inner is None or not hasattr(inner, "read"):
         return None
-    return inner if _body_position(inner) is not None else None
+    start = _body_position(inner)
+    if start is None:
+        return None
+    return lambda: inner.seek(start)
 
 
-def _httpx_rewinder(request: httpx.Request) -> Any:
-    file = _httpx_file(request)
-    if file is None:
-        return lambda: None
-    start = file.tell()
-    return lambda: file.seek(start)
+def _httpx_should_retry(
+    request: httpx.Request, response: httpx.Response, rewind: Callable[[], None] | None
+) -> bool:
+    return _should_retry(response, rewind is not None, request, _httpx_request_url,
+                         _httpx_url, _httpx_challenges)
+
+
+def _httpx_request_url(request: httpx.Request) -> str:
+    return str(request.url)
+
+
+def _httpx_url(response: httpx.Response) -> str:
+    return str(response.request.url)
+
+
+def _httpx_challenges(response: httpx.Response) -> list[str]:
+    return response.headers.get_list("www-authenticate")
+
+
+def _httpx_resend(
+    request: httpx.Request, rewind: Callable[[], None] | None, token: str
+) -> httpx.Request:
+    if rewind is not None:
+        rewind()
+    request.headers["Authorization"] = f"Bearer {token}"
+    return request

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -193,7 +194,10 @@ class OAuthTokenSource:
         self._cross_process_lock = True
 
         self._lock = threading.Lock()
-        self._token: Token | None = None  # tier 1 access token
+        self._memory: Token | None = None  # tier 1 access token (see `_token`)
+        # What the fast path serves: (access token, until when); "until" is -inf when
+        # memory is empty. One tuple read and one comparison per call.
+        self._serve: tuple[str, float] = ("", -math.inf)
         self._refresh_token: str | None = None  # tier 1 refresh token
         self._retry_at = 0.0  # no proactive refresh before this (after a failure)
         self._failures = 0
@@ -213,6 +217,22 @@ class OAuthTokenSource:
             f" token={self._token!r}, interactive={self.interactive})"
         )
 
+    @property
+    def _token(self) -> Token | None:
+        """The tier-1 access token; setting it also updates the fast path's copy."""
+        return self._memory
+
+    @_token.setter
+    def _token(self, token: Token | None) -> None:
+        self._memory = token
+        if token is None:
+            self._serve = ("", -math.inf)
+        elif token.expiry is None:
+            self._serve = (token.access_token, math.inf)
+        else:
+            until = token.refresh_at if token.refresh_at is not None else token.expiry
+            self._serve = (token.access_token, until)
+
     # ------------------------------------------------------------------ public API
 
     def token(self) -> str:
@@ -223,9 +243,9 @@ class OAuthTokenSource:
             InvalidGrantError: the stored session is dead and not interactive.
             SecretsError, TransportError, OAuthError, LoginError: the real cause.
         """
-        tok = self._token
-        if tok is not None and tok.fresh(self._clock()):
-            return tok.access_token
+        access, until = self._serve
+        if self._clock() < until:
+            return access
         with self._lock:
             return self._obtain().access_token
 
@@ -236,15 +256,15 @@ class OAuthTokenSource:
         blocking tiers in a worker thread while the others wait on an asyncio lock, then
         find the fresh token in memory.
         """
-        tok = self._token
-        if tok is not None and tok.fresh(self._clock()):
-            return tok.access_token
+        access, until = self._serve
+        if self._clock() < until:
+            return access
         import asyncio
 
         async with self._async_lock():
-            tok = self._token
-            if tok is not None and tok.fresh(self._clock()):
-                return tok.access_token
+            access, until = self._serve
+            if self._clock() < until:
+                return access
             return await asyncio.to_thread(self.token)
 
     def invalidate(self, token: str | None = None) -> None:
