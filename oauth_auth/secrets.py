@@ -369,14 +369,17 @@ def _parse_split_header(stored: str) -> int | None:
 class _Job:
     """One call handed to a worker thread."""
 
-    __slots__ = ("_state", "abandoned", "deadline", "done", "error", "fn", "result", "started")
+    __slots__ = (
+        "_state", "abandoned", "deadline", "done", "entered", "error", "fn", "result", "started",
+    )
 
     def __init__(self, fn: Callable[[_Job], Any], deadline: float) -> None:
         self.fn = fn
         self.deadline = deadline
         self.done = threading.Event()
         self._state = threading.Lock()
-        self.started = False
+        self.started = False  # a worker picked it up
+        self.entered = False  # it holds the locks and is calling the backend
         self.abandoned = False
         self.result: Any = None
         self.error: BaseException | None = None
@@ -396,11 +399,19 @@ class _Job:
         finally:
             self.done.set()
 
+    def enter(self) -> bool:
+        """Mark the backend call as begun; False if the caller gave up (then it must not)."""
+        with self._state:
+            if self.abandoned:
+                return False
+            self.entered = True
+            return True
+
     def abandon(self) -> bool:
-        """Give up on the job; True if it had not started (so it never will)."""
+        """Give up on the job; True if its backend call had begun (it may still complete)."""
         with self._state:
             self.abandoned = True
-            return not self.started
+            return self.entered
 
 
 class _DaemonPool:
@@ -819,10 +830,10 @@ class KeyringSecrets:
             job = _Job(lambda job: self._run_locked(op, name, fn, job, value),
                        started + self.timeout)
             _POOL.submit(job)
-            if not job.done.wait(self.timeout) and job.abandon():
-                raise self._timeout_error(op, name, began=False)
-            if not job.done.wait(0):
-                raise self._timeout_error(op, name, began=True)
+            if not job.done.wait(self.timeout):
+                began = job.abandon()
+                if not job.done.is_set():
+                    raise self._timeout_error(op, name, began=began)
             if job.error is not None:
                 error = job.error
                 job.error = None  # no cycle through the traceback
@@ -869,21 +880,22 @@ class KeyringSecrets:
                 except filelock.Timeout:
                     raise self._lock_timeout(op, name, path, "another process") from None
                 stack.callback(file_lock.release)
-            if job is not None and job.abandoned:
+            if job is not None and not job.enter():
                 raise self._timeout_error(op, name, began=False)
             yield
 
     def _lock_timeout(self, op: str, name: str, path: Path, holder: str) -> SecretsError:
         return SecretsError(
             f"keyring {op} of {name!r} timed out after {self.timeout} s waiting for the "
-            f"keyring lock {path}, held by {holder}",
+            f"keyring lock {path}, held by {holder}, so this one was not made",
             hint="another keyring call may be stuck at an unlock prompt: unlock the keyring, "
             "or raise the timeout",
         )
 
     def _timeout_error(self, op: str, name: str, *, began: bool) -> SecretsError:
         detail = (
-            "the keyring did not answer" if began else "it could not get its turn at the keyring"
+            "the keyring did not answer" if began else
+            "another keyring call still holds the keyring lock, so this one was not made"
         )
         maybe = " (the write may still complete)" if began and op != "read" else ""
         return SecretsError(
