@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import throughput
 
         pairs = 300 if quick else 2000
-        log(f"[2] throughput: {pairs:,} request pairs per client")
+        log(f"[2] throughput: {pairs:,} requests per client and arm"
+            " (no auth, header only, OIDCAuth)")
         res["throughput"] = throughput.run(pairs=pairs, log=log)
         res["throughput_params"] = {"pairs": pairs}
     if only & {3, 4, 5, 6}:
