@@ -862,7 +862,10 @@ class KeyringSecrets:
     def _locked(self, op: str, name: str, job: _Job | None) -> Iterator[None]:
         with ExitStack() as stack:
             for path in self._lock_paths:
-                thread_lock, file_lock = _locks_for(path)
+                try:
+                    thread_lock, file_lock = _locks_for(path)
+                except OSError as exc:
+                    raise self._lock_unusable(op, name, path, exc) from exc
                 timeout = -1.0 if job is None else job.remaining()
                 if not thread_lock.acquire(timeout=timeout):
                     raise self._lock_timeout(op, name, path, "another thread of this process")
@@ -879,10 +882,19 @@ class KeyringSecrets:
                     )
                 except filelock.Timeout:
                     raise self._lock_timeout(op, name, path, "another process") from None
+                except OSError as exc:
+                    raise self._lock_unusable(op, name, path, exc) from exc
                 stack.callback(file_lock.release)
             if job is not None and not job.enter():
                 raise self._timeout_error(op, name, began=False)
             yield
+
+    def _lock_unusable(self, op: str, name: str, path: Path, exc: OSError) -> SecretsError:
+        return SecretsError(
+            f"keyring {op} of {name!r} failed: cannot use the keyring lock file {path}: "
+            f"{type(exc).__name__}: {exc.strerror or exc}",
+            hint="make its directory writable, or pass lock_dir= to KeyringSecrets",
+        )
 
     def _lock_timeout(self, op: str, name: str, path: Path, holder: str) -> SecretsError:
         return SecretsError(

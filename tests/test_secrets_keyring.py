@@ -311,28 +311,33 @@ def test_a_write_that_times_out_says_it_may_still_happen(tmp_path: Path) -> None
 
 def test_the_lock_serializes_processes(tmp_path: Path) -> None:
     """A call waits while another process holds the backend's lock file, then proceeds."""
-    secrets = KeyringSecrets(backend=DictBackend(), timeout=5, lock_dir=tmp_path)
+    secrets = KeyringSecrets(backend=DictBackend(), timeout=10, lock_dir=tmp_path)
     (lock_path,) = secrets.lock_paths
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
-            import sys, time, filelock
+            import sys, filelock
             with filelock.FileLock({str(lock_path)!r}):
                 print("locked", flush=True)
-                time.sleep(0.6)
-        """)], stdout=subprocess.PIPE, text=True,
+                sys.stdin.readline()  # hold the lock until told to let go
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
+    assert holder.stdin is not None
+    assert holder.stdout is not None
     try:
-        assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked"
         short = KeyringSecrets(backend=DictBackend(), timeout=0.2, lock_dir=tmp_path)
         with pytest.raises(SecretsError, match="another process"):
             short.get_secret("a")
+        release = threading.Timer(0.3, lambda: holder.stdin.close() if holder.stdin else None)
+        release.start()
         started = time.monotonic()
-        secrets.set_secret("a", "v")
-        assert time.monotonic() - started > 0.2
+        secrets.set_secret("a", "v")  # waits for the other process
+        assert time.monotonic() - started >= 0.25
+        release.join()
     finally:
+        if not holder.stdin.closed:
+            holder.stdin.close()
         holder.wait(10)
-        assert holder.stdout is not None
         holder.stdout.close()
     assert secrets.get_secret("a") == "v"
 
@@ -349,6 +354,25 @@ def test_lock_file_and_directory_modes(tmp_path: Path) -> None:
     assert lock_path.name == "keyring-tests.support.keyring_fakes.DictBackend.lock"
     assert lock_path.stat().st_mode & 0o777 == 0o600
     assert lock_dir.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.keyring
+def test_default_lock_file_mode(secret_service: SecretServiceBench) -> None:
+    secrets = KeyringSecrets(service=unique_service())
+    secrets.set_secret("a", "v")
+    (lock_path,) = secrets.lock_paths
+    assert lock_path.stat().st_mode & 0o777 == 0o600
+    assert lock_path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_unusable_lock_directory(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    secrets = KeyringSecrets(backend=DictBackend(), lock_dir=not_a_dir / "locks")
+    with pytest.raises(SecretsError, match="cannot use the keyring lock file") as excinfo:
+        secrets.set_secret("a", SECRET)
+    assert "lock_dir" in str(excinfo.value)
+    assert isinstance(excinfo.value.__cause__, OSError)
 
 
 def test_default_lock_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
