@@ -14,7 +14,7 @@ requests, one hook: everything the retry needs is computed only when a 401 arriv
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import requests
@@ -28,15 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["OIDCAuth"]
 
 
-class _Response(Protocol):
-    @property
-    def status_code(self) -> int: ...
-
-
-_R = TypeVar("_R", bound=_Response)
-_S = TypeVar("_S")
-
-
 class TokenSourceLike(Protocol):
     """What OIDCAuth needs from a token source (OAuthTokenSource provides it)."""
 
@@ -47,27 +38,15 @@ class TokenSourceLike(Protocol):
     def invalidate(self, token: str | None = None) -> None: ...
 
 
-def _should_retry(
-    response: _R,
-    replayable: bool,
-    sent: _S,
-    sent_url: Callable[[_S], str],
-    answer_url: Callable[[_R], str],
-    challenges: Callable[[_R], Iterable[str]],
-) -> bool:
+def _should_retry(status: int, replayable: bool, challenges: Iterable[str]) -> bool:
     """Whether a response deserves the one retry with a fresh token.
 
-    A 401 (not a 403), for a request whose body can be sent again, answered by the origin
-    the token was sent to (not another host reached by a redirect), whose Bearer challenge
-    names no error other than `invalid_token`. The accessors read the response only for a
-    401, so a 2xx costs one comparison.
+    A 401 (not a 403) for a request whose body can be sent again, whose Bearer challenge
+    names no error other than `invalid_token` (a new token cannot cure
+    `insufficient_scope`). Callers check the origin first: a token is only ever retried
+    against the origin it was sent to.
     """
-    return (
-        response.status_code == 401
-        and replayable
-        and _origin(answer_url(response)) == _origin(sent_url(sent))
-        and should_retry_401(401, challenges(response))
-    )
+    return status == 401 and replayable and should_retry_401(status, challenges)
 
 
 class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
@@ -94,6 +73,8 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
             raise TypeError("OIDCAuth needs a token source with token() and atoken()")
         self.source = source
         self._ainvalidate = getattr(source, "ainvalidate", None)
+        self._token = source.token  # bound once: the hot path makes no method objects
+        self._hook = self._requests_hook
 
     def __repr__(self) -> str:
         return f"OIDCAuth({self.source!r})"
@@ -125,16 +106,25 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         """requests: add the header and a hook that answers a 401 once."""
-        token = self.source.token()
+        token = self._token()
         r.headers["Authorization"] = f"Bearer {token}"
         body: Any = r.body
         if body is None or isinstance(body, (bytes, str)):
-            hook = _RequestsRetry(self, token, r.url or "", True, None)
+            # The shared hook reads the token back from the request it answers.
+            r.hooks["response"].append(self._hook)
         else:
-            position = _body_position(body)
-            hook = _RequestsRetry(self, token, r.url or "", position is not None, position)
-        r.hooks["response"].append(hook)
+            position = _body_position(body)  # a file: remember where to rewind to
+            r.hooks["response"].append(_RequestsRetry(self, token, position))
         return r
+
+    def _requests_hook(self, response: Response, **kwargs: Any) -> Response:
+        """The response hook for bodies that replay as they are (none, bytes, str)."""
+        if response.status_code != 401:  # the common case, before any other work
+            return response
+        sent = response.request.headers.get("Authorization") or ""
+        if not sent.startswith("Bearer "):
+            return response  # stripped by a cross-origin redirect: not ours to retry
+        return _requests_retry(self, response, sent[7:], True, None, kwargs)
 
     # ------------------------------------------------------------ httpx
 
@@ -142,7 +132,7 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
         """httpx.Client: send; on a retry-worthy 401, once more with a fresh token."""
-        token = self.source.token()
+        token = self._token()
         rewind = _httpx_rewinder(request)
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
@@ -168,47 +158,55 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
 
 
 class _RequestsRetry:
-    """The response hook of one requests request: at most one retry, ever.
+    """The response hook of a request with a file body: it knows where to rewind to."""
 
-    requests copies hooks onto redirected requests, so the hook may run several times for
-    one call; `used` makes the first response the only one it acts on.
-    """
+    __slots__ = ("auth", "position", "token")
 
-    __slots__ = ("auth", "position", "replayable", "token", "url", "used")
-
-    def __init__(self, auth: OIDCAuth, token: str, url: str, replayable: bool,
-                 position: int | None) -> None:
+    def __init__(self, auth: OIDCAuth, token: str, position: int | None) -> None:
         self.auth = auth
         self.token = token
-        self.url = url
-        self.replayable = replayable
         self.position = position
-        self.used = False
 
     def __call__(self, response: Response, **kwargs: Any) -> Response:
-        if self.used:
+        if response.status_code != 401:
             return response
-        self.used = True
-        if not _should_retry(response, self.replayable, self.url, str, _requests_url,
-                             _requests_challenges):
-            return response
-        fresh = self.auth._replacement(self.token)
-        if fresh is None:
-            return response
-        # Same dance as requests' HTTPDigestAuth.handle_401: drain and release the first
-        # response, send a copy through the same adapter, keep the first in history.
-        if self.position is not None:
-            response.request.body.seek(self.position)  # type: ignore[union-attr]
-        response.content  # noqa: B018 - consume the body so the connection can be reused
-        response.close()
-        retry = response.request.copy()
-        retry.headers["Authorization"] = f"Bearer {fresh}"
-        retry.hooks = {"response": []}  # the retry is final: no second 401 handling
-        _copy_cookies(response, retry)
-        second: Response = response.connection.send(retry, **kwargs)
-        second.history.append(response)
-        second.request = retry
-        return second
+        return _requests_retry(self.auth, response, self.token, self.position is not None,
+                               self.position, kwargs)
+
+
+def _requests_retry(
+    auth: OIDCAuth,
+    response: Response,
+    token: str,
+    replayable: bool,
+    position: int | None,
+    kwargs: dict[str, Any],
+) -> Response:
+    """Answer a requests 401: once, through the same adapter, like HTTPDigestAuth.
+
+    requests strips the Authorization header on a cross-origin redirect and the retry
+    carries no hook, so the request that got this 401 went to the token's origin and this
+    runs at most once per call.
+    """
+    if not _should_retry(response.status_code, replayable, _requests_challenges(response)):
+        return response
+    fresh = auth._replacement(token)
+    if fresh is None:
+        return response
+    # Drain and release the first response, send a copy through the same adapter, keep
+    # the first in history.
+    if position is not None:
+        response.request.body.seek(position)  # type: ignore[union-attr]
+    response.content  # noqa: B018 - consume the body so the connection can be reused
+    response.close()
+    retry = response.request.copy()
+    retry.headers["Authorization"] = f"Bearer {fresh}"
+    retry.hooks = {"response": []}  # the retry is final: no second 401 handling
+    _copy_cookies(response, retry)
+    second: Response = response.connection.send(retry, **kwargs)
+    second.history.append(response)
+    second.request = retry
+    return second
 
 
 # ---------------------------------------------------------------------- helpers
@@ -224,10 +222,6 @@ def _origin(url: str | bytes) -> str:
         return f"<unparsable {id(url)}>"
     port = u.port or {"http": 80, "https": 443}.get(u.scheme, 0)
     return f"{u.scheme}://{u.host}:{port}"
-
-
-def _requests_url(response: Response) -> str:
-    return response.request.url or ""
 
 
 def _requests_challenges(response: Response) -> list[str]:
@@ -281,20 +275,13 @@ def _httpx_rewinder(request: httpx.Request) -> Callable[[], None] | None:
 def _httpx_should_retry(
     request: httpx.Request, response: httpx.Response, rewind: Callable[[], None] | None
 ) -> bool:
-    return _should_retry(response, rewind is not None, request, _httpx_request_url,
-                         _httpx_url, _httpx_challenges)
-
-
-def _httpx_request_url(request: httpx.Request) -> str:
-    return str(request.url)
-
-
-def _httpx_url(response: httpx.Response) -> str:
-    return str(response.request.url)
-
-
-def _httpx_challenges(response: httpx.Response) -> list[str]:
-    return response.headers.get_list("www-authenticate")
+    """httpx follows redirects inside one auth step (stripping the header across
+    origins), so the 401 may come from elsewhere: retry only the token's own origin."""
+    if response.status_code != 401:
+        return False
+    if _origin(str(response.request.url)) != _origin(str(request.url)):
+        return False
+    return _should_retry(401, rewind is not None, response.headers.get_list("www-authenticate"))
 
 
 def _httpx_resend(
