@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -369,13 +370,18 @@ def test_split_join_property(value: str, limit: int) -> None:
         assert part or value == ""
 
 
+@pytest.fixture(scope="module")
+def lock_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("locks")
+
+
 @settings(max_examples=60, deadline=None)
 @given(values=st.lists(st.text(max_size=300), min_size=1, max_size=6))
-def test_split_storage_leaves_no_stale_parts(values: list[str]) -> None:
+def test_split_storage_leaves_no_stale_parts(values: list[str], lock_dir: Path) -> None:
     """After any sequence of writes, the backend holds exactly the last value's entries."""
     backend = DictBackend()
     secrets = KeyringSecrets(service="svc", backend=backend, max_value_length=32, timeout=None,
-                             lock=False)
+                             lock_dir=lock_dir)
     for value in values:
         secrets.set_secret("name", value)
         assert secrets.get_secret("name") == value
