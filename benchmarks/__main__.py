@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
         runs, calls = (5, 5_000) if quick else (20, 20_000)
         log(f"[1] auth hook cost: {runs} runs x {calls:,} calls, interleaved")
-        res["hook"] = hook_cost.run(runs=runs, calls=calls, log=log)
+        hook = hook_cost.run(runs=runs, calls=calls, log=log)
+        res["hook"], res["hook_paired"] = hook["stats"], hook["paired"]
         res["hook_params"] = {"runs": runs, "calls": calls}
     if 2 in only:
         from benchmarks import throughput

@@ -257,9 +257,11 @@ GROUPS: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[Any, int], float
 
 def run(runs: int = 20, calls: int = 20_000, seed: int = 8,
         log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure every group; returns {group: {contender: Stat of seconds per call}}."""
+    """Measure every group: {"stats": {group: {contender: Stat of seconds per call}},
+    "paired": {group: {"oauth-auth ...": {other: Stat of per-run ratios}}}}."""
     rng = random.Random(seed)
     results: dict[str, Any] = {}
+    paired: dict[str, Any] = {}
     for group, (make, timer) in GROUPS.items():
         contenders = make()
         for name, contender in contenders.items():
@@ -272,11 +274,17 @@ def run(runs: int = 20, calls: int = 20_000, seed: int = 8,
             for name in order:
                 samples[name].append(timer(contenders[name], calls))
         results[group] = {name: Stat.of(values) for name, values in samples.items()}
+        # Paired ratios: each run's contenders ran back to back, under the same load.
+        paired[group] = {
+            name: {other: Stat.of([a / b for a, b in zip(values, samples[other], strict=True)])
+                   for other in samples}
+            for name, values in samples.items() if name.startswith("oauth-auth")
+        }
         floor = results[group]["floor (set header)"].median
         for name, stat in results[group].items():
             log(f"  [1] {group:11s} {name:60s} {stat.median * 1e6:7.2f} µs"
                 f"  x{stat.median / floor:5.2f}")
-    return results
+    return {"stats": results, "paired": paired}
 
 
 if __name__ == "__main__":
