@@ -1,8 +1,9 @@
 """A child for the kill -9 trials: one process of many sharing a session, instrumented.
 
 Usage: python -m tests.reliability.crash_child '<json>' with keys issuer, client_id, key,
-store (a FileSecrets directory), lock_dir, go (a file whose appearance starts everyone),
-slow_io (seconds each secrets call takes, like a Secret Service under load).
+store (a FileSecrets directory), lock_dir, slow_io (seconds each secrets call takes, like
+a Secret Service under load). It starts when a byte arrives on its stdin (no polling, so
+waiting children cost no CPU while another trial runs).
 
 It prints, unbuffered, one line per step of its refresh, so the parent knows exactly
 where a kill -9 landed:
@@ -96,12 +97,9 @@ def main() -> int:
         http_timeout=10,
     )
     mark("READY")
-    deadline = time.monotonic() + 30
-    while not os.path.exists(cfg["go"]):
-        if time.monotonic() > deadline:
-            mark("ERROR Timeout never started")
-            return 3
-        time.sleep(0.001)
+    if not sys.stdin.buffer.read(1):
+        mark("ERROR Aborted never started")
+        return 3
     mark("START")
     try:
         token = source.token()

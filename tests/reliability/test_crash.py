@@ -23,6 +23,7 @@ budget of `BUDGET` seconds.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import random
@@ -79,7 +80,8 @@ class Child:
         self._stderr = open(stderr_path, "wb")  # noqa: SIM115 - closed in finish()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.reliability.crash_child", json.dumps(cfg)],
-            stdout=subprocess.PIPE, stderr=self._stderr, cwd=ROOT, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=ROOT,
+            env=env,
         )
         self.lines: list[tuple[float, str]] = []
         self.changed = threading.Condition()
@@ -115,9 +117,17 @@ class Child:
         return next((line for line in reversed(self.markers())
                      if line.startswith(("TOKEN", "ERROR"))), "")
 
-    def finish(self, timeout: float) -> float:
-        """Wait for the exit; returns the exit code (or -9 when killed)."""
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"g")
+        self.proc.stdin.flush()
+
+    def finish(self, timeout: float) -> int:
+        """Wait for the exit; returns the exit code (-9 when killed)."""
         try:
+            if self.proc.stdin is not None and not self.proc.stdin.closed:
+                with contextlib.suppress(OSError):
+                    self.proc.stdin.close()
             code = self.proc.wait(timeout)
         finally:
             self.reader.join(5)
@@ -174,9 +184,8 @@ class Bench:
 
 @dataclass
 class Batch:
-    """The children of one trial, started ahead of time (they wait for `go`)."""
+    """The children of one trial, started ahead of time (they wait for a byte on stdin)."""
 
-    go: Path
     children: list[Child]
 
     def abort(self) -> None:
@@ -187,12 +196,11 @@ class Batch:
 
 
 def spawn(bench: Bench, index: int) -> Batch:
-    go = bench.tmp / f"go-{index}"
     cfg = {"issuer": bench.idp.issuer, "client_id": bench.idp.client_id, "key": KEY,
            "store": str(bench.tmp / "store"), "lock_dir": str(bench.tmp / "locks"),
-           "go": str(go), "slow_io": SLOW_IO}
-    return Batch(go, [Child(cfg, bench.tmp / f"child-{index}-{i}.err")
-                      for i in range(1 + WAITERS)])
+           "slow_io": SLOW_IO}
+    return Batch([Child(cfg, bench.tmp / f"child-{index}-{i}.err")
+                  for i in range(1 + WAITERS)])
 
 
 def run_trial(bench: Bench, batch: Batch, rng: random.Random,
@@ -206,7 +214,8 @@ def run_trial(bench: Bench, batch: Batch, rng: random.Random,
     try:
         for child in children:
             assert child.wait_for("READY", 20), child.markers()
-        batch.go.touch()
+        for child in children:
+            child.go()
         deadline = time.monotonic() + 10
         holder = None
         while holder is None and time.monotonic() < deadline:
