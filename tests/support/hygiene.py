@@ -29,6 +29,8 @@ Files: every lock file (`_locking.process_lock`, the keyring lock) and config fi
 (`Config._write`) the library writes is checked while it exists: mode 0600 (no group or
 other bits) and no secret in it.
 
+OAUTH_AUTH_NO_HYGIENE=1 turns the plugin off (to bisect a failure; CI keeps it on).
+
 Values shorter than `MIN_SECRET` (12) are ignored: the unit-test fakes issue tokens like
 ``at-1`` that would match innocent text; real tokens, codes and verifiers are 43+ chars.
 """
