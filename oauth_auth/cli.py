@@ -169,13 +169,16 @@ def _port(text: str) -> int:
     return value
 
 
-def _leaf(subparsers: Any, command: str, *, kind: str) -> argparse.ArgumentParser:
+def _leaf(subparsers: Any, command: str, *, kind: str, stub: bool = False) -> None:
     helps = {
         "login": "log in and store the session",
         "token": "print an access token on stdout",
         "logout": "revoke and delete the stored session",
         "status": "show what is stored (never a secret)",
     }
+    if stub:  # not the command being run: only its line in the parent's help
+        subparsers.add_parser(command, help=helps[command])
+        return
     epilog = _epilog(kind, command)
     parser: argparse.ArgumentParser = subparsers.add_parser(
         command, help=helps[command], description=helps[command].capitalize() + ".",
@@ -192,11 +195,32 @@ def _leaf(subparsers: Any, command: str, *, kind: str) -> argparse.ArgumentParse
         parser.add_argument("--gateway", metavar="URL", required=True,
                             help="the LLM gateway's URL")
     _common(parser, command)
-    return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of the whole command."""
+_COMMANDS = ("login", "token", "logout", "status")
+_GROUPS = ("registry", "llm")
+
+
+def _selected(argv: Sequence[str] | None) -> tuple[str, str] | None:
+    """(kind, command) that `argv` names, or None when that is not plain to see.
+
+    Building all fifteen parsers costs more than the rest of a cached `token` run, so
+    `build_parser` fully builds only the selected one (the others get their help line).
+    """
+    words = [w for w in (sys.argv[1:] if argv is None else argv) if not w.startswith("-")]
+    if not words:
+        return None
+    if words[0] in _COMMANDS:
+        return "adhoc", words[0]
+    if words[0] in _GROUPS and len(words) > 1 and words[1] in _COMMANDS:
+        return words[0], words[1]
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argparse parser of the command; with `argv`, only the leaf it names is built in
+    full (every leaf when `argv` names none, e.g. for `--help`)."""
+    only = _selected(argv) if argv is not None else None
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="OIDC-backed bearer tokens: log in once, then every call just works.",
@@ -207,10 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="log what happens and show tracebacks")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for command in ("login", "token", "logout", "status"):
-        _leaf(commands, command, kind="adhoc")
+    for command in _COMMANDS:
+        _leaf(commands, command, kind="adhoc", stub=only is not None and only != ("adhoc", command))
     for kind, what in (("registry", "a registry (--registry URL)"),
                        ("llm", "an LLM gateway (--gateway URL)")):
+        if only is not None and only[0] != kind:
+            commands.add_parser(kind, help=f"sessions for {what}")
+            continue
         group = commands.add_parser(
             kind, help=f"sessions for {what}",
             description=f"Log in to, get tokens for, and log out of {what}.",
@@ -220,8 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="log what happens and show tracebacks")
         group.set_defaults(group=group)
         leaves = group.add_subparsers(title="commands", metavar="COMMAND")
-        for command in ("login", "token", "logout", "status"):
-            _leaf(leaves, command, kind=kind)
+        for command in _COMMANDS:
+            _leaf(leaves, command, kind=kind, stub=only is not None and only != (kind, command))
     return parser
 
 
@@ -230,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit code (0, 1, 2 or 4)."""
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
