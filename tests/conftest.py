@@ -1,9 +1,12 @@
 """Shared fixtures. The bench's parts live in tests/support and are loaded as plugins."""
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from oauth_auth._config import CONFIG_ENV
 from oauth_auth._discovery import clear_discovery_cache
 
 # The support modules import each other; mark the package for assertion rewriting before
@@ -25,3 +28,24 @@ def _fresh_discovery() -> Iterator[None]:
     clear_discovery_cache()
     yield
     clear_discovery_cache()
+
+
+@pytest.fixture
+def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config file and lock directory of the test's own (CLI and profile tests)."""
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "cfg" / "config.json"))
+    monkeypatch.setenv("OAUTH_AUTH_LOCK_DIR", str(tmp_path / "locks"))
+
+
+@pytest.fixture
+def cfg_file(tmp_path: Path) -> Path:
+    """Where `isolated_config` puts the config file."""
+    return tmp_path / "cfg" / "config.json"
+
+
+@pytest.fixture
+def provider() -> Any:
+    """A fresh fake OAuth provider on httpx.MockTransport (tests.support.fakes)."""
+    from tests.support.fakes import FakeProvider  # after register_assert_rewrite
+
+    return FakeProvider()

@@ -35,7 +35,6 @@ from oauth_auth import (
 )
 from oauth_auth import cli as cli_module
 from oauth_auth._config import CONFIG_ENV, Config, format_expiry
-from oauth_auth._discovery import clear_discovery_cache
 from oauth_auth.cli import main
 from tests.support.fakes import ISSUER, FakeProvider
 from tests.support.idp import IdP, obtain_tokens, refresh_count
@@ -54,23 +53,7 @@ def _at(token: str, seconds: float) -> str:
     return f"{token}|{format_expiry(when)}"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "cfg" / "config.json"))
-    monkeypatch.setenv("OAUTH_AUTH_LOCK_DIR", str(tmp_path / "locks"))
-    clear_discovery_cache()
-    yield
-    clear_discovery_cache()
-
-
-@pytest.fixture
-def cfg_file(tmp_path: Path) -> Path:
-    return tmp_path / "cfg" / "config.json"
-
-
-@pytest.fixture
-def provider() -> FakeProvider:
-    return FakeProvider()
+pytestmark = pytest.mark.usefixtures("isolated_config")
 
 
 @pytest.fixture

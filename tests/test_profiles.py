@@ -7,7 +7,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from oauth_auth import (
     registry_auth,
 )
 from oauth_auth._config import CONFIG_ENV, Config, config_path, format_expiry
-from oauth_auth._discovery import clear_discovery_cache
 from oauth_auth.profiles import (
     ADHOC,
     LLM,
@@ -46,24 +44,7 @@ CLIENT = "registry-cli"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test gets its own config file and lock directory; no keyring is touched."""
-    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "cfg" / "config.json"))
-    monkeypatch.setenv("OAUTH_AUTH_LOCK_DIR", str(tmp_path / "locks"))
-    clear_discovery_cache()
-    yield
-    clear_discovery_cache()
-
-
-@pytest.fixture
-def cfg_file(tmp_path: Path) -> Path:
-    return tmp_path / "cfg" / "config.json"
-
-
-@pytest.fixture
-def provider() -> FakeProvider:
-    return FakeProvider()
+pytestmark = pytest.mark.usefixtures("isolated_config")
 
 
 def _opts(provider: FakeProvider, secrets: Any, **more: Any) -> dict[str, Any]:
