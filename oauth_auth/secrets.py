@@ -44,12 +44,9 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .errors import SecretsError
-
-if TYPE_CHECKING:
-    import filelock
 
 __all__ = [
     "ChainSecrets",
@@ -454,7 +451,7 @@ _POOL = _DaemonPool()
 
 # One in-process lock and one file lock per lock path, shared by every KeyringSecrets.
 _LOCKS_GUARD = threading.Lock()
-_LOCKS: dict[str, tuple[threading.Lock, filelock.FileLock]] = {}
+_LOCKS: dict[str, tuple[threading.Lock, _ProcessLock]] = {}
 
 
 def _after_fork_in_child() -> None:
@@ -469,18 +466,80 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _locks_for(path: Path) -> tuple[threading.Lock, filelock.FileLock]:
+class _ProcessLock:
+    """An exclusive lock on a file, shared by every process of the user.
+
+    Every keyring call takes it, so its cost is paid by each cached `oauth-auth token`: on
+    POSIX it is flock(2) on a descriptor opened for each hold, which imports nothing
+    (filelock's import alone cost 6-7 ms, a quarter of that command's margin over a bare
+    keyring read); elsewhere it is filelock. Either way the OS drops the lock when its holder
+    dies, even by kill -9, and the file (mode 0600, empty) is left in place. filelock and
+    this class lock the same way on POSIX, so they exclude each other.
+
+    Not thread-safe: callers hold the per-path `threading.Lock` around it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._fallback: Any = None
+
+    def acquire(self, timeout: float, poll: float, cancel: Callable[[], bool] | None) -> bool:
+        """Wait up to `timeout` seconds (< 0: forever); False on timeout or `cancel()`."""
+        if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+            return self._acquire_filelock(timeout, poll, cancel)
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass
+            except BaseException:
+                os.close(fd)
+                raise
+            else:
+                self._fd = fd
+                return True
+            if (cancel is not None and cancel()) or (
+                deadline is not None and time.monotonic() >= deadline
+            ):
+                os.close(fd)
+                return False
+            time.sleep(poll)
+
+    def release(self) -> None:
+        if self._fallback is not None:  # pragma: no cover - Windows
+            self._fallback.release()
+            return
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor releases the flock
+
+    def _acquire_filelock(  # pragma: no cover - Windows
+        self, timeout: float, poll: float, cancel: Callable[[], bool] | None
+    ) -> bool:
+        import filelock
+
+        if self._fallback is None:
+            self._fallback = filelock.FileLock(self.path, mode=0o600, thread_local=False,
+                                               preserve_lock_file=True)
+        try:
+            self._fallback.acquire(timeout=timeout, poll_interval=poll, cancel_check=cancel)
+        except filelock.Timeout:
+            return False
+        return True
+
+
+def _locks_for(path: Path) -> tuple[threading.Lock, _ProcessLock]:
     key = str(path)
     with _LOCKS_GUARD:
         pair = _LOCKS.get(key)
         if pair is None:
-            import filelock
-
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            pair = (
-                threading.Lock(),
-                filelock.FileLock(path, mode=0o600, thread_local=False, preserve_lock_file=True),
-            )
+            pair = (threading.Lock(), _ProcessLock(path))
             _LOCKS[key] = pair
         return pair
 
@@ -872,18 +931,16 @@ class KeyringSecrets:
                 stack.callback(thread_lock.release)
                 if not self._use_file_lock:
                     continue
-                import filelock
-
                 try:
-                    file_lock.acquire(
-                        timeout=-1 if job is None else job.remaining(),
-                        poll_interval=0.002,
-                        cancel_check=None if job is None else (lambda: job.abandoned),
+                    held = file_lock.acquire(
+                        -1 if job is None else job.remaining(),
+                        0.002,
+                        None if job is None else (lambda: job.abandoned),
                     )
-                except filelock.Timeout:
-                    raise self._lock_timeout(op, name, path, "another process") from None
                 except OSError as exc:
                     raise self._lock_unusable(op, name, path, exc) from exc
+                if not held:
+                    raise self._lock_timeout(op, name, path, "another process")
                 stack.callback(file_lock.release)
             if job is not None and not job.enter():
                 raise self._timeout_error(op, name, began=False)
