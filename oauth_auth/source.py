@@ -72,6 +72,11 @@ LOCK_GRACE = 60.0
 #: How many rejected access tokens are remembered (never served again from tier 2).
 MAX_REJECTED = 64
 _LOGIN_METHODS = ("auto", "browser", "device")
+#: Refresh errors besides invalid_grant that a new login can cure (the grant lacks a scope
+#: or resource now asked for). Any other provider error (invalid_client, a malformed
+#: answer...) is raised even when interactive: a browser login would not fix it, and the
+#: user should see the real cause.
+LOGIN_CURES = frozenset({"invalid_scope", "invalid_target"})
 
 
 @dataclass(frozen=True)
@@ -423,7 +428,7 @@ class OAuthTokenSource:
                         return retried
                 except OAuthError as exc:
                     errors.append(exc)
-                    if not self.interactive:
+                    if not (self.interactive and exc.error in LOGIN_CURES):
                         raise
             if self.interactive:
                 return self._login_and_store(key)
@@ -439,7 +444,7 @@ class OAuthTokenSource:
                 errors.append(exc)
             except OAuthError as exc:
                 errors.append(exc)
-                if not self.interactive:
+                if not (self.interactive and exc.error in LOGIN_CURES):
                     raise
         if self.interactive:
             return self._login_and_store("")

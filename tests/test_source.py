@@ -670,3 +670,41 @@ def test_default_lock_file_is_private_and_not_in_the_working_directory(
     assert "SOME_KEY" not in path.name
     monkeypatch.setenv("OAUTH_AUTH_LOCK_DIR", str(tmp_path / "x"))
     assert lock_path("K").parent == tmp_path / "x"
+
+
+@pytest.mark.parametrize(
+    ("fault", "expect_login"),
+    [
+        ((400, {"error": "invalid_grant"}, {}), True),
+        ((400, {"error": "invalid_scope"}, {}), True),
+        ((400, {"error": "invalid_client"}, {}), False),
+        ((200, "<html>proxy</html>", {}), False),
+        ((503, "", {}), False),
+    ],
+)
+def test_interactive_logs_in_only_when_a_login_can_cure_the_refresh_error(
+    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any,
+    fault: tuple[int, Any, dict[str, str]], expect_login: bool,
+) -> None:
+    from oauth_auth import OAuthAuthError
+    from oauth_auth._token import Token
+
+    source = make_source(idp, clock, secrets, tmp_path, interactive=True)
+    logins: list[str] = []
+
+    def fake_login(key: str) -> Token:
+        logins.append(key)
+        return source._install(key, Token("login-token", clock.now + 3600, "rt-login"), None)
+
+    source._login_and_store = fake_login  # type: ignore[method-assign]
+    secrets.inner.set_secret(KEY, idp.seed())
+    idp.faults.append(fault)
+    if expect_login:
+        assert source.token() == "login-token"
+        assert logins == [KEY]
+        assert secrets.inner.get_secret(KEY) == "rt-login"
+    else:
+        with pytest.raises(OAuthAuthError):
+            source.token()
+        assert logins == []
+        assert secrets.inner.get_secret(KEY) == "rt-0"  # nothing lost
