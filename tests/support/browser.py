@@ -23,6 +23,7 @@ import http.server
 import os
 import tempfile
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -352,6 +353,23 @@ def _chromium_driver(user_data_dir: str) -> Any:
     return webdriver.Chrome(options=options, service=service)
 
 
+def _start_chromium(profile: str, attempts: int = 3) -> Any:
+    """A new headless Chromium, retried: on a loaded 2-core machine Chromium now and then
+    fails to start in time ("DevToolsActivePort file doesn't exist", "chrome not
+    reachable"), which says nothing about the flow under test."""
+    from selenium.common.exceptions import WebDriverException
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return _chromium_driver(tempfile.mkdtemp(prefix="run-", dir=profile))
+        except WebDriverException as exc:
+            if attempt == attempts:
+                raise
+            print(f"Chromium did not start (attempt {attempt}): {str(exc).splitlines()[0]}")
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
 def chromium_login(
     authorization_url: str,
     *,
@@ -373,7 +391,7 @@ def chromium_login(
 
     provider = _origin(authorization_url)
     with tempfile.TemporaryDirectory(prefix="bench-chromium-") as profile:
-        driver = _chromium_driver(profile)
+        driver = _start_chromium(profile)
         try:
             driver.set_page_load_timeout(timeout)
             wait = WebDriverWait(driver, timeout, poll_frequency=0.05)
