@@ -327,7 +327,7 @@ def test_the_lock_serializes_processes(tmp_path: Path) -> None:
         assert holder.stdout.readline().strip() == "locked"
         short = KeyringSecrets(backend=DictBackend(), timeout=0.2, lock_dir=tmp_path)
         # Whichever notices first, the worker or the waiting caller, names the lock.
-        with pytest.raises(SecretsError, match="another (process|keyring call)"):
+        with pytest.raises(SecretsError, match=r"another (process|keyring call)"):
             short.get_secret("a")
         release = threading.Timer(0.3, lambda: holder.stdin.close() if holder.stdin else None)
         release.start()
