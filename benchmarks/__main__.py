@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -62,27 +61,13 @@ def jsonable(value: Any) -> Any:
 @contextlib.contextmanager
 def secret_service() -> Iterator[Any]:
     """A private gnome-keyring Secret Service; this process's keyring points at it."""
-    import keyring
-    import keyring.core
-
-    from tests.support.secret_service import start_secret_service
+    from tests.support.secret_service import using_secret_service
 
     root = Path(tempfile.mkdtemp(prefix="oauth-auth-bench-ss-"))
-    bench = start_secret_service(root)
-    saved = {k: os.environ.get(k) for k in bench.env}
-    previous = keyring.core._keyring_backend
-    os.environ.update(bench.env)
-    keyring.set_keyring(bench.keyring_backend())
     try:
-        yield bench
+        with using_secret_service(root) as bench:
+            yield bench
     finally:
-        keyring.core._keyring_backend = previous
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        bench.close()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -266,26 +266,18 @@ def start_secret_service(root: Path) -> SecretServiceBench:
     return bench
 
 
-@pytest.fixture(scope="session")
-def secret_service() -> Iterator[SecretServiceBench]:
-    """gnome-keyring's Secret Service on a private bus, unlocked, for the whole session."""
-    for binary in ("dbus-daemon", "gnome-keyring-daemon"):
-        if shutil.which(binary) is None:
-            missing("gnome-keyring", "apt-get install gnome-keyring dbus")
-    try:
-        import secretstorage  # noqa: F401
-    except ImportError:
-        missing("secretstorage", "pip install secretstorage (keyring's Linux dependency)")
-    root = Path(tempfile.mkdtemp(prefix="oauth-auth-ss-"))
-    bench = start_secret_service(root)
-    atexit.register(bench.close)
-    saved = {k: os.environ.get(k) for k in bench.env}
-    os.environ.update(bench.env)
-
+@contextlib.contextmanager
+def using_secret_service(root: Path) -> Iterator[SecretServiceBench]:
+    """Start the bench in `root` and point this process at it (environment and keyring's
+    default backend); restore both and stop the daemons on the way out."""
     import keyring
     import keyring.core
 
+    bench = start_secret_service(root)
+    atexit.register(bench.close)
+    saved = {k: os.environ.get(k) for k in bench.env}
     previous_default = keyring.core._keyring_backend
+    os.environ.update(bench.env)
     keyring.set_keyring(bench.keyring_backend())
     try:
         yield bench
@@ -298,5 +290,17 @@ def secret_service() -> Iterator[SecretServiceBench]:
                 os.environ[key] = value
         bench.close()
         atexit.unregister(bench.close)
-        with contextlib.suppress(OSError):
-            shutil.rmtree(root)
+
+
+@pytest.fixture(scope="session")
+def secret_service() -> Iterator[SecretServiceBench]:
+    """gnome-keyring's Secret Service on a private bus, unlocked, for the whole session."""
+    for binary in ("dbus-daemon", "gnome-keyring-daemon"):
+        if shutil.which(binary) is None:
+            missing("gnome-keyring", "apt-get install gnome-keyring dbus")
+    try:
+        import secretstorage  # noqa: F401
+    except ImportError:
+        missing("secretstorage", "pip install secretstorage (keyring's Linux dependency)")
+    with using_secret_service(Path(tempfile.mkdtemp(prefix="oauth-auth-ss-"))) as bench:
+        yield bench
