@@ -102,6 +102,29 @@ def test_callback_catcher_answers_404_elsewhere() -> None:
         assert catcher.paths == ["/favicon.ico", "/callback"]
 
 
+def test_chromium_navigation_errors_mean_not_yet_and_others_fail() -> None:
+    """CI once failed on ChromeDriver's "Node with given id does not belong to the document",
+    raised by a call on a page that was navigating away: that must read as "not yet"."""
+    from selenium.common.exceptions import (
+        NoSuchWindowException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
+
+    from tests.support.browser import _page_changing
+
+    inspector = (
+        "unknown error: unhandled inspector error: "
+        '{"code":-32000,"message":"Node with given id does not belong to the document"}'
+    )
+    assert _page_changing(WebDriverException(inspector))
+    assert _page_changing(WebDriverException("unknown error: Execution context was destroyed."))
+    assert _page_changing(StaleElementReferenceException("stale element reference"))
+    assert not _page_changing(WebDriverException("unknown error: chrome not reachable"))
+    assert not _page_changing(NoSuchWindowException("no such window: target window already closed"))
+    assert not _page_changing(ValueError("does not belong to the document"))
+
+
 @pytest.mark.browser
 def test_chromium_login_end_to_end(
     idp: IdP, chromium: Callable[..., str], callback_catcher: CallbackCatcher

@@ -18,6 +18,7 @@ Fixtures: `chromium` (the `chromium_login` function, after checking the binaries
 from __future__ import annotations
 
 import contextlib
+import functools
 import html.parser
 import http.server
 import os
@@ -387,59 +388,122 @@ def chromium_login(
     require_chromium()
     os.environ.setdefault("SE_OFFLINE", "true")  # selenium manager: never download anything
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     provider = _origin(authorization_url)
     with tempfile.TemporaryDirectory(prefix="bench-chromium-") as profile:
         driver = _start_chromium(profile)
         try:
             driver.set_page_load_timeout(timeout)
-            wait = WebDriverWait(driver, timeout, poll_frequency=0.05)
 
-            def left_provider(d: Any) -> bool:
-                return (
-                    _origin(d.current_url) != provider
-                    and d.execute_script("return document.readyState") == "complete"
-                )
-
-            def next_step(d: Any) -> Any:
-                if left_provider(d):
+            def next_step() -> Any:
+                if (
+                    _origin(driver.current_url) != provider
+                    and driver.execute_script("return document.readyState") == "complete"
+                ):
                     return "done"
-                found = d.find_elements(By.CSS_SELECTOR, "input[name=login]")
+                found = driver.find_elements(By.CSS_SELECTOR, "input[name=login]")
                 if found:
                     return ("login", found[0])
-                found = d.find_elements(By.CSS_SELECTOR, "input[name=prompt][value=consent]")
+                found = driver.find_elements(By.CSS_SELECTOR, "input[name=prompt][value=consent]")
                 if found:
                     return ("consent", found[0])
-                return False
+                return None
 
-            driver.get(authorization_url)
-            for _ in range(MAX_STEPS):
-                step = wait.until(next_step)
-                if step == "done":
-                    return str(driver.current_url)
-                kind, element = step
+            def act(kind: str, element: Any) -> bool:
                 if kind == "login":
+                    element.clear()
                     element.send_keys(login)
-                    driver.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(password)
+                    password_input = driver.find_element(By.CSS_SELECTOR, "input[name=password]")
+                    password_input.clear()
+                    password_input.send_keys(password)
                     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
                 elif consent:
                     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
                 else:
                     driver.find_element(By.PARTIAL_LINK_TEXT, "Cancel").click()
-                wait.until(lambda d, old=element: _stale(old))
+                return True
+
+            deadline = time.monotonic() + timeout
+            driver.get(authorization_url)
+            for _ in range(MAX_STEPS):
+                step = _poll(next_step, deadline, "a login, consent or callback page")
+                if step == "done":
+                    return str(driver.current_url)
+                kind, element = step
+                # The page may be replaced while we type or click (a reload, a slow redirect):
+                # then the element is gone, nothing was submitted, and the next step looks again.
+                if _settled(functools.partial(act, kind, element)) is None:
+                    continue
+                _poll(functools.partial(_gone, element), deadline, "the next page")
             raise BrowserFlowError(f"Chromium did not reach the callback after {MAX_STEPS} steps")
         finally:
             driver.quit()
 
 
-def _stale(element: Any) -> bool:
-    from selenium.common.exceptions import StaleElementReferenceException
+def _page_changing(exc: BaseException) -> bool:
+    """Whether a WebDriver error only means "the document changed under this call".
 
+    While a page navigates, ChromeDriver answers calls on the old document with
+    StaleElementReference, or with "unknown error" texts such as "Node with given id does not
+    belong to the document" or "Execution context was destroyed". Those are "not yet", never a
+    failure; anything else (the browser died, the session is gone) is a real error.
+    """
+    from selenium.common.exceptions import (
+        JavascriptException,
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
+
+    if isinstance(exc, (StaleElementReferenceException, NoSuchElementException)):
+        return True
+    if isinstance(exc, (JavascriptException, WebDriverException)):
+        text = (getattr(exc, "msg", None) or str(exc)).lower()
+        return any(marker in text for marker in _CHANGING_MARKERS)
+    return False
+
+
+_CHANGING_MARKERS = (
+    "does not belong to the document",
+    "execution context was destroyed",
+    "cannot find context with specified id",
+    "node is detached",
+    "no node with given id",
+    "stale element",
+    "document unloaded",
+    "inspected target navigated or closed",
+)
+
+
+def _settled(call: Callable[[], Any]) -> Any:
+    """`call()`, or None when the document changed under it (see `_page_changing`)."""
+    try:
+        return call()
+    except Exception as exc:
+        if _page_changing(exc):
+            return None
+        raise
+
+
+def _poll(check: Callable[[], Any], deadline: float, what: str) -> Any:
+    """Call `check` every 50 ms until it returns something other than None or False."""
+    while True:
+        result = _settled(check)
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() >= deadline:
+            raise BrowserFlowError(f"Chromium did not show {what} in time")
+        time.sleep(0.05)
+
+
+def _gone(element: Any) -> bool:
+    """Whether `element` no longer belongs to the browser's current document."""
     try:
         element.is_enabled()
-    except StaleElementReferenceException:
-        return True
+    except Exception as exc:
+        if _page_changing(exc):
+            return True
+        raise
     return False
 
 
