@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import logging
 
     from .profiles import ProfileKind, Session
+    from .secrets import KeyringSecrets
 
 __all__ = ["EXIT_FAILURE", "EXIT_LOGIN_REQUIRED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -465,7 +466,7 @@ def _logout(session: Session) -> int:
 # ------------------------------------------------------------------------------ status
 
 
-def _keyring_of(store: object) -> Any:
+def _keyring_of(store: object) -> KeyringSecrets | None:
     from .secrets import KeyringSecrets
 
     return store if isinstance(store, KeyringSecrets) else None
@@ -490,7 +491,7 @@ def _store_name(session: Session) -> str:
 
 def _warn_plaintext(session: Session) -> None:
     keyring = _keyring_of(session.store)
-    if keyring is None or getattr(keyring, "_backend", None) is None:
+    if keyring is None or not keyring.loaded:
         return  # never used: nothing was read or written through it
     try:
         plaintext = keyring.is_plaintext
@@ -534,7 +535,7 @@ def _status(session: Session, *, as_json: bool) -> int:
     usable = at_fresh or bool(rt_present)
     keyring = _keyring_of(session.store)
     plaintext = False
-    if keyring is not None and getattr(keyring, "_backend", None) is not None:
+    if keyring is not None and keyring.loaded:
         try:
             plaintext = bool(keyring.is_plaintext)
         except OAuthAuthError:

@@ -759,6 +759,15 @@ class KeyringSecrets:
         return self._driver
 
     @property
+    def loaded(self) -> bool:
+        """Whether the backend was looked up already (by an operation or a property).
+
+        Lets a caller report on the backend only when it was used, without paying for (or
+        failing on) the lookup otherwise.
+        """
+        return self._backend is not None
+
+    @property
     def backend(self) -> Any:
         """The keyring backend instance in use (looked up on first access)."""
         return self._resolve()

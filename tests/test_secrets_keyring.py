@@ -85,7 +85,9 @@ def test_configured_placeholder_is_refused_on_use(monkeypatch: pytest.MonkeyPatc
                                                   tmp_path: Path) -> None:
     monkeypatch.setattr(keyring, "get_keyring", fail.Keyring)
     secrets = KeyringSecrets(lock_dir=tmp_path)  # constructing is fine: nothing is looked up
+    assert secrets.loaded is False
     assert secrets.backend_name == "keyring.backends.fail.Keyring"
+    assert secrets.loaded is True
     for call in (secrets.check, lambda: secrets.get_secret("a"),
                  lambda: secrets.set_secret("a", SECRET), lambda: secrets.delete_secret("a")):
         with pytest.raises(SecretsError, match="PYTHON_KEYRING_BACKEND"):
