@@ -79,6 +79,58 @@ _LOGIN_METHODS = ("auto", "browser", "device")
 LOGIN_CURES = frozenset({"invalid_scope", "invalid_target"})
 
 
+#: How long the last try to store a refused rotation (at exit) waits for the refresh lock.
+EXIT_FLUSH_LOCK_TIMEOUT = 5.0
+
+
+class _PendingWrite:
+    """A rotated refresh token the secrets store refused, and a last try to store it.
+
+    The provider has spent `spent` (which the store still holds) and issued `newer`, known
+    only to this process. The token source stores it at its next refresh. So that a process
+    which exits (or drops the source) before then does not take the session with it,
+    `flush()` runs from a `weakref.finalize` (at interpreter exit or garbage collection) and
+    tries once more, under the key's refresh lock and only if the store still holds `spent`:
+    another process may have logged in since, and its token must not be overwritten.
+    It holds no reference to the token source, so it never keeps one alive.
+    """
+
+    __slots__ = ("entry", "lock_dir", "secrets")
+
+    def __init__(self, secrets: SecretsProvider | None, lock_dir: str | os.PathLike[str] | None):
+        self.secrets = secrets
+        self.lock_dir = lock_dir
+        self.entry: tuple[str, str | None, str] | None = None  # (key, spent, newer)
+
+    def hold(self, key: str, spent: str | None, newer: str) -> None:
+        self.entry = (key, spent, newer)
+
+    def take(self, key: str) -> tuple[str | None, str] | None:
+        """(spent, newer) for `key`, forgotten here: the caller now owns storing it."""
+        entry, self.entry = self.entry, None
+        if entry is None or entry[0] != key:
+            return None
+        return entry[1], entry[2]
+
+    def flush(self) -> None:
+        entry, self.entry = self.entry, None
+        if entry is None or self.secrets is None:
+            return
+        key, spent, newer = entry
+        from ._locking import lock_path, process_lock
+
+        try:
+            with process_lock(lock_path(key, self.lock_dir), EXIT_FLUSH_LOCK_TIMEOUT):
+                if (self.secrets.get_secret(key) or None) == spent:
+                    self.secrets.set_secret(key, newer)
+                    log.info("stored the refresh token that an earlier write failed to store")
+        except Exception as exc:  # noqa: BLE001 - at exit: report, never raise
+            log.warning(
+                "could not store the new refresh token before exiting (%s); the session"
+                " may need a new login", _short(exc),
+            )
+
+
 @dataclass(frozen=True)
 class LogoutResult:
     """What `logout()` did; the CLI reports it."""
@@ -207,9 +259,10 @@ class OAuthTokenSource:
         self._retry_at = 0.0  # no proactive refresh before this (after a failure)
         self._failures = 0
         self._rejected: dict[str, None] = {}  # access tokens a resource server refused
-        # A rotation the store refused: (the refresh token still stored, which the provider
-        # has spent; the new one, known only here). Stored at the next chance.
-        self._unsaved: tuple[str | None, str] | None = None
+        # A rotation the store refused: stored at the next refresh, or at exit at the latest.
+        self._unsaved = _PendingWrite(secrets_provider, lock_dir)
+        if secrets_provider is not None:
+            weakref.finalize(self, self._unsaved.flush)
         self._warned_no_refresh = False
         self._http_client: IdPHttp | None = None
         self._alocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
@@ -347,7 +400,7 @@ class OAuthTokenSource:
                 revoked, why = self._revoke(refresh)
             self._token = None
             self._refresh_token = None
-            self._unsaved = None
+            self._unsaved.entry = None
             deleted = False
             if self._secrets is not None:
                 errors: list[OAuthAuthError] = []
@@ -412,12 +465,12 @@ class OAuthTokenSource:
                 errors.append(exc)
                 raise
             refresh, previous = stored or self._refresh_token, stored
-            if self._unsaved is not None:
-                spent, newer = self._unsaved
-                self._unsaved = None
+            unsaved = self._unsaved.take(key)
+            if unsaved is not None:
+                spent, newer = unsaved
                 if stored == spent:  # our rotation never reached the store: repair it
                     refresh = newer
-                    self._unsaved, previous = self._store_refresh(key, newer, spent)
+                    previous = newer if self._store_refresh(key, newer, spent) else spent
             if refresh:
                 try:
                     return self._refresh_and_store(key, refresh, previous)
@@ -552,8 +605,7 @@ class OAuthTokenSource:
             return self._token
         rotated = bool(token.refresh_token) and token.refresh_token != previous
         if rotated:
-            self._unsaved, _ = self._store_refresh(key, token.refresh_token or "", previous)
-            rotated = self._unsaved is None
+            rotated = self._store_refresh(key, token.refresh_token or "", previous)
         entry = encode_at_entry(token)
         try:
             if entry is not None:
@@ -568,21 +620,21 @@ class OAuthTokenSource:
                 log.warning("config_persister failed: %s", _short(exc))
         return self._token
 
-    def _store_refresh(
-        self, key: str, refresh: str, previous: str | None
-    ) -> tuple[tuple[str | None, str] | None, str | None]:
-        """Store a new refresh token; return (what is left unsaved, what is now stored)."""
+    def _store_refresh(self, key: str, refresh: str, previous: str | None) -> bool:
+        """Store a new refresh token in place of `previous`; False when the store refused
+        (then it is pending: stored at the next refresh, or at exit at the latest)."""
         if self._secrets is None:
-            return None, previous
+            return False
         try:
             self._secrets.set_secret(key, refresh)
         except OAuthAuthError as exc:
             log.warning(
                 "could not store the new refresh token (%s); this process keeps it and will"
-                " store it at its next refresh", _short(exc),
+                " store it at its next refresh or when it exits", _short(exc),
             )
-            return (previous, refresh), previous
-        return None, refresh
+            self._unsaved.hold(key, previous, refresh)
+            return False
+        return True
 
     def _no_credentials(self, errors: list[OAuthAuthError]) -> BaseException:
         for exc in errors:
