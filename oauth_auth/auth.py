@@ -59,8 +59,8 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
 
     A 401 is retried once with a fresh token, unless its Bearer challenge names an error
     other than `invalid_token` (such as `insufficient_scope`), the body cannot be replayed
-    (a generator or consumed stream), the 401 came from another origin after a redirect,
-    or the source has no token newer than the refused one. 403 is never retried. Errors of
+    (a generator or consumed stream), or the 401 came from another origin after a
+    redirect (the token never goes there). 403 is never retried. Errors of
     the token source (login required, provider down) reach the caller as the library's
     typed errors.
     """
@@ -87,44 +87,42 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
 
     # ------------------------------------------------------------ the shared replacement
 
-    def _replacement(self, refused: str) -> str | None:
-        """Invalidate the refused token; a fresh one, or None if the source has no other."""
-        self.source.invalidate(refused)
-        fresh = self.source.token()
-        return None if fresh == refused else fresh
+    def _replacement(self, refused: str) -> str:
+        """Invalidate the refused token and return the source's next one.
 
-    async def _areplacement(self, refused: str) -> str | None:
+        The request is sent once more whatever comes back: an `OAuthTokenSource` never
+        serves a token it was told was refused, and a source that has nothing newer gets
+        its answer from the resource server, once.
+        """
+        self.source.invalidate(refused)
+        return self.source.token()
+
+    async def _areplacement(self, refused: str) -> str:
         """`_replacement` for asyncio (the source's blocking work runs off the loop)."""
         if self._ainvalidate is not None:
             await self._ainvalidate(refused)
         else:
             self.source.invalidate(refused)
-        fresh = await self.source.atoken()
-        return None if fresh == refused else fresh
+        return await self.source.atoken()
 
     # ------------------------------------------------------------ requests
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         """requests: add the header and a hook that answers a 401 once."""
-        token = self._token()
-        r.headers["Authorization"] = f"Bearer {token}"
+        r.headers["Authorization"] = f"Bearer {self._token()}"
         body: Any = r.body
         if body is None or isinstance(body, (bytes, str)):
-            # The shared hook reads the token back from the request it answers.
-            r.hooks["response"].append(self._hook)
+            r.hooks["response"].append(self._hook)  # shared: nothing to remember
         else:
-            position = _body_position(body)  # a file: remember where to rewind to
-            r.hooks["response"].append(_RequestsRetry(self, token, position))
+            # A file (rewound to where it starts now) or an iterator (never replayed).
+            r.hooks["response"].append(_RequestsRetry(self, _body_position(body)))
         return r
 
     def _requests_hook(self, response: Response, **kwargs: Any) -> Response:
         """The response hook for bodies that replay as they are (none, bytes, str)."""
         if response.status_code != 401:  # the common case, before any other work
             return response
-        sent = response.request.headers.get("Authorization") or ""
-        if not sent.startswith("Bearer "):
-            return response  # stripped by a cross-origin redirect: not ours to retry
-        return _requests_retry(self, response, sent[7:], True, None, kwargs)
+        return _requests_retry(self, response, None, kwargs)
 
     # ------------------------------------------------------------ httpx
 
@@ -138,9 +136,7 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
         response = yield request
         if not _httpx_should_retry(request, response, rewind):
             return
-        fresh = self._replacement(token)
-        if fresh is not None:
-            yield _httpx_resend(request, rewind, fresh)
+        yield _httpx_resend(request, rewind, self._replacement(token))
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -152,51 +148,50 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
         response = yield request
         if not _httpx_should_retry(request, response, rewind):
             return
-        fresh = await self._areplacement(token)
-        if fresh is not None:
-            yield _httpx_resend(request, rewind, fresh)
+        yield _httpx_resend(request, rewind, await self._areplacement(token))
 
 
 class _RequestsRetry:
-    """The response hook of a request with a file body: it knows where to rewind to."""
+    """The response hook of a request whose body is a stream: where a file starts, or
+    None for a body that cannot be sent twice (an iterator, an unseekable file)."""
 
-    __slots__ = ("auth", "position", "token")
+    __slots__ = ("auth", "position")
 
-    def __init__(self, auth: OIDCAuth, token: str, position: int | None) -> None:
+    def __init__(self, auth: OIDCAuth, position: int | None) -> None:
         self.auth = auth
-        self.token = token
         self.position = position
 
     def __call__(self, response: Response, **kwargs: Any) -> Response:
         if response.status_code != 401:
             return response
-        return _requests_retry(self.auth, response, self.token, self.position is not None,
-                               self.position, kwargs)
+        return _requests_retry(self.auth, response, self.position, kwargs)
 
 
 def _requests_retry(
-    auth: OIDCAuth,
-    response: Response,
-    token: str,
-    replayable: bool,
-    position: int | None,
-    kwargs: dict[str, Any],
+    auth: OIDCAuth, response: Response, position: int | None, kwargs: dict[str, Any]
 ) -> Response:
     """Answer a requests 401: once, through the same adapter, like HTTPDigestAuth.
 
-    requests strips the Authorization header on a cross-origin redirect and the retry
-    carries no hook, so the request that got this 401 went to the token's origin and this
-    runs at most once per call.
+    requests runs the hook for every response of a redirect chain, so everything is read
+    from the request that got this 401, never from the first one: requests strips the
+    Authorization header on a cross-origin redirect, and then the 401 is not about our
+    token and nothing is sent (a fresh token must never follow a redirect to another
+    host); a 301/302/303 may have turned a POST with a file into a GET without a body.
+    The retry carries no hook, so this runs at most once per call.
     """
+    sent = response.request.headers.get("Authorization") or ""
+    if not sent.startswith("Bearer "):
+        return response
+    body: Any = response.request.body
+    rewind = body is not None and not isinstance(body, (bytes, str))
+    replayable = not rewind or position is not None
     if not _should_retry(response.status_code, replayable, _requests_challenges(response)):
         return response
-    fresh = auth._replacement(token)
-    if fresh is None:
-        return response
+    fresh = auth._replacement(sent[7:])
     # Drain and release the first response, send a copy through the same adapter, keep
     # the first in history.
-    if position is not None:
-        response.request.body.seek(position)  # type: ignore[union-attr]
+    if rewind:
+        body.seek(position)
     response.content  # noqa: B018 - consume the body so the connection can be reused
     response.close()
     retry = response.request.copy()

@@ -2,7 +2,8 @@
 
 It accepts a bearer token only if `validator(token)` says so: a fixed set for unit tests,
 or the real provider's introspection endpoint for end-to-end tests. Modes make it answer
-401 always, 401 with insufficient_scope, 403, or redirect to another origin.
+401 always, 401 with insufficient_scope, 403, or redirect (`redirect_status`, to
+`redirect_to` + "/echo", another origin or this one).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class ProtectedAPI:
     validator: Callable[[str], bool]
     mode: str = "normal"
     redirect_to: str = ""
+    redirect_status: int = 302
     seen: list[Seen] = field(default_factory=list)
     rejected_tokens: set[str] = field(default_factory=set)
     server: ThreadingHTTPServer | None = None
@@ -66,7 +68,7 @@ def _handler(api: ProtectedAPI) -> type[BaseHTTPRequestHandler]:
             api.seen.append(Seen(self.command, self.path, auth, body,
                                  self.headers.get("Content-Type")))
             if self.path.startswith("/redirect") and api.redirect_to:
-                self._reply(302, b"", {"Location": api.redirect_to + "/echo"})
+                self._reply(api.redirect_status, b"", {"Location": api.redirect_to + "/echo"})
                 return
             if api.mode == "forbidden":
                 self._reply(403, b'{"error":"forbidden"}')
