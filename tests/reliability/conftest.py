@@ -24,6 +24,7 @@ from oauth_auth import MemorySecrets, OAuthAuthError, OAuthTokenSource, OIDCPara
 from oauth_auth._discovery import clear_discovery_cache
 from oauth_auth._idtoken import clear_jwks_cache
 from tests.support.idp import IdP, obtain_tokens
+from tests.support.require import missing
 
 # ------------------------------------------------------------------------------ figures
 
@@ -195,7 +196,8 @@ class SmallFs:
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[SmallFs]:
-    """A 256 KiB, 64-inode tmpfs under tmp_path; skipped where mounting is not allowed."""
+    """A 256 KiB, 64-inode tmpfs under tmp_path; where mounting is not allowed, skipped
+    locally and failed in CI (CI runs as root)."""
     mountpoint = tmp_path / "smallfs"
     mountpoint.mkdir()
     result = subprocess.run(
@@ -203,8 +205,8 @@ def small_fs(tmp_path: Path) -> Iterator[SmallFs]:
          str(mountpoint)], capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}); the full-disk and"
-                    " read-only cases need root or CAP_SYS_ADMIN")
+        missing("a small tmpfs", f"mounting one failed ({result.stderr.strip()}); the full-disk"
+                " and read-only cases need root or CAP_SYS_ADMIN, as CI has")
     try:
         yield SmallFs(mountpoint)
     finally:
