@@ -348,8 +348,12 @@ def _start_logging(debug: bool) -> logging.Handler:
             return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
 
     def _not_reported_by_us(record: logging.LogRecord) -> bool:
-        # `logout` reports a failed revocation itself, once.
-        return debug or not record.getMessage().startswith("revoking the refresh token failed")
+        # `logout` reports a failed revocation itself, once; every command warns about a
+        # plaintext keyring backend itself, once, in its own words.
+        message = record.getMessage()
+        return debug or not (message.startswith("revoking the refresh token failed")
+                             or (message.startswith("the keyring backend")
+                                 and "unencrypted" in message))
 
     logger = logging.getLogger("oauth_auth")
     handler = logging.StreamHandler(sys.stderr)

@@ -703,13 +703,13 @@ class KeyringSecrets:
         self._chained = False
         self._unusable: SecretsError | None = None
         if backend is not None:
-            self._adopt(backend)
+            self._adopt(backend, explicit=True)
             if self._unusable is not None:
                 raise self._unusable
 
     # -- backend ---------------------------------------------------------------------
 
-    def _adopt(self, backend: Any) -> None:
+    def _adopt(self, backend: Any, *, explicit: bool) -> None:
         from keyring.backends import chainer, fail, null
 
         placeholders = (fail.Keyring, null.Keyring)
@@ -727,6 +727,22 @@ class KeyringSecrets:
         self._members = real
         self._chained = chained
         self._plaintext = any(_looks_plaintext(b) for b in real)
+        if real and _looks_plaintext(real[0]) and not explicit:
+            # keyring's own pick (nothing configured it) would write secrets in clear: a
+            # fallback to plaintext, which only the user may choose. (A chainer writes to
+            # its first backend; a plaintext one further down is only a fallback for
+            # backends that cannot store, so it is reported, not refused.)
+            unusable = SecretsError(
+                f"keyring chose {_class_name(real[0])} by itself, which stores secrets"
+                " unencrypted on disk; oauth-auth does not fall back to plaintext",
+                hint=_NO_KEYRING_HINT + "; to accept plaintext storage, name that backend"
+                " in PYTHON_KEYRING_BACKEND or keyringrc.cfg",
+            )
+        elif self._plaintext and unusable is None:
+            logger.warning(
+                "the keyring backend %s keeps secrets unencrypted on disk (it was configured"
+                " explicitly, so it is used)", name,
+            )
         lock_names = sorted({_class_name(b) for b in real} or {name})
         directory = self._lock_dir or default_lock_dir()
         self._lock_paths = [directory / _lock_file_name(n) for n in lock_names]
@@ -743,12 +759,13 @@ class KeyringSecrets:
                     import keyring
 
                     backend = keyring.get_keyring()
+                    explicit = _keyring_configured()
                 except Exception as exc:
                     raise SecretsError(
                         f"could not load the keyring backend: {type(exc).__name__}",
                         hint=_NO_KEYRING_HINT,
                     ) from exc
-                self._adopt(backend)
+                self._adopt(backend, explicit=explicit)
             return self._backend
 
     def _usable_backend(self) -> Any:
@@ -1166,6 +1183,27 @@ def _locks_for_close(paths: list[Path]) -> Iterator[None]:
             if thread_lock.acquire(timeout=1.0):
                 stack.callback(thread_lock.release)
         yield
+
+
+def _keyring_configured() -> bool:
+    """Whether the user chose keyring's backend (PYTHON_KEYRING_BACKEND, or keyringrc.cfg
+    with a default-keyring), as opposed to keyring picking one by priority.
+
+    A program that installs a backend with `keyring.set_keyring()` is not seen here; it
+    passes the backend as `KeyringSecrets(backend=...)` to have a plaintext one accepted.
+    """
+    if os.environ.get("PYTHON_KEYRING_BACKEND", "").strip():
+        return True
+    import configparser
+
+    from keyring.util import platform_
+
+    config = configparser.RawConfigParser()
+    try:
+        config.read(Path(platform_.config_root()) / "keyringrc.cfg", encoding="utf-8")
+        return bool(config.get("backend", "default-keyring", fallback="").strip())
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return False
 
 
 def _looks_plaintext(backend: object) -> bool:

@@ -152,6 +152,63 @@ def test_is_plaintext(backend: Any, plaintext: bool, tmp_path: Path) -> None:
     assert KeyringSecrets(backend=backend, lock_dir=tmp_path).is_plaintext is plaintext
 
 
+@pytest.fixture
+def no_keyring_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No PYTHON_KEYRING_BACKEND and an empty config root: keyring picks by itself."""
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return tmp_path / "config" / "python_keyring" / "keyringrc.cfg"
+
+
+def test_a_plaintext_backend_keyring_picked_by_itself_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_keyring_config: Path
+) -> None:
+    backend = PlaintextKeyring()
+    monkeypatch.setattr(keyring, "get_keyring", lambda: backend)
+    secrets = KeyringSecrets(lock_dir=tmp_path)
+    with pytest.raises(SecretsError) as info:
+        secrets.set_secret("a", SECRET)
+    assert "does not fall back to plaintext" in str(info.value)
+    assert "PYTHON_KEYRING_BACKEND" in info.value.hint
+    assert backend.data == {}  # nothing was written in clear
+    with pytest.raises(SecretsError):
+        secrets.get_secret("a")
+
+
+@pytest.mark.parametrize("how", ["env", "keyringrc"])
+def test_a_plaintext_backend_the_user_configured_is_used_with_a_warning(
+    how: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_keyring_config: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = AltFileKeyring()
+    monkeypatch.setattr(keyring, "get_keyring", lambda: backend)
+    if how == "env":
+        monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
+    else:
+        no_keyring_config.parent.mkdir(parents=True)
+        no_keyring_config.write_text("[backend]\ndefault-keyring=keyrings.alt.file.X\n")
+    secrets = KeyringSecrets(service="svc", lock_dir=tmp_path)
+    with caplog.at_level("WARNING", logger="oauth_auth"):
+        secrets.set_secret("a", SECRET)
+    assert backend.data == {("svc", "a"): SECRET}
+    assert secrets.is_plaintext is True
+    assert [r.getMessage() for r in caplog.records] == [
+        "the keyring backend keyrings.alt.file.AltFileKeyring keeps secrets unencrypted on"
+        " disk (it was configured explicitly, so it is used)"
+    ]
+
+
+def test_a_chainer_that_writes_to_a_real_keychain_first_is_not_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_keyring_config: Path
+) -> None:
+    backend = TwoChainer()  # DictBackend first, a plaintext one behind it
+    monkeypatch.setattr(keyring, "get_keyring", lambda: backend)
+    secrets = KeyringSecrets(service="svc", lock_dir=tmp_path)
+    secrets.set_secret("a", SECRET)
+    assert secrets.get_secret("a") == SECRET
+    assert secrets.is_plaintext is True  # still reported
+
+
 def test_chainer_name_and_locks(tmp_path: Path) -> None:
     secrets = KeyringSecrets(backend=TwoChainer(), lock_dir=tmp_path)
     assert secrets.backend_name == (
