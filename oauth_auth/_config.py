@@ -1,7 +1,9 @@
 """The oauth-auth config file: named profiles and the registry and LLM gateway entries.
 
-One JSON document, by default ``<user config dir>/oauth-auth/config.json`` (`platformdirs`;
-the environment variable ``OAUTH_AUTH_CONFIG`` names another file)::
+One JSON or TOML document, by default ``<user config dir>/oauth-auth/config.json``
+(`platformdirs`; ``config.toml`` there is used instead when only it exists; the environment
+variable ``OAUTH_AUTH_CONFIG`` names another file). A file whose name ends in ``.toml`` is
+TOML, any other is JSON, and it is written back in the same format::
 
     {
       "version": 1,
@@ -9,6 +11,15 @@ the environment variable ``OAUTH_AUTH_CONFIG`` names another file)::
       "registries":   {"<registry url>": {<entry>}},
       "llm_gateways": {"<gateway url>":  {<entry>}}
     }
+
+or, in TOML::
+
+    version = 1
+    [profiles.work]
+    issuer = "https://idp.example.com"
+    client_id = "cli"
+    [registries."https://registry.example.com"]
+    ...
 
 where an entry holds ``issuer``, ``client_id``, ``scopes`` (a list), ``audience``,
 ``callback_port`` and, once a login has stored a session, ``cached_refresh_token_ref`` (the
@@ -27,7 +38,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +59,7 @@ __all__ = [
     "config_path",
     "existing_key",
     "format_expiry",
+    "is_toml",
 ]
 
 #: Environment variable naming the config file (overrides the platform default).
@@ -70,7 +84,16 @@ def config_path() -> Path:
         return Path(override).expanduser()
     import platformdirs
 
-    return Path(platformdirs.user_config_dir("oauth-auth", appauthor=False)) / "config.json"
+    directory = Path(platformdirs.user_config_dir("oauth-auth", appauthor=False))
+    json_path, toml_path = directory / "config.json", directory / "config.toml"
+    if toml_path.exists() and not json_path.exists():
+        return toml_path
+    return json_path
+
+
+def is_toml(path: Path) -> bool:
+    """Whether the config file at `path` is TOML (by its name), else JSON."""
+    return path.suffix.lower() == ".toml"
 
 
 def format_expiry(when: datetime) -> str:
@@ -95,7 +118,7 @@ def _validate(doc: Any, path: Path) -> dict[str, Any]:
         )
 
     if not isinstance(doc, dict):
-        raise corrupt("it is not a JSON object")
+        raise corrupt("it is not a JSON object (or TOML table)")
     version = doc.get("version", CONFIG_VERSION)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise corrupt(f"version {version!r} is not a positive integer")
@@ -164,12 +187,16 @@ class Config:
                 f"cannot read the config file {self.path}: {exc.strerror or exc}",
                 hint=f"check its permissions, or set ${CONFIG_ENV} to another file",
             ) from None
+        toml = is_toml(self.path)
         try:
-            doc = json.loads(raw.decode("utf-8"))
+            doc = _parse_toml(raw.decode("utf-8")) if toml else json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting too
-            where = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
+            # (tomllib's TOMLDecodeError is a ValueError whose message names the line)
+            where = (f" ({exc})" if toml
+                     else f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError)
+                     else "")
             raise ConfigError(
-                f"the config file {self.path} is not valid JSON{where}",
+                f"the config file {self.path} is not valid {'TOML' if toml else 'JSON'}{where}",
                 hint="fix it by hand, or move it away (it is never overwritten while"
                 f" invalid); ${CONFIG_ENV} selects another file",
             ) from None
@@ -277,7 +304,9 @@ class Config:
         import tempfile
 
         self._ensure_dir()
-        data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        text = (_dump_toml(doc) if is_toml(self.path)
+                else json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        data = text.encode("utf-8")
         tmp = ""
         try:
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
@@ -322,3 +351,67 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# ------------------------------------------------------------------------------ TOML
+
+
+def _parse_toml(text: str) -> Any:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    return tomllib.loads(text)
+
+
+def _dump_toml(doc: dict[str, Any]) -> str:
+    """`doc` as TOML: top-level values, then one table per nested table.
+
+    Written here because the standard library only reads TOML, and this document is small:
+    tables of strings, integers and lists of strings (plus whatever unknown keys a newer
+    version left, kept as faithfully as TOML allows: a None, which TOML cannot hold, is
+    dropped). Keys are always quoted and strings are basic strings, so any URL or name
+    round-trips.
+    """
+    lines: list[str] = []
+
+    def table(path: list[str], values: dict[str, Any]) -> None:
+        scalars = [(k, v) for k, v in values.items() if not isinstance(v, dict) and v is not None]
+        tables = [(k, v) for k, v in values.items() if isinstance(v, dict)]
+        if path and (scalars or not tables):
+            lines.append(("\n" if lines else "") + "[" + ".".join(map(_toml_key, path)) + "]")
+        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in sorted(scalars))
+        for key, sub in sorted(tables):
+            table([*path, key], sub)
+
+    table([], doc)
+    return "\n".join(lines) + "\n"
+
+
+def _toml_key(key: str) -> str:
+    return _toml_string(str(key))
+
+
+def _toml_string(text: str) -> str:
+    # JSON escapes every control character below U+0020; TOML also forbids a raw DEL.
+    # Non-ASCII stays as it is (UTF-8): TOML has no surrogate-pair escapes.
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if not isinstance(value, float) or math.isfinite(value) else (
+            "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value if v is not None) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
+                          for k, v in value.items() if v is not None)
+        return "{" + inner + "}"
+    if hasattr(value, "isoformat"):  # a TOML date/time read from the file
+        return str(value.isoformat())
+    return _toml_string(str(value))

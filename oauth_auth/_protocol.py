@@ -109,10 +109,11 @@ def parse_bearer_challenges(headers: Iterable[str]) -> list[BearerChallenge]:
 def should_retry_401(status_code: int, www_authenticate: Iterable[str]) -> bool:
     """Whether a response deserves exactly one retry with a fresh token.
 
-    Only a 401. Not when a Bearer challenge names an error other than `invalid_token`
-    (`insufficient_scope`, `invalid_request`): a new token of the same grant would not
-    help. A 401 with no challenge, or a plain `Bearer` one, is retried.
+    Only a 401, and not when a Bearer challenge says `insufficient_scope` (RFC 6750 3.1):
+    the token is valid but lacks a permission, and a new token of the same grant would have
+    the same scopes. Every other 401 is retried once: no challenge, `invalid_token`, and
+    the codes some servers invent (`token_expired`...), which a fresh token may cure.
     """
     if status_code != 401:
         return False
-    return all(c.error in ("", "invalid_token") for c in parse_bearer_challenges(www_authenticate))
+    return all(c.error != "insufficient_scope" for c in parse_bearer_challenges(www_authenticate))

@@ -41,10 +41,9 @@ class TokenSourceLike(Protocol):
 def _should_retry(status: int, replayable: bool, challenges: Iterable[str]) -> bool:
     """Whether a response deserves the one retry with a fresh token.
 
-    A 401 (not a 403) for a request whose body can be sent again, whose Bearer challenge
-    names no error other than `invalid_token` (a new token cannot cure
-    `insufficient_scope`). Callers check the origin first: a token is only ever retried
-    against the origin it was sent to.
+    A 401 (not a 403) for a request whose body can be sent again, unless its Bearer
+    challenge says `insufficient_scope` (a new token cannot cure that). Callers check the
+    origin first: a token is only ever retried against the origin it was sent to.
     """
     return status == 401 and replayable and should_retry_401(status, challenges)
 
@@ -57,8 +56,8 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
     once. Safe for concurrent use from threads and tasks: it keeps no per-request state on
     itself and holds no lock while a request is in flight.
 
-    A 401 is retried once with a fresh token, unless its Bearer challenge names an error
-    other than `invalid_token` (such as `insufficient_scope`), the body cannot be replayed
+    A 401 is retried once with a fresh token, unless its Bearer challenge says
+    `insufficient_scope`, the body cannot be replayed
     (a generator or consumed stream), or the 401 came from another origin after a
     redirect (the token never goes there). 403 is never retried. Errors of
     the token source (login required, provider down) reach the caller as the library's

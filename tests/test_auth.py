@@ -364,7 +364,10 @@ def test_oidcauth_is_both_auth_types(source: OAuthTokenSource) -> None:
         (401, ["Bearer"], True),
         (401, ['Bearer realm="x", error="invalid_token"'], True),
         (401, ['Bearer error="insufficient_scope", scope="a b"'], False),
-        (401, ['Basic realm="x", Bearer error="invalid_request"'], False),
+        (401, ['Basic realm="x", Bearer error="insufficient_scope"'], False),
+        (401, ['Basic realm="x", Bearer error="invalid_request"'], True),
+        (401, ['Bearer error="token_expired"'], True),  # not RFC 6750, but seen in the wild
+        (401, ['Bearer error="invalid_token", Bearer error="insufficient_scope"'], False),
         (401, ['Basic realm="x"'], True),
         (403, [], False),
         (500, [], False),

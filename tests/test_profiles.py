@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oauth_auth import (
     ConfigError,
@@ -128,6 +130,86 @@ def test_round_trip_modes_and_atomicity(cfg_file: Path) -> None:
     # No temporary files left behind; only the file and its lock.
     assert sorted(p.name for p in cfg_file.parent.iterdir()) == ["config.json",
                                                                  "config.json.lock"]
+
+
+def test_a_toml_config_is_read_and_written_back_as_toml(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, provider: FakeProvider
+) -> None:
+    """DESIGN: the config file is TOML or JSON. A `.toml` file stays TOML through the
+    persister's write-back, and what the user wrote (comments aside) survives."""
+    from oauth_auth._config import _parse_toml
+
+    path = tmp_path / "cfg" / "config.toml"
+    path.parent.mkdir()
+    path.write_text(
+        "# my settings\n"
+        f'[registries."{REGISTRY_URL}"]\n'
+        f'issuer = "{ISSUER}"\nclient_id = "{CLIENT}"\nscopes = ["registry:read"]\n'
+        "callback_port = 9123\n"
+        "[future]\nkept = true\nnested = {a = 1}\n"
+    )
+    monkeypatch.setenv(CONFIG_ENV, str(path))
+    key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, ISSUER)
+    secrets = MemorySecrets({key: provider.seed("rt-0")})
+    source = _source(registry_auth(REGISTRY_URL, interactive=False, **_opts(provider, secrets)))
+    assert source.oidc.callback_port == 9123
+    assert source.oidc.scopes == ("openid", "registry:read", "offline_access")
+    assert source.token() == "at-1"
+
+    doc = _parse_toml(path.read_text())  # still TOML, with the session's ref added
+    entry = doc["registries"][REGISTRY_URL]
+    assert entry["cached_refresh_token_ref"] == key
+    assert entry["cached_token_expiry"].endswith("Z")
+    assert entry["scopes"] == ["registry:read"]
+    assert doc["future"] == {"kept": True, "nested": {"a": 1}}
+    assert doc["version"] == 1
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_invalid_toml_config_is_named_and_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[profiles.work\nissuer = "x"\n')
+    config = Config(path)
+    with pytest.raises(ConfigError, match=r"is not valid TOML \(.*line 1") as info:
+        config.set_entry("profiles", "p", {"issuer": ISSUER})
+    assert str(path) in str(info.value)
+    assert path.read_text() == '[profiles.work\nissuer = "x"\n'
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    names=st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=4, unique=True),
+    value=st.text(max_size=60),
+    scopes=st.lists(st.text(max_size=20), max_size=4),
+    port=st.integers(min_value=0, max_value=65535),
+)
+def test_any_entry_round_trips_through_toml(
+    names: list[str], value: str, scopes: list[str], port: int
+) -> None:
+    """Quotes, backslashes, newlines, control characters, DEL, non-BMP text, dots and
+    brackets in names: whatever the JSON file can hold, the TOML file holds too."""
+    from oauth_auth._config import _dump_toml, _parse_toml
+
+    doc = {"version": 1, "profiles": {n: {"issuer": value, "scopes": scopes,
+                                          "callback_port": port} for n in names},
+           "registries": {}, "llm_gateways": {"x": {"audience": value}}}
+    assert _parse_toml(_dump_toml(doc)) == doc
+
+
+def test_the_default_path_is_config_toml_when_only_it_exists(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(CONFIG_ENV)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    directory = tmp_path / "xdg" / "oauth-auth"
+    directory.mkdir(parents=True)
+    if not sys.platform.startswith("linux"):
+        pytest.skip("XDG_CONFIG_HOME is the Linux config root")
+    assert config_path().name == "config.json"
+    (directory / "config.toml").write_text("")
+    assert config_path() == directory / "config.toml"
+    (directory / "config.json").write_text("{}")
+    assert config_path() == directory / "config.json"  # both: JSON, as before
 
 
 def test_unchanged_entry_is_not_rewritten(cfg_file: Path) -> None:

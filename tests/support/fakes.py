@@ -96,11 +96,11 @@ class FakeProvider:
         with self._lock:
             self.requests.append(form)
             if self.faults:
-                status, body, headers = self.faults.pop(0)
+                status, fault, headers = self.faults.pop(0)
                 self.counts[f"fault_{status}"] += 1
-                if isinstance(body, (bytes, str)):
-                    return httpx.Response(status, content=body, headers=headers)
-                return httpx.Response(status, json=body, headers=headers)
+                if isinstance(fault, (bytes, str)):
+                    return httpx.Response(status, content=fault, headers=headers)
+                return httpx.Response(status, json=fault, headers=headers)
             grant = form.get("grant_type")
             if grant != "refresh_token":
                 return httpx.Response(400, json={"error": "unsupported_grant_type"})
