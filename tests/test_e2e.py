@@ -212,26 +212,29 @@ def test_foreign_token_in_tier2_is_replaced_after_one_401(
 
 
 def run_children(idp: IdP, store: str, key: str, tmp_path: Path, n: int = 16,
-                 lock: bool = True, env: dict[str, str] | None = None) -> list[str]:
+                 lock: bool = True, env: dict[str, str] | None = None,
+                 modes: tuple[tuple[str, int], ...] = (("sync", 1),)) -> list[str]:
+    """Start n children (cycling through `modes`: (mode, callers)); one line per caller."""
     go = tmp_path / f"go-{time.monotonic_ns()}"
-    cfg = {"issuer": idp.issuer, "client_id": idp.client_id, "key": key, "store": store,
-           "go": str(go), "lock": lock}
+    base = {"issuer": idp.issuer, "client_id": idp.client_id, "key": key, "store": store,
+            "go": str(go), "lock": lock}
     child_env = dict(env or os.environ)
     child_env["OAUTH_AUTH_LOCK_DIR"] = str(tmp_path / "locks")
     child_env["PYTHONPATH"] = str(ROOT)
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "tests.support.child_token", json.dumps(cfg)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=child_env, cwd=ROOT)
-        for _ in range(n)
-    ]
+    procs = []
+    for i in range(n):
+        mode, callers = modes[i % len(modes)]
+        cfg = {**base, "mode": mode, "callers": callers}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "tests.support.child_token", json.dumps(cfg)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env, cwd=ROOT))
     time.sleep(1.0 + 0.1 * n)  # let every interpreter start and wait for the signal
     go.touch()
     outputs = []
     for p in procs:
         out, err = p.communicate(timeout=120)
-        outputs.append(out.strip() or f"ERROR no output: {err[-500:]}")
-    return outputs
+        outputs.extend(out.split("\n") if out.strip() else [f"ERROR no output: {err[-500:]}"])
+    return [o for o in outputs if o.strip()]
 
 
 def test_16_processes_make_one_refresh_and_no_invalid_grant(idp: IdP, tmp_path: Path) -> None:
@@ -248,6 +251,24 @@ def test_16_processes_make_one_refresh_and_no_invalid_grant(idp: IdP, tmp_path: 
     stored = store.get_secret("KP")
     assert stored is not None
     assert active(idp, stored)  # the stored refresh token is the newest one
+
+
+def test_threads_tasks_and_processes_mixed_make_one_refresh(idp: IdP, tmp_path: Path) -> None:
+    """8 processes at expiry, half with 8 threads calling token(), half with 8 asyncio tasks
+    calling atoken(): 64 callers, one refresh, no invalid_grant, one token for all."""
+    store = FileSecrets(tmp_path / "store")
+    seeded(idp, store, "KM")
+    outputs = run_children(idp, f"file:{tmp_path / 'store'}", "KM", tmp_path, n=8,
+                           modes=(("threads", 8), ("async", 8)))
+    assert len(outputs) == 64, outputs
+    assert all(o.startswith("TOKEN ") for o in outputs), outputs
+    assert len({o.split()[1] for o in outputs}) == 1
+    counts = idp.counts()
+    assert refresh_count(counts) == 1
+    assert refresh_count(counts, "invalid_grant") == 0
+    stored = store.get_secret("KM")
+    assert stored is not None
+    assert active(idp, stored)
 
 
 def test_without_the_lock_the_race_is_real(idp: IdP, tmp_path: Path) -> None:

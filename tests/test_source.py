@@ -354,6 +354,29 @@ def test_no_secrets_provider_gives_actionable_error(idp: FakeProvider,
     assert "KeyringSecrets" in str(info.value)
 
 
+def test_without_a_secrets_provider_no_lock_is_ever_taken(
+    idp: FakeProvider, clock: FakeClock, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is shared, so there is nothing to serialize across processes: neither a
+    refresh nor a miss touches the lock directory or the lock."""
+    from oauth_auth import _locking
+
+    def no_lock(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("process_lock was called without a secrets provider")
+
+    monkeypatch.setattr(_locking, "process_lock", no_lock)
+    locks = tmp_path / "locks"
+    source = make_source(idp, clock, None, locks)
+    with pytest.raises(SecretsError):
+        source.token()
+    source._refresh_token = idp.seed("rt-mem")  # as after a login in this process
+    assert source.token() == "at-1"
+    clock.advance(3600)
+    assert source.token() == "at-2"
+    assert idp.counts["refresh"] == 2
+    assert not locks.exists()
+
+
 def test_secrets_read_failure_is_raised_not_fallback(
     source: OAuthTokenSource, secrets: CountingSecrets, idp: FakeProvider
 ) -> None:

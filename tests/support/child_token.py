@@ -2,16 +2,22 @@
 
 Usage: python -m tests.support.child_token '<json>' with keys issuer, client_id, key,
 store ("file:<dir>" or "keyring"), go (a file whose appearance starts everyone), lock
-(bool: the private switch that turns the cross-process lock off).
-Prints `TOKEN <token>` or `ERROR <type> <message>` and exits 0 or 3.
+(bool: the private switch that turns the cross-process lock off), and optionally mode
+("sync": one token() call, the default; "threads": `callers` threads calling token();
+"async": `callers` asyncio tasks calling atoken() on one loop).
+Prints one `TOKEN <token>` or `ERROR <type> <message>` line per caller; exits 0, or 3 if
+any caller failed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
 
 from oauth_auth import KeyringSecrets, OAuthAuthError, OAuthTokenSource, OIDCParams
 from tests.support.filesecrets import FileSecrets
@@ -34,13 +40,37 @@ def main() -> int:
             print("ERROR Timeout never started", flush=True)
             return 3
         time.sleep(0.002)
-    try:
-        token = source.token()
-    except OAuthAuthError as exc:
-        print(f"ERROR {type(exc).__name__} {exc}", flush=True)
-        return 3
-    print(f"TOKEN {token}", flush=True)
-    return 0
+    mode, callers = cfg.get("mode", "sync"), int(cfg.get("callers", 1))
+    results: list[str] = []
+
+    def record(call: Callable[[], str]) -> None:
+        try:
+            results.append(f"TOKEN {call()}")
+        except OAuthAuthError as exc:
+            results.append(f"ERROR {type(exc).__name__} {exc}")
+
+    if mode == "threads":
+        threads = [threading.Thread(target=record, args=(source.token,)) for _ in range(callers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    elif mode == "async":
+
+        async def run() -> None:
+            outcomes = await asyncio.gather(*(source.atoken() for _ in range(callers)),
+                                            return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    results.append(f"ERROR {type(outcome).__name__} {outcome}")
+                else:
+                    results.append(f"TOKEN {outcome}")
+
+        asyncio.run(run())
+    else:
+        record(source.token)
+    print("\n".join(results), flush=True)
+    return 0 if all(r.startswith("TOKEN ") for r in results) else 3
 
 
 if __name__ == "__main__":
