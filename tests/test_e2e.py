@@ -6,11 +6,13 @@ library takes over. The provider's admin counts are the referee.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import requests
 
 from oauth_auth import (
     InvalidGrantError,
+    LoginError,
     MemorySecrets,
     OAuthTokenSource,
     OIDCAuth,
@@ -28,6 +31,7 @@ from oauth_auth import (
     derive_secret_key,
 )
 from tests.support.api import ProtectedAPI
+from tests.support.browser import chromium_login, require_chromium
 from tests.support.fakes import FakeClock
 from tests.support.filesecrets import FileSecrets
 from tests.support.idp import IdP, obtain_tokens, refresh_count
@@ -302,21 +306,27 @@ def test_16_processes_on_the_real_secret_service(idp: IdP, tmp_path: Path,
     assert active(idp, stored)
 
 
-def test_login_then_a_new_process_needs_no_login(idp: IdP, tmp_path: Path,
+@pytest.mark.parametrize("which", ["http", pytest.param("chromium", marks=pytest.mark.browser)])
+def test_login_then_a_new_process_needs_no_login(idp: IdP, tmp_path: Path, which: str,
                                                  background_browser: Any) -> None:
-    """Issue 4: after one interactive login, another process is served from tier 2 (and,
-    once the access token is gone, tier 3) without logging in again."""
+    """Issue 4: after one interactive login (HTTP-level browser, and headless Chromium),
+    another process is served from tier 2 (and, once the access token is gone, tier 3)
+    without logging in again."""
     store = FileSecrets(tmp_path / "store")
     persisted: list[str] = []
-    browser = background_browser()
+    if which == "chromium":
+        require_chromium()
+        browser = background_browser(chromium_login, login="dave", timeout=90)
+    else:
+        browser = background_browser()
     source = OAuthTokenSource(
         OIDCParams(idp.issuer, idp.client_id, callback_port=_free_port()),
         key_provider=lambda: "KL", secrets_provider=store, interactive=True,
         open_browser=browser, lock_dir=str(tmp_path / "locks"),
-        config_persister=lambda k, e: persisted.append(k),
+        config_persister=lambda k, e: persisted.append(k), login_timeout=120,
     )
     token = source.token()
-    browser.wait(10)
+    browser.wait(30)
     assert active(idp, token)
     assert persisted == ["KL"]
     assert store.get_secret("KL")  # the refresh token was stored
@@ -337,3 +347,78 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# ------------------------------------------------------------- a failed login stores nothing
+
+
+def _callback_with(query: Callable[[dict[str, str]], dict[str, str]]) -> Callable[[str], None]:
+    """A "browser" that answers the loopback callback itself with a crafted query, built
+    from the authorization request's parameters (it knows the real state, as an attacker
+    who raced the browser might not; `query` decides)."""
+
+    def open_url(url: str) -> None:
+        params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        target = params["redirect_uri"] + "?" + urllib.parse.urlencode(query(params))
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(target, timeout=5)
+
+    return open_url
+
+
+FAILED_LOGINS = {
+    "access_denied": (lambda p, iss: {"error": "access_denied", "error_description": "no",
+                                      "state": p["state"], "iss": iss}, "access_denied"),
+    "iss mismatch": (lambda p, iss: {"code": "c", "state": p["state"],
+                                     "iss": "http://127.0.0.1:1/evil"}, "iss"),
+    "missing code": (lambda p, iss: {"state": p["state"], "iss": iss}, "code"),
+    "forged code": (lambda p, iss: {"code": "forged-code", "state": p["state"], "iss": iss},
+                    "invalid_grant"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILED_LOGINS))
+def test_a_failed_login_is_a_login_error_and_stores_nothing(
+    idp: IdP, tmp_path: Path, case: str
+) -> None:
+    make_query, fragment = FAILED_LOGINS[case]
+    store = MemorySecrets()
+    persisted: list[str] = []
+    source = OAuthTokenSource(
+        OIDCParams(idp.issuer, idp.client_id, callback_port=_free_port()),
+        key_provider=lambda: "KF", secrets_provider=store, interactive=True,
+        open_browser=_callback_with(lambda p: make_query(p, idp.issuer)),
+        lock_dir=str(tmp_path / "locks"), login_timeout=20,
+        config_persister=lambda k, e: persisted.append(k),
+    )
+    with pytest.raises(LoginError) as info:
+        source.token()
+    assert fragment in str(info.value)
+    assert info.value.hint
+    assert store.get_secret("KF") is None
+    assert store.get_secret("KF_AT") is None
+    assert persisted == []
+    assert "ok" not in str(idp.counts()["token"])  # no token was ever issued
+
+
+def test_a_login_without_a_refresh_token_warns_once_and_names_offline_access(
+    idp: IdP, tmp_path: Path, background_browser: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The caller overrode the scopes without offline_access: the provider issues no refresh
+    token, so the session cannot outlive the process; one warning says so and why."""
+    store = MemorySecrets()
+    source = OAuthTokenSource(
+        OIDCParams(idp.issuer, idp.client_id, callback_port=_free_port()),
+        key_provider=lambda: "KN", secrets_provider=store, interactive=True,
+        open_browser=background_browser(), lock_dir=str(tmp_path / "locks"),
+        auth_params={"scope": "openid", "prompt": "login"},
+    )
+    with caplog.at_level("WARNING", logger="oauth_auth"):
+        token = source.token()
+        assert source.token() == token  # served from memory: no second warning
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert "no refresh token" in warnings[0]
+    assert "offline_access" in warnings[0]
+    assert store.get_secret("KN") is None
+    assert (store.get_secret("KN_AT") or "").startswith(token + "|")
