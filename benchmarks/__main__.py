@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         hook = hook_cost.run(runs=runs, calls=calls, log=log)
         res["hook"], res["hook_paired"] = hook["stats"], hook["paired"]
         res["hook_params"] = {"runs": runs, "calls": calls}
+        from benchmarks import hook_profile
+
+        log("[1] profile of the requests hook (ablation)")
+        res["hook_profile"] = hook_profile.run(runs=runs, calls=calls, log=log)
     if 2 in only:
         from benchmarks import throughput
 

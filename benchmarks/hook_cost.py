@@ -3,7 +3,8 @@
 Each contender is driven the way its HTTP client drives it, and nothing else is timed:
 
 - requests: `auth(prepared_request)`, then the response hooks it registered are dispatched
-  with a 200 response (what `Session.send` does), then the hook list is emptied again;
+  with a 200 response and the keyword arguments `Session.send` passes (what it does), then
+  the hook list is emptied again;
 - httpx (sync and async): the auth flow is started, its request taken, a 200 response
   sent back, until the flow ends (what `Client._send_handling_auth` does); for authlib,
   whose clients check the token before each request, `ensure_active_token` too;
@@ -32,6 +33,9 @@ from benchmarks._common import Stat
 TOKEN = "bench-access-token-" + "x" * 40
 URL = "http://127.0.0.1:9/data"
 ISSUER = "http://127.0.0.1:9"
+#: What `Session.send` passes to `dispatch_hook("response", ...)` besides the response.
+SEND_KWARGS: dict[str, Any] = {"timeout": None, "verify": True, "proxies": {}, "stream": False,
+                               "cert": None}
 
 
 class FloorRequestsAuth(requests.auth.AuthBase):
@@ -183,11 +187,12 @@ def _time_requests(auth: Callable[[requests.PreparedRequest], Any], calls: int) 
     hooks = req.hooks
     response_hooks = hooks["response"]
     clear = response_hooks.clear
+    kwargs = SEND_KWARGS
     perf = time.perf_counter
     start = perf()
     for _ in range(calls):
         auth(req)
-        dispatch_hook("response", hooks, resp)
+        dispatch_hook("response", hooks, resp, **kwargs)
         clear()
     return (perf() - start) / calls
 

@@ -300,6 +300,35 @@ def test_requests_retry_keeps_first_response_in_history_and_releases_it(
     assert api.count() == 3
 
 
+def test_requests_retry_goes_out_with_the_same_send_options(
+    source: OAuthTokenSource, api: ProtectedAPI
+) -> None:
+    """The retry uses the adapter of the first send and the same timeout, verify, proxies,
+    stream and cert (the hook receives them from Session.send and passes them on)."""
+    from requests.adapters import HTTPAdapter
+
+    seen: list[dict[str, Any]] = []
+
+    class Recording(HTTPAdapter):
+        def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            seen.append(dict(kwargs))
+            return super().send(request, **kwargs)
+
+    api.rejected_tokens.add("at-1")
+    with requests.Session() as s:
+        s.mount("http://", Recording())
+        s.auth = OIDCAuth(source)
+        r = s.get(api.url + "/data", timeout=(3.5, 7), stream=True, verify=False,
+                  proxies={"https": "http://127.0.0.1:9"})
+        assert r.status_code == 200
+        r.close()
+    assert len(seen) == 2
+    assert seen[0] == seen[1]
+    assert seen[0]["timeout"] == (3.5, 7)
+    assert seen[0]["stream"] is True
+    assert seen[0]["verify"] is False
+
+
 def test_one_auth_shared_by_threads(source: OAuthTokenSource, api: ProtectedAPI,
                                     idp: FakeProvider) -> None:
     auth = OIDCAuth(source)
