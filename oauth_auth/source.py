@@ -46,6 +46,7 @@ from ._token import (
 from .errors import (
     ConfigError,
     InvalidGrantError,
+    LockTimeoutError,
     LoginRequiredError,
     OAuthAuthError,
     OAuthError,
@@ -330,9 +331,11 @@ class OAuthTokenSource:
 
         With `token`, the in-memory token is dropped only if it is that token, and the
         `<key>_AT` entry is deleted only if it still holds it, so a fresher token written
-        by another process survives. Without `token`, both are dropped. The refresh token
-        is kept: the next `token()` refreshes. Backend failures are logged, not raised,
-        and the token is never served again by this object either way.
+        by another process survives: the check and the delete happen under the key's
+        refresh lock, taken without waiting (if another process holds it, it is refreshing
+        and will replace the entry itself). Without `token`, both are dropped. The refresh
+        token is kept: the next `token()` refreshes. Backend failures are logged, not
+        raised, and the token is never served again by this object either way.
         """
         with self._lock:
             current = self._token
@@ -346,12 +349,15 @@ class OAuthTokenSource:
             if self._secrets is None:
                 return
             try:
-                name = self._key() + AT_SUFFIX
-                if token is not None:
-                    cached = decode_at_entry(self._secrets.get_secret(name))
-                    if cached is None or cached.access_token != token:
-                        return
-                self._secrets.delete_secret(name)
+                key = self._key()
+                with self._exclusive(key, timeout=0):
+                    if token is not None:
+                        cached = decode_at_entry(self._secrets.get_secret(key + AT_SUFFIX))
+                        if cached is None or cached.access_token != token:
+                            return
+                    self._secrets.delete_secret(key + AT_SUFFIX)
+            except LockTimeoutError:
+                log.debug("another process is refreshing; it replaces the shared access token")
             except OAuthAuthError as exc:
                 log.debug("could not drop the shared access token: %s", exc)
 
@@ -658,13 +664,15 @@ class OAuthTokenSource:
         return key
 
     @contextlib.contextmanager
-    def _exclusive(self, key: str) -> Iterator[None]:
+    def _exclusive(self, key: str, timeout: float | None = None) -> Iterator[None]:
+        """The key's cross-process refresh lock (`timeout` None: `lock_timeout`)."""
         if not self._cross_process_lock:
             yield
             return
         from ._locking import lock_path, process_lock
 
-        with process_lock(lock_path(key, self._lock_dir), self._lock_timeout):
+        wait = self._lock_timeout if timeout is None else timeout
+        with process_lock(lock_path(key, self._lock_dir), wait):
             yield
 
     def _http(self) -> IdPHttp:

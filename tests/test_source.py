@@ -482,6 +482,29 @@ def test_invalidate_only_drops_the_rejected_token(
     assert idp.counts["refresh"] == 2
 
 
+def test_invalidate_leaves_the_entry_to_a_process_that_is_refreshing(
+    source: OAuthTokenSource, idp: FakeProvider, secrets: CountingSecrets, tmp_path: Any
+) -> None:
+    """The check-and-delete of `_AT` runs under the refresh lock, without waiting: while
+    another process holds it (it is refreshing and will replace the entry), nothing is
+    deleted, so its fresh token cannot be lost between our read and our delete."""
+    import time
+
+    from oauth_auth._locking import lock_path, process_lock
+
+    secrets.inner.set_secret(KEY, idp.seed())
+    token = source.token()
+    with process_lock(lock_path(KEY, str(tmp_path)), 5):  # "another process" refreshing
+        started = time.monotonic()
+        source.invalidate(token)
+        assert time.monotonic() - started < 2  # did not wait for the holder
+        assert (secrets.inner.get_secret(KEY + "_AT") or "").startswith(token + "|")
+    assert source._token is None  # tier 1 dropped all the same
+    source.invalidate(token)  # the lock is free: the rejected entry goes
+    assert secrets.inner.get_secret(KEY + "_AT") is None
+    assert source.token() == "at-2"
+
+
 def test_invalidate_without_argument_drops_tiers_1_and_2(
     source: OAuthTokenSource, idp: FakeProvider, secrets: CountingSecrets
 ) -> None:
