@@ -349,6 +349,25 @@ def test_one_auth_shared_by_threads(source: OAuthTokenSource, api: ProtectedAPI,
     assert idp.counts["refresh"] == 1
 
 
+def test_requests_serves_memory_then_refreshes_at_the_window(
+    source: OAuthTokenSource, api: ProtectedAPI, idp: FakeProvider, clock: FakeClock
+) -> None:
+    """requests reads an OAuthTokenSource's memory tier itself (a measured shortcut): it
+    must serve exactly what token() would, and hand over to token() at the window."""
+    auth = OIDCAuth(source)
+    with requests.Session() as s:
+        s.auth = auth
+        assert s.get(api.url + "/a", timeout=10).status_code == 200  # miss: token()
+        assert s.get(api.url + "/b", timeout=10).status_code == 200  # memory
+        clock.advance(3600 - 29)  # 29 s left, inside the 30 s window: refreshed
+        assert s.get(api.url + "/c", timeout=10).status_code == 200
+        source.invalidate()  # memory emptied: the shortcut must not serve the old token
+        assert s.get(api.url + "/d", timeout=10).status_code == 200
+    assert [x.authorization for x in api.seen] == [
+        "Bearer at-1", "Bearer at-1", "Bearer at-2", "Bearer at-3"]
+    assert idp.counts["refresh"] == 3
+
+
 async def test_50_concurrent_async_requests_during_expiry_make_one_refresh(
     source: OAuthTokenSource, api: ProtectedAPI, idp: FakeProvider, clock: FakeClock
 ) -> None:
