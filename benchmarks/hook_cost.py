@@ -178,7 +178,7 @@ def async_contenders() -> dict[str, Callable[[httpx.Request], Any]]:
 # ---------------------------------------------------------------------- timing loops
 
 
-def _time_requests(auth: Callable[[requests.PreparedRequest], Any], calls: int) -> float:
+def time_requests(auth: Callable[[requests.PreparedRequest], Any], calls: int) -> float:
     req = requests.Request("GET", URL).prepare()
     resp = requests.Response()
     resp.status_code = 200
@@ -254,7 +254,7 @@ def _check_header(group: str, name: str, contender: Callable[..., Any]) -> None:
 
 
 GROUPS: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[Any, int], float]]] = {
-    "requests": (requests_contenders, _time_requests),
+    "requests": (requests_contenders, time_requests),
     "httpx": (httpx_contenders, _time_httpx),
     "httpx async": (async_contenders, _time_async),
 }

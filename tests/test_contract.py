@@ -467,6 +467,11 @@ def cli(env: dict[str, str], *argv: str, timeout: float = 30) -> subprocess.Comp
 # ------------------------------------------------------------------------------ public names
 
 
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, timeout=30, cwd=str(ROOT))
+
+
 def test_import_loads_no_http_oauth_or_keyring_library() -> None:
     code = (
         "import sys, json\n"
@@ -474,14 +479,7 @@ def test_import_loads_no_http_oauth_or_keyring_library() -> None:
         "heavy = ('requests', 'httpx', 'authlib', 'keyring')\n"
         "print(json.dumps(sorted(m for m in heavy if m in sys.modules)))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-        cwd=str(ROOT),
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
 
@@ -496,14 +494,7 @@ def test_every_public_name_is_importable_from_the_package() -> None:
         "exec('from oauth_auth import ' + ', '.join(names), ns)\n"
         "print(json.dumps(missing))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-        cwd=str(ROOT),
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
     assert set(PUBLIC_NAMES) <= set(oauth_auth.__all__)
