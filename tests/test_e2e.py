@@ -34,6 +34,7 @@ from tests.support.api import ProtectedAPI
 from tests.support.browser import chromium_login, require_chromium
 from tests.support.fakes import FakeClock
 from tests.support.filesecrets import FileSecrets
+from tests.support.hygiene import LEDGER
 from tests.support.idp import IdP, obtain_tokens, refresh_count
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -238,6 +239,14 @@ def run_children(idp: IdP, store: str, key: str, tmp_path: Path, n: int = 16,
     for p in procs:
         out, err = p.communicate(timeout=120)
         outputs.extend(out.split("\n") if out.strip() else [f"ERROR no output: {err[-500:]}"])
+        # The children's DEBUG logs join the run's secret-hygiene check, against every
+        # token they printed (and the refresh tokens the tests record).
+        LEDGER.text("child-log", err)
+        for line in out.split("\n"):
+            if line.startswith("TOKEN "):
+                LEDGER.secret(line[6:], "child process token")
+    if store.startswith("file:"):
+        LEDGER.secret(FileSecrets(store[5:]).get_secret(key), "refresh token the children left")
     return [o for o in outputs if o.strip()]
 
 

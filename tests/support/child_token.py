@@ -6,13 +6,15 @@ store ("file:<dir>" or "keyring"), go (a file whose appearance starts everyone),
 ("sync": one token() call, the default; "threads": `callers` threads calling token();
 "async": `callers` asyncio tasks calling atoken() on one loop).
 Prints one `TOKEN <token>` or `ERROR <type> <message>` line per caller; exits 0, or 3 if
-any caller failed.
+any caller failed. The library logs at DEBUG to stderr, which the parent checks for secrets
+(the session's secret-hygiene ledger only sees its own process).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import threading
@@ -24,6 +26,8 @@ from tests.support.filesecrets import FileSecrets
 
 
 def main() -> int:
+    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                        format="%(levelname)s %(name)s %(message)s")
     cfg = json.loads(sys.argv[1])
     store = cfg["store"]
     secrets = FileSecrets(store[5:]) if store.startswith("file:") else KeyringSecrets()
