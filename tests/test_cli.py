@@ -531,6 +531,46 @@ def test_login_runs_a_new_login_even_when_logged_in(
     assert out.strip() == (secrets.get_secret(key + "_AT") or "").rpartition("|")[0]
 
 
+def test_llm_login_status_token_logout_round_trip(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, idp: IdP
+) -> None:
+    """The LLM group against the real provider: entries live under the `llm` scope
+    (`__thv_llm_<key>`), the gateway's settings are saved, logout revokes and deletes."""
+    from tests.support.browser import Background, http_browser_login
+
+    secrets = MemorySecrets()
+    browser = Background(http_browser_login)
+    monkeypatch.setattr(cli_module, "_session_options",
+                        {"secrets_provider": secrets, "open_browser": browser})
+    code, out, err = run(capsys, "llm", "login", "--gateway", GATEWAY_URL,
+                         "--issuer", idp.issuer, "--client-id", idp.client_id,
+                         "--callback-port", str(_free_port()))
+    assert (code, out) == (0, ""), err
+    browser.wait()
+    assert idp.token_requests("authorization_code") == 1
+    key = derive_secret_key("LLM_OAUTH_", GATEWAY_URL, idp.issuer)
+    assert secrets.names() == [f"__thv_llm_{key}", f"__thv_llm_{key}_AT"]
+    access = (secrets.get_secret(f"__thv_llm_{key}_AT") or "").rpartition("|")[0]
+    entry = Config().entry("llm_gateways", GATEWAY_URL)
+    assert entry is not None
+    assert entry["issuer"] == idp.issuer
+    assert entry["cached_refresh_token_ref"] == key
+
+    assert run(capsys, "llm", "token", "--gateway", GATEWAY_URL) == (0, access + "\n", "")
+    code, out, err = run(capsys, "llm", "status", "--gateway", GATEWAY_URL)
+    assert code == 0
+    assert f"LLM gateway {GATEWAY_URL}" in out
+    assert access not in out + err
+    code, out, err = run(capsys, "llm", "logout", "--gateway", GATEWAY_URL)
+    assert (code, out) == (0, "")
+    assert "revoked" in err
+    assert idp.counts()["revocation"] == 1
+    assert secrets.names() == []
+    code, out, err = run(capsys, "llm", "token", "--gateway", GATEWAY_URL)
+    assert (code, out) == (4, "")
+    assert f"oauth-auth llm login --gateway {GATEWAY_URL}" in err
+
+
 # ------------------------------------------------------------------------------ console script
 
 
