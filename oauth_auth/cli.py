@@ -284,8 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        # The contract's exit codes are 0, 4, 1 and 2 for every command: an interrupted
+        # command failed (not the shell's 130), and the login port is already released.
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_FAILURE
     except OAuthAuthError as exc:
         if debug:
             import traceback

@@ -795,3 +795,46 @@ def test_registry_client_example_calls_the_api_with_the_stored_session(
         assert token not in result.stdout + result.stderr
     finally:
         store.delete_secret(key + "_AT")
+
+
+def test_console_script_ctrl_c_during_a_login_exits_1_and_frees_the_port(
+    idp: IdP, keyring_env: dict[str, str]
+) -> None:
+    """A user who gives up on the browser presses Ctrl-C: the command ends at once with
+    exit 1 (the contract has no other failure code) and the callback port is free again."""
+    import signal
+    import time
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*_script(), "login", "--issuer", idp.issuer, "--client-id", idp.client_id,
+         "--no-browser", "--callback-port", str(port)],
+        env=keyring_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # the login is waiting once its callback server holds the port
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the login never listened"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=10)
+        assert time.monotonic() - started < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, out) == (1, "")
+    assert "interrupted" in err
+    assert f"localhost%3A{port}%2Fcallback" in err  # the URL it printed for the user
+    with socket.socket() as again:  # free: a new login can listen there at once
+        # (SO_REUSEADDR only ignores TIME_WAIT leftovers of the probe; a listener that
+        # still held the port would make bind fail all the same)
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
+        again.listen()
+    assert idp.counts()["token"] == {}
