@@ -5,14 +5,15 @@ carries a valid token until the refresh token dies.
 
     from oauth_auth import OAuthTokenSource, OIDCParams, OIDCAuth, KeyringSecrets
 
-Importing this package is cheap: requests, httpx, authlib and keyring are loaded only
-where they are first needed, so `oauth-auth token` on a cache hit starts fast.
+Importing this package is cheap: requests, httpx and keyring are loaded only where they
+are first needed, so `oauth-auth token` on a cache hit starts fast. Its namespace is
+`__all__` and the submodules, nothing else.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+from typing import TYPE_CHECKING
 
 from ._keys import derive_secret_key, ensure_offline_access, llm_access_token_env_var
 from .errors import (
@@ -85,14 +86,17 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'oauth_auth' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    value = getattr(_importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+del TYPE_CHECKING, annotations

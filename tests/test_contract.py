@@ -500,6 +500,21 @@ def test_every_public_name_is_importable_from_the_package() -> None:
     assert set(PUBLIC_NAMES) <= set(oauth_auth.__all__)
 
 
+def test_all_is_sorted_complete_and_resolves() -> None:
+    """`__all__` is the public namespace: sorted, every name resolves (lazily or not), and
+    no other public name hangs off the package except its submodules."""
+    import types
+
+    assert list(oauth_auth.__all__) == sorted(oauth_auth.__all__)
+    assert len(set(oauth_auth.__all__)) == len(oauth_auth.__all__)
+    for name in oauth_auth.__all__:
+        assert getattr(oauth_auth, name) is not None
+    extra = [n for n in dir(oauth_auth) if not n.startswith("_")
+             and n not in oauth_auth.__all__
+             and not isinstance(getattr(oauth_auth, n), types.ModuleType)]
+    assert extra == []
+
+
 def test_oidc_params_is_frozen_with_the_documented_defaults() -> None:
     params = OIDCParams("https://idp.example.test", "cid")
     assert dataclasses.is_dataclass(params)
