@@ -41,7 +41,6 @@ import contextlib
 import functools
 import hashlib
 import importlib
-import io
 import logging
 import os
 import pkgutil
@@ -169,8 +168,12 @@ class _LogTap(logging.Handler):
             LEDGER.text("log:unformattable", repr(record.msg))
 
 
-class _StderrTee(io.TextIOBase):
-    """sys.stderr during `cli.main`: writes go through and are kept."""
+class _StderrTee:
+    """sys.stderr during `cli.main`: writes go through and are kept.
+
+    A plain object, not an `io.TextIOBase`: an IOBase flushes itself when collected, and by
+    then the stream it wraps (pytest's capture) may be closed (Python 3.13 reports that).
+    """
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
