@@ -134,7 +134,23 @@ class RecordingSecrets:
         self.data.pop(name, None)
 
 
-class FakeIdP:
+class _Served:
+    """A threaded HTTP server on 127.0.0.1 for one of the fakes below; `close` stops it."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> str:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+class FakeIdP(_Served):
     """An OAuth provider on 127.0.0.1 in a thread: discovery, refresh grant, revocation."""
 
     def __init__(self) -> None:
@@ -146,22 +162,13 @@ class FakeIdP:
         self.token_forms: list[dict[str, str]] = []
         self.issued: list[str] = []
         self.revoked: list[str] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
+        self.issuer = self._serve(self._handler())
 
     def seed(self) -> str:
         refresh = long_token("refresh")
         with self.lock:
             self.valid.add(refresh)
         return refresh
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -236,22 +243,13 @@ class FakeIdP:
         return Handler
 
 
-class FakeAPI:
+class FakeAPI(_Served):
     """A resource server on 127.0.0.1 answering scripted statuses; records the headers."""
 
     def __init__(self) -> None:
         self.script: list[tuple[int, dict[str, str]]] = []
         self.seen: list[str] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.url = self._serve(self._handler())
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         api = self
@@ -468,8 +466,14 @@ def cli(env: dict[str, str], *argv: str, timeout: float = 30) -> subprocess.Comp
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=False, timeout=30, cwd=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+        cwd=str(ROOT),
+    )
 
 
 def test_import_loads_no_http_oauth_or_keyring_library() -> None:
@@ -509,9 +513,13 @@ def test_all_is_sorted_complete_and_resolves() -> None:
     assert len(set(oauth_auth.__all__)) == len(oauth_auth.__all__)
     for name in oauth_auth.__all__:
         assert getattr(oauth_auth, name) is not None
-    extra = [n for n in dir(oauth_auth) if not n.startswith("_")
-             and n not in oauth_auth.__all__
-             and not isinstance(getattr(oauth_auth, n), types.ModuleType)]
+    extra = [
+        n
+        for n in dir(oauth_auth)
+        if not n.startswith("_")
+        and n not in oauth_auth.__all__
+        and not isinstance(getattr(oauth_auth, n), types.ModuleType)
+    ]
     assert extra == []
 
 
