@@ -738,10 +738,17 @@ class KeyringSecrets:
                 hint=_NO_KEYRING_HINT + "; to accept plaintext storage, name that backend"
                 " in PYTHON_KEYRING_BACKEND or keyringrc.cfg",
             )
-        elif self._plaintext and unusable is None:
+        elif self._plaintext and unusable is None and explicit:
             logger.warning(
                 "the keyring backend %s keeps secrets unencrypted on disk (it was configured"
                 " explicitly, so it is used)", name,
+            )
+        elif self._plaintext and unusable is None:
+            plain = next(_class_name(b) for b in real if _looks_plaintext(b))
+            logger.warning(
+                "the keyring backend %s chains %s, which keeps secrets unencrypted on disk;"
+                " it is only used if %s cannot store them", name, plain,
+                _class_name(real[0]),
             )
         lock_names = sorted({_class_name(b) for b in real} or {name})
         directory = self._lock_dir or default_lock_dir()

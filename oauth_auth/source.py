@@ -98,7 +98,9 @@ class _PendingWrite:
 
     __slots__ = ("entry", "lock_dir", "secrets")
 
-    def __init__(self, secrets: SecretsProvider | None, lock_dir: str | os.PathLike[str] | None):
+    def __init__(
+        self, secrets: SecretsProvider | None, lock_dir: str | os.PathLike[str] | None
+    ) -> None:
         self.secrets = secrets
         self.lock_dir = lock_dir
         self.entry: tuple[str, str | None, str] | None = None  # (key, spent, newer)

@@ -199,14 +199,19 @@ def test_a_plaintext_backend_the_user_configured_is_used_with_a_warning(
 
 
 def test_a_chainer_that_writes_to_a_real_keychain_first_is_not_refused(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_keyring_config: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_keyring_config: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     backend = TwoChainer()  # DictBackend first, a plaintext one behind it
     monkeypatch.setattr(keyring, "get_keyring", lambda: backend)
     secrets = KeyringSecrets(service="svc", lock_dir=tmp_path)
-    secrets.set_secret("a", SECRET)
+    with caplog.at_level("WARNING", logger="oauth_auth"):
+        secrets.set_secret("a", SECRET)
     assert secrets.get_secret("a") == SECRET
     assert secrets.is_plaintext is True  # still reported
+    (message,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "chains tests.test_secrets_keyring.PlaintextKeyring" in message
+    assert "only used if tests.support.keyring_fakes.DictBackend cannot store them" in message
 
 
 def test_chainer_name_and_locks(tmp_path: Path) -> None:
