@@ -125,11 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             r = session.get(api.url + "/hello", timeout=10)
         say("", f"logged in in {time.perf_counter() - started:.2f} s;"
             f" requests -> API: HTTP {r.status_code}")
-        with httpx.Client(auth=auth) as client:
+        with httpx.Client(auth=auth, timeout=30) as client:
             say("", f"httpx.Client -> API: HTTP {client.get(api.url + '/hello').status_code}")
 
         async def async_calls() -> list[int]:
-            async with httpx.AsyncClient(auth=auth) as c:
+            async with httpx.AsyncClient(auth=auth, timeout=30) as c:
                 rs = await asyncio.gather(*(c.get(api.url + f"/a{i}") for i in range(5)))
                 return [x.status_code for x in rs]
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         say("4. The API rejects the current token: invalidate and retry once")
         api.rejected_tokens.add(source.token())
         api.reset()
-        with httpx.Client(auth=auth) as client:
+        with httpx.Client(auth=auth, timeout=30) as client:
             resp = client.get(api.url + "/after-revocation")
         say("", f"final status {resp.status_code} after {api.count()} API requests"
             f" ({len(resp.history)} retried)")

@@ -14,7 +14,7 @@ from oauth_auth import MemorySecrets, OAuthTokenSource, OIDCAuth, OIDCParams, de
 
 
 async def fetch_all(api_url: str, auth: OIDCAuth) -> list[int]:
-    async with httpx.AsyncClient(auth=auth, base_url=api_url) as client:
+    async with httpx.AsyncClient(auth=auth, base_url=api_url, timeout=30) as client:
         responses = await asyncio.gather(*(client.get(f"/items/{i}") for i in range(10)))
         return [r.status_code for r in responses]
 

@@ -20,7 +20,7 @@ def main() -> None:
             interactive=True,
             open_browser=setup.open_browser,
         )
-        with httpx.Client(auth=OIDCAuth(source), base_url=setup.api_url) as client:
+        with httpx.Client(auth=OIDCAuth(source), base_url=setup.api_url, timeout=30) as client:
             r = client.post("/items", json={"name": "example"})
             print(f"POST /items -> {r.status_code} {r.text}")
 

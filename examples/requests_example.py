@@ -24,7 +24,7 @@ def main() -> None:
         with requests.Session() as session:
             session.auth = OIDCAuth(source)
             for path in ("/items", "/items/1"):
-                r = session.get(setup.api_url + path, timeout=10)
+                r = session.get(setup.api_url + path, timeout=30)
                 print(f"GET {path} -> {r.status_code} {r.text}")
 
 

@@ -803,6 +803,7 @@ def test_console_script_ctrl_c_during_a_login_exits_1_and_frees_the_port(
     """A user who gives up on the browser presses Ctrl-C: the command ends at once with
     exit 1 (the contract has no other failure code) and the callback port is free again."""
     import signal
+    import threading
     import time
 
     port = _free_port()
@@ -811,26 +812,37 @@ def test_console_script_ctrl_c_during_a_login_exits_1_and_frees_the_port(
          "--no-browser", "--callback-port", str(port)],
         env=keyring_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    url_shown = threading.Event()
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if f"localhost%3A{port}%2Fcallback" in line:
+                url_shown.set()  # listening and the URL printed: the login is waiting
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
-        deadline = time.monotonic() + 30
-        while True:  # the login is waiting once its callback server holds the port
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the login never listened"
-            time.sleep(0.05)
+        assert url_shown.wait(60), "".join(lines)
         proc.send_signal(signal.SIGINT)
         started = time.monotonic()
-        out, err = proc.communicate(timeout=10)
-        assert time.monotonic() - started < 5
+        proc.wait(timeout=30)  # (stderr is the reader thread's; stdout stays tiny)
+        assert time.monotonic() - started < 10
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
-    assert (proc.returncode, out) == (1, "")
+            proc.wait()
+    reader.join(5)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    err = "".join(lines)
+    assert (proc.returncode, out) == (1, ""), err
     assert "interrupted" in err
-    assert f"localhost%3A{port}%2Fcallback" in err  # the URL it printed for the user
     with socket.socket() as again:  # free: a new login can listen there at once
         # (SO_REUSEADDR only ignores TIME_WAIT leftovers of the probe; a listener that
         # still held the port would make bind fail all the same)
