@@ -1,7 +1,8 @@
 """Shared by the examples: the bundled local provider and API, or your own settings.
 
 With OAUTH_ISSUER, OAUTH_CLIENT_ID and API_URL set, the examples talk to your provider and
-API (and open your browser to log in). Without them, they start the provider the tests use
+API (and open your browser to log in; OAUTH_CALLBACK_PORT if your redirect URI is not on
+the default port 8666). Without them, they start the provider the tests use
 (oidc-provider on 127.0.0.1, needs `make deps`) and a small protected API, and complete the
 development login automatically, so every example runs anywhere.
 """
@@ -27,6 +28,9 @@ class Setup:
     client_id: str
     api_url: str
     open_browser: Callable[[str], object] | None  # None: the real browser
+    # 0 is the default 8666 (the redirect URI your provider has registered); the bundled
+    # provider accepts any loopback port, so a free one there never meets a running login.
+    callback_port: int = 0
 
 
 @contextlib.contextmanager
@@ -34,7 +38,7 @@ def local_setup() -> Iterator[Setup]:
     """Your settings from the environment, else the bundled provider and API."""
     if os.environ.get("OAUTH_ISSUER"):
         yield Setup(os.environ["OAUTH_ISSUER"], os.environ["OAUTH_CLIENT_ID"],
-                    os.environ["API_URL"], None)
+                    os.environ["API_URL"], None, int(os.environ.get("OAUTH_CALLBACK_PORT", "0")))
         return
     import httpx
 
@@ -56,7 +60,15 @@ def local_setup() -> Iterator[Setup]:
 
     api = start_api(active)
     try:
-        yield Setup(idp.issuer, idp.client_id, api.url, auto_login)
+        yield Setup(idp.issuer, idp.client_id, api.url, auto_login, _free_port())
     finally:
         stop_api(api)
         idp.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -22,7 +22,7 @@ async def fetch_all(api_url: str, auth: OIDCAuth) -> list[int]:
 def main() -> None:
     with local_setup() as setup:
         source = OAuthTokenSource(
-            OIDCParams(setup.issuer, setup.client_id),
+            OIDCParams(setup.issuer, setup.client_id, callback_port=setup.callback_port),
             key_provider=lambda: derive_secret_key("EXAMPLE_", setup.api_url, setup.issuer),
             secrets_provider=MemorySecrets(),  # real programs: KeyringSecrets()
             interactive=True,

@@ -14,7 +14,7 @@ from oauth_auth import MemorySecrets, OAuthTokenSource, OIDCAuth, OIDCParams, de
 def main() -> None:
     with local_setup() as setup:
         source = OAuthTokenSource(
-            OIDCParams(setup.issuer, setup.client_id),
+            OIDCParams(setup.issuer, setup.client_id, callback_port=setup.callback_port),
             key_provider=lambda: derive_secret_key("EXAMPLE_", setup.api_url, setup.issuer),
             secrets_provider=MemorySecrets(),  # real programs: KeyringSecrets()
             interactive=True,

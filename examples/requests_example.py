@@ -15,7 +15,7 @@ def main() -> None:
     with local_setup() as setup:
         source = OAuthTokenSource(
             OIDCParams(setup.issuer, setup.client_id, scopes=["openid", "profile"],
-                       callback_port=0),
+                       callback_port=setup.callback_port),
             key_provider=lambda: derive_secret_key("EXAMPLE_", setup.api_url, setup.issuer),
             secrets_provider=MemorySecrets(),  # real programs: KeyringSecrets()
             interactive=True,
