@@ -66,6 +66,17 @@ GATEWAY = "https://llm.example.test"
 CLIENT = "contract-cli"
 SERVICE = "oauth-auth"
 
+#: The error tree of DESIGN.md, each drawn in the errors module's docstring.
+ERROR_NAMES = (
+    "OAuthAuthError",
+    "LoginRequiredError",
+    "OAuthError",
+    "InvalidGrantError",
+    "SecretsError",
+    "TransportError",
+    "LoginError",
+)
+
 PUBLIC_NAMES = (
     "OIDCParams",
     "OAuthTokenSource",
@@ -81,13 +92,7 @@ PUBLIC_NAMES = (
     "ChainSecrets",
     "registry_auth",
     "llm_gateway_auth",
-    "OAuthAuthError",
-    "LoginRequiredError",
-    "OAuthError",
-    "InvalidGrantError",
-    "SecretsError",
-    "TransportError",
-    "LoginError",
+    *ERROR_NAMES,
 )
 
 
@@ -1073,15 +1078,7 @@ def test_error_tree() -> None:
     assert grant.error == "invalid_grant"
     assert isinstance(grant, OAuthAuthError)
     doc = oauth_auth.errors.__doc__ or ""
-    for name in (
-        "OAuthAuthError",
-        "LoginRequiredError",
-        "OAuthError",
-        "InvalidGrantError",
-        "SecretsError",
-        "TransportError",
-        "LoginError",
-    ):
+    for name in ERROR_NAMES:
         assert name in doc
 
 

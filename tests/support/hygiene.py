@@ -234,25 +234,8 @@ def _install() -> None:
     _PATCHES.set(_http.IdPHttp, "post_form", tapped_post_form)
     _PATCHES.set(_http.IdPHttp, "post_form_status", tapped_post_form_status)
 
-    new_verifier = _authorize.new_code_verifier
-
-    @functools.wraps(new_verifier)
-    def tapped_verifier(*args: Any, **kwargs: Any) -> str:
-        value = new_verifier(*args, **kwargs)
-        LEDGER.secret(value, "PKCE verifier")
-        return value
-
-    _PATCHES.set(_authorize, "new_code_verifier", tapped_verifier)
-
-    parse_callback = _loopback.parse_callback
-
-    @functools.wraps(parse_callback)
-    def tapped_parse_callback(*args: Any, **kwargs: Any) -> str:
-        code = parse_callback(*args, **kwargs)
-        LEDGER.secret(code, "authorization code (loopback)")
-        return code
-
-    _PATCHES.set(_loopback, "parse_callback", tapped_parse_callback)
+    _tap_result(_authorize, "new_code_verifier", "PKCE verifier")
+    _tap_result(_loopback, "parse_callback", "authorization code (loopback)")
 
     # -- secrets from the bench ----------------------------------------------------------
     try:
@@ -396,6 +379,19 @@ def _install() -> None:
             yield
 
     _PATCHES.set(secrets_module.KeyringSecrets, "_locked", tapped_locked)
+
+
+def _tap_result(module: Any, name: str, origin: str) -> None:
+    """Record what `module.name(...)` returns as a secret (a verifier, a code)."""
+    original = getattr(module, name)
+
+    @functools.wraps(original)
+    def tapped(*args: Any, **kwargs: Any) -> Any:
+        value = original(*args, **kwargs)
+        LEDGER.secret(value, origin)
+        return value
+
+    _PATCHES.set(module, name, tapped)
 
 
 def _exception_texts(exc: BaseException) -> None:
