@@ -1,6 +1,6 @@
 """Item 4: 16 processes at expiry with rotation on, with the cross-process lock and without.
 
-The pattern of tests/test_e2e.py `run_children`: a refresh token is seeded in a store the
+The pattern of tests/e2e/test_source.py `run_children`: a refresh token is seeded in a store the
 processes share, 16 interpreters start (`tests.support.child_token`) and wait for a start
 signal, then all call `token()` at once. No access token is cached, so every process
 needs a refresh. The provider counts refreshes and `invalid_grant` answers; with the

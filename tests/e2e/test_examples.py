@@ -20,7 +20,7 @@ import pytest
 from oauth_auth import llm_access_token_env_var
 from tests.support.idp import require_idp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 

@@ -59,7 +59,7 @@ from oauth_auth import (
     registry_auth,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RFC3339_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 REGISTRY = "https://registry.example.test"
 GATEWAY = "https://llm.example.test"

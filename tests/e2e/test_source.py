@@ -37,7 +37,7 @@ from tests.support.filesecrets import FileSecrets
 from tests.support.hygiene import LEDGER
 from tests.support.idp import IdP, obtain_tokens, refresh_count
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def introspect(idp: IdP, token: str) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from tests.support.fakes import ISSUER, CountingSecrets, FakeClock, FakeProvider
 REGISTRY_URL = "https://registry.example.test"
 GATEWAY_URL = "https://llm.example.test"
 CLIENT = "registry-cli"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.usefixtures("isolated_config")

@@ -1,6 +1,6 @@
 """KeyringSecrets: backends refused, errors mapped, timeouts, locks, split values, faults.
 
-The shared contract (tests/test_secrets.py) already runs KeyringSecrets against the real
+The shared contract (tests/unit/test_secrets.py) already runs KeyringSecrets against the real
 Secret Service; this file covers what only the keyring provider does.
 """
 
@@ -33,7 +33,7 @@ from oauth_auth.secrets import SPLIT_PREFIX, KeyringSecrets, default_lock_dir, p
 from tests.support.keyring_fakes import BlockingBackend, DictBackend, RaisingBackend
 from tests.support.secret_service import SecretServiceBench
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-" + "v" * 40  # long enough to be recognised in any text
 
 
@@ -210,19 +210,19 @@ def test_a_chainer_that_writes_to_a_real_keychain_first_is_not_refused(
     assert secrets.get_secret("a") == SECRET
     assert secrets.is_plaintext is True  # still reported
     (message,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert "chains tests.test_secrets_keyring.PlaintextKeyring" in message
+    assert "chains tests.unit.test_secrets_keyring.PlaintextKeyring" in message
     assert "only used if tests.support.keyring_fakes.DictBackend cannot store them" in message
 
 
 def test_chainer_name_and_locks(tmp_path: Path) -> None:
     secrets = KeyringSecrets(backend=TwoChainer(), lock_dir=tmp_path)
     assert secrets.backend_name == (
-        "tests.test_secrets_keyring.TwoChainer[tests.support.keyring_fakes.DictBackend, "
-        "tests.test_secrets_keyring.PlaintextKeyring]"
+        "tests.unit.test_secrets_keyring.TwoChainer[tests.support.keyring_fakes.DictBackend, "
+        "tests.unit.test_secrets_keyring.PlaintextKeyring]"
     )
     assert [p.name for p in secrets.lock_paths] == [
         "keyring-tests.support.keyring_fakes.DictBackend.lock",
-        "keyring-tests.test_secrets_keyring.PlaintextKeyring.lock",
+        "keyring-tests.unit.test_secrets_keyring.PlaintextKeyring.lock",
     ]
 
 

@@ -39,7 +39,7 @@ from oauth_auth.cli import main
 from tests.support.fakes import ISSUER, FakeProvider
 from tests.support.idp import IdP, obtain_tokens, refresh_count
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLIENT = "cli"
 ADHOC_KEY = derive_secret_key("OAUTH_AUTH_", CLIENT, ISSUER)
 ADHOC = ["--issuer", ISSUER, "--client-id", CLIENT]
@@ -144,7 +144,7 @@ def test_token_provider_down_exits_1(
 def test_token_secrets_failure_exits_1_with_the_hint(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.test_profiles import BrokenStore
+    from tests.unit.test_profiles import BrokenStore
 
     monkeypatch.setattr(cli_module, "_session_options", {"secrets_provider": BrokenStore()})
     code, out, err = run(capsys, "token", *ADHOC)

@@ -418,7 +418,7 @@ def test_provider_exits_when_the_test_process_is_killed() -> None:
     parent = subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
     )
     try:
         assert parent.stdout is not None
