@@ -142,7 +142,7 @@ class IdPHttp:
                     attempt += 1
                     continue
                 raise TransportError(
-                    f"cannot connect to the identity provider at {_origin(url)}"
+                    f"cannot connect to the identity provider at {_endpoint_url(url)}"
                     f" ({type(exc).__name__})"
                 ) from None
             except httpx.TimeoutException as exc:
@@ -151,7 +151,7 @@ class IdPHttp:
                     attempt += 1
                     continue
                 raise TransportError(
-                    f"the identity provider at {_origin(url)} did not answer within"
+                    f"the identity provider at {_endpoint_url(url)} did not answer within"
                     f" {self.timeout:g} s ({type(exc).__name__})",
                     hint="try again later, or raise the timeout",
                 ) from None
@@ -161,7 +161,7 @@ class IdPHttp:
                     attempt += 1
                     continue
                 raise TransportError(
-                    f"the connection to the identity provider at {_origin(url)} failed"
+                    f"the connection to the identity provider at {_endpoint_url(url)} failed"
                     f" ({type(exc).__name__})"
                 ) from None
             if response.status_code >= 500 or response.status_code == 429:
@@ -171,7 +171,7 @@ class IdPHttp:
                     attempt += 1
                     continue
                 raise TransportError(
-                    f"the identity provider at {_origin(url)} answered HTTP"
+                    f"the identity provider at {_endpoint_url(url)} answered HTTP"
                     f" {response.status_code}",
                     status_code=response.status_code,
                 )
@@ -212,13 +212,13 @@ class IdPHttp:
         if response.status_code >= 400:
             raise OAuthError(
                 "invalid_response",
-                f"{_origin(url)} answered HTTP {response.status_code} without an OAuth error",
+                f"{_endpoint_url(url)} answered HTTP {response.status_code} without an OAuth error",
                 status_code=response.status_code,
             )
         if doc is None:
             raise OAuthError(
                 "invalid_response",
-                f"{_origin(url)} answered HTTP {response.status_code} with a body that is"
+                f"{_endpoint_url(url)} answered HTTP {response.status_code} with a body that is"
                 " not a JSON object",
                 status_code=response.status_code,
             )
@@ -229,7 +229,12 @@ class IdPHttp:
         return self._send("POST", url, data=data).status_code
 
 
-def _origin(url: str) -> str:
+def _endpoint_url(url: str) -> str:
+    """The URL as error messages show it: scheme, host, port and path.
+
+    Not an origin (the path is kept, so the message names the endpoint); the query, the
+    fragment and any user-info are dropped, since a query may carry a code or a secret.
+    """
     try:
         u = httpx.URL(url)
     except Exception:  # noqa: BLE001 - a URL we cannot parse is shown as "the provider"
