@@ -434,3 +434,19 @@ def test_device_poll_actions() -> None:
         with pytest.raises(LoginError) as info:
             device_poll_action(code, "because")
         assert info.value.error == code
+
+
+# ------------------------------------------------ regressions (each failed before its fix)
+
+
+def test_a_malformed_device_verification_uri_is_a_login_error() -> None:
+    from oauth_auth import LoginError
+    from oauth_auth._authorize import parse_device_authorization
+
+    with pytest.raises(LoginError, match="verification_uri"):
+        parse_device_authorization({"device_code": "d", "user_code": "ABCD",
+                                    "verification_uri": "http://[x"})
+    auth = parse_device_authorization({"device_code": "d", "user_code": "ABCD",
+                                       "verification_uri": "https://idp.test/device",
+                                       "verification_uri_complete": "https://[x"})
+    assert auth.verification_uri_complete == ""

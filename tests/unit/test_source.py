@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -754,3 +755,154 @@ def test_interactive_logs_in_only_when_a_login_can_cure_the_refresh_error(
             source.token()
         assert logins == []
         assert secrets.inner.get_secret(KEY) == "rt-0"  # nothing lost
+
+
+# ------------------------------------------------ regressions (each failed before its fix)
+
+
+def test_an_unusable_lock_directory_is_a_typed_error_and_keeps_the_session(
+    tmp_path: Path,
+) -> None:
+    from oauth_auth import ConfigError, MemorySecrets, OAuthTokenSource, OIDCParams
+    from tests.support.fakes import ISSUER, FakeClock, FakeProvider
+
+    base = tmp_path
+    (base / "file").write_text("not a directory")
+    provider = FakeProvider()
+    store = MemorySecrets({"K": provider.seed("rt-0")})
+    source = OAuthTokenSource(OIDCParams(ISSUER, "cli"), key_provider=lambda: "K",
+                              secrets_provider=store, lock_dir=base / "file" / "locks",
+                              transport=provider.transport(), clock=FakeClock())
+    with pytest.raises(ConfigError, match="cannot create the refresh lock file") as info:
+        source.token()
+    assert "lock_dir" in info.value.hint
+    assert store.get_secret("K") == "rt-0"
+    assert provider.counts["refresh"] == 0
+    (base / "file").unlink()
+    assert source.token() == "at-1"
+
+
+def test_a_rotated_refresh_token_the_store_refused_is_kept_and_stored_later(
+    tmp_path: Path,
+) -> None:
+    """The store fails the write of a rotated refresh token (keyring gone for a moment):
+    the stored one is spent, so the next refresh must use the new one from memory and
+    store it, not spend the stored one and end the session with invalid_grant."""
+    from oauth_auth import MemorySecrets, OAuthTokenSource, OIDCParams
+    from tests.support.fakes import ISSUER, CountingSecrets, FakeClock, FakeProvider
+
+    provider = FakeProvider()
+    inner = MemorySecrets({"K": provider.seed("rt-0")})
+    store = CountingSecrets(inner)
+    store.fail_writes = {"K"}
+    clock = FakeClock()
+    source = OAuthTokenSource(OIDCParams(ISSUER, "cli"), key_provider=lambda: "K",
+                              secrets_provider=store, transport=provider.transport(),
+                              clock=clock, lock_dir=tmp_path)
+    assert source.token() == "at-1"  # served; rt-1 lives only in memory
+    assert inner.get_secret("K") == "rt-0"
+
+    clock.advance(3600)  # still failing: refresh with rt-1, remember rt-2
+    assert source.token() == "at-2"
+    assert inner.get_secret("K") == "rt-0"
+
+    store.fail_writes.clear()  # the backend is back
+    clock.advance(3600)
+    assert source.token() == "at-3"
+    assert provider.counts["invalid_grant"] == 0
+    assert inner.get_secret("K") == "rt-3"
+
+
+def _refusing_source(tmp_path: Path) -> tuple[Any, Any, Any]:
+    from oauth_auth import MemorySecrets, OAuthTokenSource, OIDCParams
+    from tests.support.fakes import ISSUER, CountingSecrets, FakeClock, FakeProvider
+
+    provider = FakeProvider()
+    inner = MemorySecrets({"K": provider.seed("rt-0")})
+    store = CountingSecrets(inner)
+    store.fail_writes = {"K"}
+    source = OAuthTokenSource(OIDCParams(ISSUER, "cli"), key_provider=lambda: "K",
+                              secrets_provider=store, transport=provider.transport(),
+                              clock=FakeClock(), lock_dir=tmp_path)
+    assert source.token() == "at-1"  # rt-0 spent, rt-1 refused by the store
+    assert inner.get_secret("K") == "rt-0"
+    return source, store, inner
+
+
+def test_a_refused_rotation_is_stored_when_the_source_goes_away(tmp_path: Path) -> None:
+    """Before: a process that ended before its next refresh took the only copy of the new
+    refresh token with it, and the next process met invalid_grant."""
+    import gc
+
+    source, store, inner = _refusing_source(tmp_path)
+    store.fail_writes.clear()  # the backend is back before the process ends
+    writes = store.calls["set"]
+    del source
+    gc.collect()
+    assert inner.get_secret("K") == "rt-1"
+    assert store.calls["set"] == writes + 1
+
+
+def test_the_last_try_never_overwrites_another_processs_login(tmp_path: Path) -> None:
+    import gc
+
+    source, store, inner = _refusing_source(tmp_path)
+    store.fail_writes.clear()
+    inner.set_secret("K", "rt-from-a-new-login")  # another process logged in meanwhile
+    del source
+    gc.collect()
+    assert inner.get_secret("K") == "rt-from-a-new-login"
+
+
+def test_logout_forgets_a_refused_rotation(tmp_path: Path) -> None:
+    import gc
+
+    source, store, inner = _refusing_source(tmp_path)
+    store.fail_writes.clear()
+    source.logout()
+    assert inner.get_secret("K") is None
+    del source
+    gc.collect()
+    assert inner.get_secret("K") is None  # nothing written back after the logout
+
+
+def test_a_refused_rotation_is_stored_when_the_process_exits(tmp_path: Path) -> None:
+    """The same at a real interpreter exit, with the source still alive (a module global)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.support.filesecrets import FileSecrets
+
+    root = Path(__file__).resolve().parents[2]
+    store_dir = tmp_path / "store"
+    FileSecrets(store_dir).set_secret("K", "rt-0")
+    code = textwrap.dedent(f"""
+        import sys
+        from oauth_auth import OAuthTokenSource, OIDCParams, SecretsError
+        from tests.support.fakes import ISSUER, FakeClock, FakeProvider
+        from tests.support.filesecrets import FileSecrets
+
+        class Refusing(FileSecrets):
+            refuse = True
+            def set_secret(self, name, value):
+                if self.refuse and name == "K":
+                    raise SecretsError("backend read-only (test)")
+                super().set_secret(name, value)
+
+        provider = FakeProvider()
+        provider.seed("rt-0")
+        store = Refusing({str(store_dir)!r})
+        SOURCE = OAuthTokenSource(OIDCParams(ISSUER, "cli"), key_provider=lambda: "K",
+                                  secrets_provider=store, transport=provider.transport(),
+                                  clock=FakeClock(), lock_dir={str(tmp_path)!r})
+        print(SOURCE.token(), store.get_secret("K"))
+        store.refuse = False
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=root, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["at-1", "rt-0"]
+    assert FileSecrets(store_dir).get_secret("K") == "rt-1"
+    assert "rt-1" not in result.stderr
+    assert "rt-0" not in result.stderr
