@@ -30,6 +30,8 @@ from .errors import (
 
 if TYPE_CHECKING:
     from ._params import OIDCParams
+    from ._postgres import PostgresSecrets
+    from ._redis import RedisSecrets
     from .auth import OIDCAuth
     from .profiles import llm_gateway_auth, registry_auth
     from .secrets import (
@@ -59,6 +61,8 @@ __all__ = [
     "OAuthTokenSource",
     "OIDCAuth",
     "OIDCParams",
+    "PostgresSecrets",
+    "RedisSecrets",
     "ScopedSecrets",
     "SecretsError",
     "SecretsProvider",
@@ -81,6 +85,8 @@ _LAZY = {
     "MemorySecrets": ".secrets",
     "ScopedSecrets": ".secrets",
     "ChainSecrets": ".secrets",
+    "RedisSecrets": "._redis",
+    "PostgresSecrets": "._postgres",
     "registry_auth": ".profiles",
     "llm_gateway_auth": ".profiles",
 }

@@ -19,6 +19,8 @@ pytest_plugins = [
     "tests.support.browser",
     "tests.support.api",
     "tests.support.hygiene",
+    "tests.support.redis_server",
+    "tests.support.postgres_server",
 ]
 
 

@@ -1,0 +1,135 @@
+"""The lease lock of the server-backed stores: one refresh per expiry across hosts.
+
+An OS file lock stops at the machine. A fleet (workers, replicas, jobs) sharing one
+rotating refresh token needs the lock where the token is: on the Redis or PostgreSQL
+server. It is a lease, not a session lock: taken with a random holder id and an expiry
+that the server keeps, so a holder that dies or is paused loses it when it runs out
+(nothing depends on a connection staying open, which a pool or a proxy can silently
+swap), and released only by its holder (the release checks the id).
+
+The waiting loop is shared by both stores: poll with exponential backoff and jitter, say
+once that we wait and for whom, give up with `LockTimeoutError`. The backends supply
+three atomic server-side steps (see `LeaseBackend`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from .errors import ConfigError, LockTimeoutError, OAuthAuthError
+
+__all__ = ["DEFAULT_LOCK_LEASE", "LeaseBackend", "hold_lease", "lease_seconds", "new_holder"]
+
+log = logging.getLogger("oauth_auth")
+
+#: Default lease length (seconds). It must outlast a whole refresh under the lease:
+#: discovery and the token request, each bounded by the token source's default
+#: http_timeout (10 s) for each of its 1 + max_retries (2) attempts, plus backoff and
+#: margin: 2 x 10 s x 3 + 15 s.
+DEFAULT_LOCK_LEASE = 75.0
+#: First and longest pause between two tries to take a held lease.
+POLL_MIN = 0.01
+POLL_MAX = 0.5
+
+
+class LeaseBackend(Protocol):
+    """The server-side steps of a lease; each is one atomic operation on the server."""
+
+    def try_lease(self, name: str, holder: str, seconds: float) -> str | None:
+        """Take the lease of `name` for `holder` if it is free or expired.
+
+        Returns None when taken, else the current holder's id (for the wait message).
+        """
+        ...
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Delete the lease of `name` only if `holder` still holds it."""
+        ...
+
+
+def new_holder() -> str:
+    """A holder id: host and process (for the wait message) and 64 random bits."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
+
+
+def lease_seconds(value: float | None) -> float:
+    """Validate a `lock_lease` argument (None: the default)."""
+    if value is None:
+        return DEFAULT_LOCK_LEASE
+    seconds = float(value)
+    if not seconds > 0:
+        raise ConfigError(f"lock_lease must be a positive number of seconds (got {value!r})")
+    return seconds
+
+
+def describe_holder(holder: str) -> str:
+    """'process 123 on host h' from a holder id (the random part stays out of logs)."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    return f"process {pid} on {host}" if pid else "another process"
+
+
+@contextlib.contextmanager
+def hold_lease(
+    backend: LeaseBackend,
+    name: str,
+    *,
+    timeout: float,
+    lease: float,
+    where: str,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[str]:
+    """Hold the lease of `name` for the block; yields the holder id.
+
+    Args:
+        backend: the store.
+        name: what the lease guards (a secrets key).
+        timeout: seconds to wait for another holder before `LockTimeoutError`.
+        lease: seconds the lease lasts if never released.
+        where: the store, for messages (no credentials).
+
+    Raises:
+        LockTimeoutError: another holder kept it longer than `timeout`.
+        SecretsError: the server failed (the caller gets the real cause, with a hint).
+    """
+    holder = new_holder()
+    deadline = clock() + timeout
+    delay = POLL_MIN
+    said = False
+    while True:
+        current = backend.try_lease(name, holder, lease)
+        if current is None:
+            break
+        if not said and timeout > 0:
+            said = True
+            log.info("waiting for %s, which holds the refresh lease of %s on %s",
+                     describe_holder(current), name, where)
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise LockTimeoutError(
+                f"{describe_holder(current)} held the refresh lease of {name} on {where} for"
+                f" more than {timeout:g} s",
+                path=where,
+                hint="another host may be refreshing or logging in; wait, or raise"
+                " lock_timeout (a dead holder's lease runs out after lock_lease seconds)",
+            )
+        sleep(min(delay * (0.5 + random.random()), remaining))
+        delay = min(delay * 2, POLL_MAX)
+    try:
+        yield holder
+    finally:
+        try:
+            backend.release_lease(name, holder)
+        except OAuthAuthError as exc:
+            # Not fatal: the lease runs out by itself after `lease` seconds.
+            log.warning("could not release the refresh lease of %s on %s (%s); it ends by"
+                        " itself within %g s", name, where, exc, lease)
