@@ -13,6 +13,7 @@ requests, one hook: everything the retry needs is computed only when a 401 arriv
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,13 +49,36 @@ def _should_retry(status: int, replayable: bool, challenges: Iterable[str]) -> b
     return status == 401 and replayable and should_retry_401(status, challenges)
 
 
-class OIDCAuth(requests.auth.AuthBase, httpx.Auth):
+def _httpx2_auth_base() -> type:
+    """httpx2's `Auth` when httpx2 is installed, else an empty placeholder class.
+
+    httpx2 (httpx's successor, what the MCP Python SDK 2.x builds its HTTP client on) takes
+    an `auth=` that is an instance of *its* `Auth` as a flow and wraps any other callable
+    as a function auth, which would call the requests hook with an httpx2 request. Being a
+    subclass is the only way in; httpx2 is imported only where it is installed.
+    """
+    if importlib.util.find_spec("httpx2") is None:
+        return type("_NoHttpx2", (), {"__slots__": ()})
+    import httpx2
+
+    return httpx2.Auth
+
+
+if TYPE_CHECKING:
+    _Httpx2Auth = object
+else:
+    _Httpx2Auth = _httpx2_auth_base()
+
+
+class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
     """Bearer auth for requests and httpx, with one retry on 401.
 
     Use it as `session.auth = OIDCAuth(source)`, `httpx.Client(auth=OIDCAuth(source))`
-    or `httpx.AsyncClient(auth=OIDCAuth(source))`; one instance may serve all three at
-    once. Safe for concurrent use from threads and tasks: it keeps no per-request state on
-    itself and holds no lock while a request is in flight.
+    or `httpx.AsyncClient(auth=OIDCAuth(source))`, and, where httpx2 is installed,
+    `httpx2.Client` / `httpx2.AsyncClient` the same way (the MCP SDK's client); one
+    instance may serve them all at once. Safe for concurrent use from threads and tasks:
+    it keeps no per-request state on itself and holds no lock while a request is in
+    flight.
 
     A 401 is retried once with a fresh token, unless its Bearer challenge says
     `insufficient_scope`, the body cannot be replayed
@@ -285,6 +309,12 @@ def _copy_cookies(response: Response, retry: PreparedRequest) -> None:
     retry.prepare_cookies(jar)
 
 
+#: httpx's and httpx2's request streams that send the same bytes again as they are (bytes
+#: content, and multipart bodies, which both re-render from their fields). Matched by name
+#: so that httpx2's classes need no import.
+_REPLAYABLE_STREAMS = frozenset({"ByteStream", "MultipartStream"})
+
+
 def _no_rewind() -> None:
     """The body needs no rewinding (bytes, or a multipart body httpx re-renders)."""
 
@@ -292,7 +322,7 @@ def _no_rewind() -> None:
 def _httpx_rewinder(request: httpx.Request) -> Callable[[], None] | None:
     """How to replay an httpx request body; None when it cannot be replayed."""
     stream = request.stream
-    if type(stream) is httpx.ByteStream or type(stream).__name__ == "MultipartStream":
+    if type(stream).__name__ in _REPLAYABLE_STREAMS:
         return _no_rewind
     inner = getattr(stream, "_stream", None)  # httpx's IteratorByteStream around a file
     if inner is None or not hasattr(inner, "read"):

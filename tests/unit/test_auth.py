@@ -1,4 +1,4 @@
-"""OIDCAuth with requests, httpx.Client and httpx.AsyncClient against a loopback API.
+"""OIDCAuth with requests, httpx and httpx2 (sync and async clients) against a loopback API.
 
 The token source is real (fake provider on MockTransport, fake clock); the API is a real
 HTTP server on 127.0.0.1 that counts the requests it sees.
@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 import requests
 
@@ -23,7 +24,10 @@ from tests.support.api import ProtectedAPI
 from tests.support.fakes import ISSUER, FakeClock, FakeProvider
 
 KEY = "AUTH_TEST_KEY"
-CLIENTS = ["requests", "httpx", "httpx-async"]
+CLIENTS = ["requests", "httpx", "httpx-async", "httpx2", "httpx2-async"]
+#: The async clients, and the sync httpx-shaped ones (httpx2 is httpx's successor).
+ASYNC = ("httpx-async", "httpx2-async")
+HTTPX_SYNC = ("httpx", "httpx2")
 
 
 @pytest.fixture
@@ -58,13 +62,14 @@ def send(client: str, auth: OIDCAuth, method: str, url: str, **kwargs: Any) -> t
             s.auth = auth
             r = s.request(method, url, timeout=10, **kwargs)
             return r.status_code, len(r.history)
-    if client == "httpx":
-        with httpx.Client(auth=auth, timeout=10) as c:
+    module: Any = httpx2 if client.startswith("httpx2") else httpx
+    if client in HTTPX_SYNC:
+        with module.Client(auth=auth, timeout=10) as c:
             resp = c.request(method, url, **kwargs)
             return resp.status_code, len(resp.history)
 
     async def go() -> tuple[int, int]:
-        async with httpx.AsyncClient(auth=auth, timeout=10) as c:
+        async with module.AsyncClient(auth=auth, timeout=10) as c:
             resp = await c.request(method, url, **kwargs)
             return resp.status_code, len(resp.history)
 
@@ -136,7 +141,7 @@ def test_no_retry_when_a_new_token_would_not_help(
 
 # httpx.AsyncClient takes no sync file objects as content, so that pair is not a case.
 BODY_CASES = [(c, k) for c in CLIENTS for k in ("bytes", "str", "json", "form", "file")
-              if (c, k) != ("httpx-async", "file")]
+              if not (c in ASYNC and k == "file")]
 
 
 @pytest.mark.parametrize(("client", "kind"), BODY_CASES)
@@ -172,7 +177,7 @@ def test_generator_body_is_not_replayed(client: str, source: OAuthTokenSource,
 
     if client == "requests":
         kwargs: dict[str, Any] = {"data": chunks()}
-    elif client == "httpx":
+    elif client in HTTPX_SYNC:
         kwargs = {"content": chunks()}
     else:
         kwargs = {"content": achunks()}
@@ -201,7 +206,7 @@ def test_cross_origin_redirect_never_carries_the_token(
 # sync file at all; those combinations are requests-only.
 REDIRECT_BODY_CASES = [
     (c, st, k) for c in CLIENTS for st in (302, 303, 307, 308) for k in ("bytes", "file")
-    if k == "bytes" or c == "requests" or (c == "httpx" and st in (302, 303))
+    if k == "bytes" or c == "requests" or (c in HTTPX_SYNC and st in (302, 303))
 ]
 
 
@@ -225,7 +230,8 @@ def test_a_body_redirected_to_another_origin_never_carries_a_token(
 
 
 @pytest.mark.parametrize(("client", "status"),
-                         [("requests", 303), ("requests", 307), ("httpx", 303)])
+                         [("requests", 303), ("requests", 307), ("httpx", 303),
+                          ("httpx2", 303)])
 def test_a_file_body_redirected_on_the_same_origin_is_retried_there(
     client: str, status: int, source: OAuthTokenSource, api: ProtectedAPI,
 ) -> None:
