@@ -15,6 +15,7 @@ pytest.register_assert_rewrite("tests.support")
 
 pytest_plugins = [
     "tests.support.idp",
+    "tests.support.dot",
     "tests.support.secret_service",
     "tests.support.browser",
     "tests.support.api",

@@ -188,6 +188,11 @@ def _fields(form: _Form) -> dict[str, str]:
     return dict(form.fields)
 
 
+# For the players of other servers' pages (tests/support/dot.py): one HTML form parser.
+parse_page = _parse
+submit_form = _submit
+
+
 # -- HTTP-level browser ----------------------------------------------------------------------------
 
 

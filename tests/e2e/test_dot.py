@@ -1,0 +1,295 @@
+"""End to end against a second, independently written server: django-oauth-toolkit 3.x.
+
+The server (tests/dot, started by tests/support/dot.py) is real DOT with OIDC on, refresh
+token rotation and no grace period; its own middleware counts every answer per endpoint,
+grant type and outcome, which is what these tests assert on. The user is played at HTTP
+level through Django's login form and DOT's consent form (`dot_browser_login`), plugged in
+as the library's `open_browser`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oauth_auth import (
+    InvalidGrantError,
+    LoginError,
+    MemorySecrets,
+    OAuthTokenSource,
+    OIDCParams,
+    TransportError,
+)
+from oauth_auth._idtoken import clear_jwks_cache
+from tests.support.browser import Background
+from tests.support.dot import (
+    DOT,
+    bench_login,
+    dot_browser_deny,
+    dot_browser_login,
+    free_port,
+)
+from tests.support.fakes import FakeClock
+from tests.support.filesecrets import FileSecrets
+from tests.support.hygiene import LEDGER
+from tests.support.idp import refresh_count
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def source_for(dot: DOT, store: Any, key: str, tmp_path: Path, *, host: str = "127.0.0.1",
+               **kw: Any) -> OAuthTokenSource:
+    """A token source for DOT's public client, its loopback callback on `host`."""
+    port = dot.localhost_port if host == "localhost" else 0
+    oidc = OIDCParams(dot.issuer, dot.client_id, scopes=kw.pop("scopes", ()),
+                      callback_port=port)
+    if port == 0:  # 127.0.0.1 takes any port (RFC 8252 section 7.3): let the OS choose one
+        oidc = OIDCParams(dot.issuer, dot.client_id, scopes=oidc.scopes,
+                          callback_port=free_port())
+    kw.setdefault("login_timeout", 60)
+    return OAuthTokenSource(oidc, key_provider=lambda: key, secrets_provider=store,
+                            lock_dir=str(tmp_path / "locks"), callback_host=host, **kw)
+
+
+def seeded(dot: DOT, store: Any, key: str, *, expired_at: bool = False) -> dict[str, Any]:
+    """A session logged in by the bench's own client, stored as the library stores it.
+
+    With `expired_at`, its access token is in tier 2 too, already expired: the state every
+    process finds when the shared access token has just run out.
+    """
+    tokens = bench_login(dot)
+    store.set_secret(key, tokens["refresh_token"])
+    if expired_at:
+        past = (datetime.now(timezone.utc) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        store.set_secret(f"{key}_AT", f"{tokens['access_token']}|{past}")
+    dot.reset_counts()
+    return tokens
+
+
+# ------------------------------------------------------------------------------------ login
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_login_through_dots_login_and_consent_pages(dot: DOT, tmp_path: Path,
+                                                      host: str) -> None:
+    store = MemorySecrets()
+    persisted: list[tuple[str, datetime]] = []
+    browser = Background(dot_browser_login, username="bob")
+    source = source_for(dot, store, "DL", tmp_path, host=host, interactive=True,
+                        open_browser=browser, scopes=["email"],
+                        config_persister=lambda k, e: persisted.append((k, e)))
+
+    token = source.token()
+    callback = browser.wait(30)
+
+    (url,) = browser.urls
+    request = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    assert url.startswith(f"{dot.issuer}/authorize/?")
+    assert request["redirect_uri"].startswith(f"http://{host}:")
+    assert request["scope"].split() == ["email", "openid", "offline_access"]
+    assert request["code_challenge_method"] == "S256"
+    answer = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(callback).query))
+    assert answer["state"] == request["state"]
+    # DOT says who it issued the token to; the session is stored as DESIGN's tiers say.
+    info = dot.introspect(token)
+    assert info["active"] is True
+    assert info["username"] == "bob"
+    assert info["client_id"] == dot.client_id
+    refresh_token = store.get_secret("DL")
+    assert refresh_token
+    assert dot.refresh(refresh_token).status_code == 200  # the stored one is DOT's
+    assert (store.get_secret("DL_AT") or "").startswith(f"{token}|")
+    assert [k for k, _ in persisted] == ["DL"]
+    assert persisted[0][1] > datetime.now(timezone.utc) + timedelta(minutes=50)
+    counts = dot.counts()
+    assert counts["token"]["authorization_code"] == {"ok": 1}
+    assert counts["authorization"]["ok"] == 1  # one consent page shown, then approved
+
+
+def test_the_id_token_is_checked_against_dots_own_keys(dot: DOT, tmp_path: Path) -> None:
+    """DOT's RS256 ID token is verified with its JWKS: served keys that are not DOT's make
+    the login fail, and nothing is stored."""
+    from joserfc.jwk import RSAKey
+
+    clear_jwks_cache()  # an earlier login in this process cached DOT's real keys
+    stranger = RSAKey.generate_key(2048).as_dict(private=False)
+    dot.inject_fault("/o/.well-known/jwks.json", status=200, body={"keys": [stranger]})
+    store = MemorySecrets()
+    browser = Background(dot_browser_login)
+    source = source_for(dot, store, "DI", tmp_path, interactive=True, open_browser=browser)
+    with pytest.raises(LoginError) as info:
+        source.token()
+    browser.wait(30)
+    assert "ID token" in str(info.value) or "signature" in str(info.value).lower(), info.value
+    assert store.get_secret("DI") is None
+    counts = dot.counts()
+    assert counts["token"]["authorization_code"] == {"ok": 1}
+    assert counts["faults"] == {"/o/.well-known/jwks.json": 1}
+
+
+def test_cancel_at_consent_is_a_login_error_and_stores_nothing(dot: DOT, tmp_path: Path) -> None:
+    store = MemorySecrets()
+    browser = Background(dot_browser_deny)
+    source = source_for(dot, store, "DD", tmp_path, interactive=True, open_browser=browser)
+    with pytest.raises(LoginError) as info:
+        source.token()
+    browser.wait(30)
+    assert info.value.error == "access_denied"
+    assert store.get_secret("DD") is None
+    assert store.get_secret("DD_AT") is None
+    assert dot.counts().get("token", {}) == {}
+
+
+# ---------------------------------------------------------------------------- tiers 2 and 3
+
+
+def test_tier2_serves_a_second_process_without_a_token_request(dot: DOT, tmp_path: Path) -> None:
+    store = FileSecrets(tmp_path / "store")
+    browser = Background(dot_browser_login)
+    first = source_for(dot, store, "D2", tmp_path, interactive=True, open_browser=browser)
+    token = first.token()
+    browser.wait(30)
+    before = dot.counts()["token"]
+    assert before == {"authorization_code": {"ok": 1}}
+
+    outputs = run_children(dot, store, "D2", tmp_path, n=1)
+
+    assert outputs == [f"TOKEN {token}"]
+    assert dot.counts()["token"] == before  # no token request at all: tier 2 served it
+
+
+def test_refresh_rotates_and_the_spent_refresh_token_is_refused(dot: DOT, tmp_path: Path) -> None:
+    store = MemorySecrets()
+    seed = seeded(dot, store, "DR")
+    clock = FakeClock(time.time())
+    source = source_for(dot, store, "DR", tmp_path, clock=clock)
+
+    first = source.token()  # tier 3: the stored refresh token, rotated at once
+    rotated = store.get_secret("DR")
+    assert refresh_count(dot.counts()) == 1
+    assert rotated
+    assert rotated != seed["refresh_token"]
+    assert dot.active(first)
+    clock.advance(3600 - 31)  # still outside the 30 s window: memory
+    assert source.token() == first
+    clock.advance(2)  # inside it: one refresh for any number of calls
+    second = {source.token() for _ in range(20)}
+    assert len(second) == 1
+    assert second != {first}
+    newest = store.get_secret("DR")
+    assert newest
+    assert newest not in (rotated, seed["refresh_token"])
+    counts = dot.counts()
+    assert refresh_count(counts) == 2
+    assert refresh_count(counts, "invalid_grant") == 0
+    # DOT rotated for real: both spent refresh tokens are refused, the stored one works.
+    for spent in (seed["refresh_token"], rotated):
+        answer = dot.refresh(spent)
+        assert (answer.status_code, answer.json()["error"]) == (400, "invalid_grant")
+    assert dot.refresh(newest).status_code == 200
+
+
+def test_a_dead_refresh_token_is_invalid_grant_and_deleted(dot: DOT, tmp_path: Path) -> None:
+    store = MemorySecrets()
+    seeded(dot, store, "DX")
+    assert dot.revoke_all() >= 1
+    source = source_for(dot, store, "DX", tmp_path)
+    with pytest.raises(InvalidGrantError):
+        source.token()
+    assert store.get_secret("DX") is None
+    assert refresh_count(dot.counts(), "invalid_grant") == 1
+
+
+def test_a_server_error_on_refresh_keeps_the_refresh_token(dot: DOT, tmp_path: Path) -> None:
+    store = MemorySecrets()
+    seed = seeded(dot, store, "DT")
+    dot.inject_fault("/o/token/", count=10, status=503, grant_type="refresh_token")
+    source = source_for(dot, store, "DT", tmp_path, max_retries=0)
+    with pytest.raises(TransportError):
+        source.token()
+    assert store.get_secret("DT") == seed["refresh_token"]
+    assert dot.counts()["token"] == {"refresh_token": {"fault": 1}}
+    dot.reset()
+    assert dot.active(source.token())  # the kept refresh token still works
+
+
+# --------------------------------------------------------------------------------- processes
+
+
+def run_children(dot: DOT, store: FileSecrets, key: str, tmp_path: Path, *, n: int,
+                 lock: bool = True,
+                 modes: tuple[tuple[str, int], ...] = (("sync", 1),)) -> list[str]:
+    """Start `n` tests.support.child_token processes on the file store, release them at
+    once, and return one line per caller ("TOKEN <t>" or "ERROR <type> <message>")."""
+    go = tmp_path / f"go-{time.monotonic_ns()}"
+    base = {"issuer": dot.issuer, "client_id": dot.client_id, "key": key,
+            "store": f"file:{store.dir}", "go": str(go), "lock": lock}
+    env = dict(os.environ, OAUTH_AUTH_LOCK_DIR=str(tmp_path / "locks"), PYTHONPATH=str(ROOT))
+    procs = []
+    for i in range(n):
+        mode, callers = modes[i % len(modes)]
+        cfg = {**base, "mode": mode, "callers": callers}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "tests.support.child_token", json.dumps(cfg)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT))
+    time.sleep(1.0 + 0.15 * n)  # every interpreter up and waiting for the signal
+    go.touch()
+    lines: list[str] = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=150)
+        LEDGER.text("child-log", err)
+        got = [line for line in out.splitlines() if line.strip()]
+        lines.extend(got or [f"ERROR no output: {err[-500:]}"])
+        for line in got:
+            if line.startswith("TOKEN "):
+                LEDGER.secret(line[6:], "child process token")
+    LEDGER.secret(store.get_secret(key), "refresh token the children left")
+    return lines
+
+
+def test_8_processes_at_expiry_make_1_refresh_and_no_invalid_grant(dot: DOT,
+                                                                  tmp_path: Path) -> None:
+    """8 processes (32 callers: plain calls, threads, asyncio tasks) find the shared access
+    token just expired: DOT sees one refresh of the rotating grant, no invalid_grant."""
+    store = FileSecrets(tmp_path / "store")
+    seed = seeded(dot, store, "DH", expired_at=True)
+
+    outputs = run_children(dot, store, "DH", tmp_path, n=8,
+                           modes=(("sync", 1), ("threads", 8), ("async", 8), ("sync", 1)))
+
+    assert len(outputs) == 2 * (1 + 8 + 8 + 1), outputs
+    assert all(o.startswith("TOKEN ") for o in outputs), outputs
+    tokens = {o.split()[1] for o in outputs}
+    assert len(tokens) == 1
+    assert tokens != {seed["access_token"]}
+    counts = dot.counts()
+    print(f"\nDOT herd: {counts['token']}")
+    assert refresh_count(counts) == 1
+    assert refresh_count(counts, "invalid_grant") == 0
+    assert counts["token"] == {"refresh_token": {"ok": 1}}
+    assert dot.active(tokens.pop())
+    stored = store.get_secret("DH")
+    assert stored
+    assert stored != seed["refresh_token"]
+    assert dot.refresh(stored).status_code == 200  # the newest refresh token was kept
+
+
+def test_without_the_lock_dot_sees_the_race(dot: DOT, tmp_path: Path) -> None:
+    """The control of the test above: the same herd with the cross-process lock switched
+    off makes DOT answer invalid_grant (or refresh more than once)."""
+    store = FileSecrets(tmp_path / "store")
+    seeded(dot, store, "DN", expired_at=True)
+    outputs = run_children(dot, store, "DN", tmp_path, n=8, lock=False)
+    counts = dot.counts()
+    print(f"\nDOT herd without the lock: {counts['token']}")
+    assert refresh_count(counts) + refresh_count(counts, "invalid_grant") >= 2, outputs
+
