@@ -11,24 +11,38 @@ small driver around `httpx.Client`. It owns the error mapping every caller relie
 - network failures become `TransportError`. A connection that was refused is retried (the
   request never left), but a timeout or dropped connection after the request was sent is
   NOT retried for POSTs: the provider may already have rotated the refresh token, and
-  replaying the old one would be `invalid_grant` and revoke the whole session.
+  replaying the old one would be `invalid_grant` and revoke the whole session;
+- a URL httpx cannot even build a request for (a control character in a discovered
+  endpoint) becomes `ConfigError`, never a raw httpx exception.
+
+`timeout` bounds each attempt as a whole, not each socket operation: a provider that
+trickles a byte just inside every read timeout would otherwise hold the call, and the
+cross-process refresh lock with it, for as long as it likes. httpx has no such deadline,
+so a watchdog shuts the attempt's socket down when it passes (the socket is learnt from
+httpcore's `trace` extension; connections are not kept alive, so every attempt has its
+own), and the body is read as a stream against the same deadline and against `MAX_BODY`,
+so a huge answer never grows memory beyond the cap.
 
 Nothing here logs or raises with a response body, which could contain tokens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
+import socket
+import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from .errors import InvalidGrantError, OAuthError, TransportError
+from .errors import ConfigError, InvalidGrantError, OAuthError, TransportError
 
 __all__ = ["DEFAULT_TIMEOUT", "IdPHttp"]
 
@@ -42,8 +56,18 @@ DEFAULT_MAX_RETRIES = 2
 DEFAULT_BACKOFF = 0.5
 #: Longest Retry-After we are willing to honour before giving up instead.
 MAX_RETRY_AFTER = 30.0
-#: Largest response body we read from the provider.
+#: Largest response body we read from the provider (bytes, after content decoding).
 MAX_BODY = 1 << 20
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one provider call returned: the status, one header, and the body when it fit
+    in `MAX_BODY` (None: larger, and not read beyond the cap)."""
+
+    status_code: int
+    retry_after: str | None
+    content: bytes | None
 
 
 def _retry_after(value: str | None, now: float) -> float | None:
@@ -62,12 +86,12 @@ def _retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+def _json_object(answer: _Answer) -> dict[str, Any] | None:
     """The response body as a JSON object, or None when it is anything else."""
-    if len(response.content) > MAX_BODY:
+    if answer.content is None:
         return None
     try:
-        doc = json.loads(response.content)
+        doc = json.loads(answer.content)
     except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: not for us
         return None
     return doc if isinstance(doc, dict) else None
@@ -91,10 +115,53 @@ def oauth_error_from(doc: Mapping[str, Any], status_code: int | None) -> OAuthEr
     return cls(code, desc, error_uri=uri, status_code=status_code)
 
 
+class _Watchdog:
+    """Ends one attempt at its deadline by shutting its socket down (see the module doc).
+
+    httpcore reports the socket of a new connection through the request's `trace`
+    extension; `expired` tells the caller that a failure was the deadline's doing.
+    A transport that makes no connections of its own (a mock, a custom transport) reports
+    none: then only the body is held to the deadline, between chunks.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def trace(self, name: str, info: Mapping[str, Any]) -> None:
+        if name in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if isinstance(sock, socket.socket):
+                with self._lock:
+                    self._sockets.append(sock)
+                    if self.expired:
+                        self._shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
 class IdPHttp:
     """Blocking HTTP calls to the identity provider, with typed errors and bounded retries.
 
-    Safe for concurrent use from several threads (httpx.Client is).
+    Safe for concurrent use from several threads (httpx.Client is; each attempt has its
+    own deadline and connection).
     """
 
     def __init__(
@@ -122,6 +189,9 @@ class IdPHttp:
             follow_redirects=False,
             headers={"Accept": "application/json", "User-Agent": "oauth-auth"},
             trust_env=False,
+            # One connection per attempt, so the watchdog always knows its socket (and
+            # never shuts down a pooled one another call reuses). IdP calls are rare.
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
         # A token source is often dropped without close(): release the sockets with it.
         self._finalizer = weakref.finalize(self, self._client.close)
@@ -130,11 +200,45 @@ class IdPHttp:
         """Close the connection pool."""
         self._finalizer()
 
-    def _send(self, method: str, url: str, *, data: Mapping[str, str] | None) -> httpx.Response:
+    def _attempt(self, method: str, url: str, data: Mapping[str, str] | None) -> _Answer:
+        """One request and its body, all within `timeout` seconds.
+
+        Raises:
+            httpx.TimeoutException: the deadline passed (also when the watchdog cut it).
+            httpx.HTTPError: the network failed.
+            ConfigError: httpx cannot build a request for this URL or form.
+        """
+        watchdog = _Watchdog(self.timeout)
+        deadline = time.monotonic() + self.timeout
+        try:
+            try:
+                request = self._client.build_request(
+                    method, url, data=data, extensions={"trace": watchdog.trace}
+                )
+            except (httpx.InvalidURL, ValueError, TypeError):
+                raise ConfigError(
+                    f"cannot send a request to {_endpoint_url(url)}: the URL is malformed",
+                    hint="check the issuer URL and the provider's metadata (endpoints)",
+                ) from None
+            try:
+                response = self._client.send(request, stream=True)
+                try:
+                    content = _read_capped(response, deadline)
+                finally:
+                    response.close()
+            except httpx.HTTPError:
+                if watchdog.expired:
+                    raise httpx.ReadTimeout("the call's deadline passed") from None
+                raise
+            return _Answer(response.status_code, response.headers.get("Retry-After"), content)
+        finally:
+            watchdog.cancel()
+
+    def _send(self, method: str, url: str, *, data: Mapping[str, str] | None) -> _Answer:
         attempt = 0
         while True:
             try:
-                response = self._client.request(method, url, data=data)
+                answer = self._attempt(method, url, data)
             except httpx.ConnectError as exc:
                 # The request never reached the server: safe to retry, even a POST.
                 if attempt < self.max_retries:
@@ -164,18 +268,18 @@ class IdPHttp:
                     f"the connection to the identity provider at {_endpoint_url(url)} failed"
                     f" ({type(exc).__name__})"
                 ) from None
-            if response.status_code >= 500 or response.status_code == 429:
-                wait = _retry_after(response.headers.get("Retry-After"), time.time())
+            if answer.status_code >= 500 or answer.status_code == 429:
+                wait = _retry_after(answer.retry_after, time.time())
                 if attempt < self.max_retries and (wait is None or wait <= MAX_RETRY_AFTER):
                     self._pause(attempt, wait)
                     attempt += 1
                     continue
                 raise TransportError(
                     f"the identity provider at {_endpoint_url(url)} answered HTTP"
-                    f" {response.status_code}",
-                    status_code=response.status_code,
+                    f" {answer.status_code}",
+                    status_code=answer.status_code,
                 )
-            return response
+            return answer
 
     def _pause(self, attempt: int, retry_after: float | None) -> None:
         delay = self.backoff * (2**attempt)
@@ -186,13 +290,13 @@ class IdPHttp:
 
     def get_json(self, url: str) -> dict[str, Any]:
         """GET a JSON object (discovery, JWKS). Non-JSON or non-200 is a TransportError."""
-        response = self._send("GET", url, data=None)
-        doc = _json_object(response)
-        if response.status_code != 200 or doc is None:
+        answer = self._send("GET", url, data=None)
+        doc = _json_object(answer)
+        if answer.status_code != 200 or doc is None:
             raise TransportError(
-                f"{url} answered HTTP {response.status_code}"
+                f"{url} answered HTTP {answer.status_code}"
                 + ("" if doc is not None else " without a JSON object"),
-                status_code=response.status_code,
+                status_code=answer.status_code,
                 hint="check the issuer URL",
             )
         return doc
@@ -200,33 +304,60 @@ class IdPHttp:
     def post_form(self, url: str, data: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
         """POST a form to a token-like endpoint; return (status, JSON object).
 
+        Only a 2xx answer is a success: a redirect is never a token response, whatever
+        its body says (this client does not follow redirects).
+
         Raises:
-            OAuthError: an OAuth error response (4xx with an `error` member), or a success
-                status with a body that is not a JSON object.
+            OAuthError: an OAuth error response (4xx with an `error` member), a success
+                status with a body that is not a JSON object, or any other status.
             TransportError: network failure, or 5xx/429 after the retries.
         """
-        response = self._send("POST", url, data=data)
-        doc = _json_object(response)
-        if doc is not None and "error" in doc and response.status_code >= 400:
-            raise oauth_error_from(doc, response.status_code)
-        if response.status_code >= 400:
+        answer = self._send("POST", url, data=data)
+        status = answer.status_code
+        doc = _json_object(answer)
+        if doc is not None and "error" in doc and status >= 400:
+            raise oauth_error_from(doc, status)
+        if not 200 <= status < 300:
             raise OAuthError(
                 "invalid_response",
-                f"{_endpoint_url(url)} answered HTTP {response.status_code} without an OAuth error",
-                status_code=response.status_code,
+                f"{_endpoint_url(url)} answered HTTP {status} without an OAuth error"
+                + (" (a redirect is not a token response)" if 300 <= status < 400 else ""),
+                status_code=status,
             )
         if doc is None:
             raise OAuthError(
                 "invalid_response",
-                f"{_endpoint_url(url)} answered HTTP {response.status_code} with a body that is"
-                " not a JSON object",
-                status_code=response.status_code,
+                f"{_endpoint_url(url)} answered HTTP {status} with a body that is"
+                " not a JSON object" + (" (or larger than 1 MiB)" if answer.content is None
+                                       else ""),
+                status_code=status,
             )
-        return response.status_code, doc
+        return status, doc
 
     def post_form_status(self, url: str, data: Mapping[str, str]) -> int:
         """POST a form and return only the status code (revocation, RFC 7009)."""
         return self._send("POST", url, data=data).status_code
+
+
+def _read_capped(response: httpx.Response, deadline: float) -> bytes | None:
+    """The decoded body, read as a stream; None as soon as it exceeds `MAX_BODY`.
+
+    Raises:
+        httpx.ReadTimeout: the deadline passed between two chunks.
+    """
+    declared = response.headers.get("Content-Length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout("the call's deadline passed")
+    return b"".join(chunks)
 
 
 def _endpoint_url(url: str) -> str:
