@@ -42,7 +42,7 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -217,6 +217,34 @@ class ScopedSecrets:
     def delete_secret(self, name: str) -> None:
         self.inner.delete_secret(self.scoped_name(name))
 
+    # The session store's optional capabilities (see `_store`), passed through on the
+    # scoped name when the wrapped provider has them (a fleet store), else None: then the
+    # session store uses the file lock and plain writes, as for any provider.
+
+    @property
+    def lock(self) -> Callable[..., AbstractContextManager[object]] | None:
+        """The wrapped provider's session lock, on the scoped name (None: it has none)."""
+        own = getattr(self.inner, "lock", None)
+        if not callable(own):
+            return None
+        return lambda name, *, timeout: own(self.scoped_name(name), timeout=timeout)
+
+    @property
+    def compare_and_set(self) -> Callable[[str, str | None, str], bool] | None:
+        """The wrapped provider's compare-and-set, on the scoped name (None: it has none)."""
+        own = getattr(self.inner, "compare_and_set", None)
+        if not callable(own):
+            return None
+        return lambda name, expected, value: bool(own(self.scoped_name(name), expected, value))
+
+    @property
+    def compare_and_delete(self) -> Callable[[str, str], bool] | None:
+        """The wrapped provider's compare-and-delete, on the scoped name (None: none)."""
+        own = getattr(self.inner, "compare_and_delete", None)
+        if not callable(own):
+            return None
+        return lambda name, expected: bool(own(self.scoped_name(name), expected))
+
     def __repr__(self) -> str:
         return f"ScopedSecrets({self.inner!r}, scope={self.scope!r})"
 
@@ -266,6 +294,34 @@ class ChainSecrets:
 
     def delete_secret(self, name: str) -> None:
         self._write(name, lambda p: p.delete_secret(name), "delete")
+
+    # The session store's optional capabilities (see `_store`): those of the chain's one
+    # writable provider (say, EnvironmentSecrets then RedisSecrets), else None. Several
+    # writable providers cannot be locked or compared-and-set as one.
+
+    def _sole_writer(self, capability: str) -> Any:
+        targets = [p for p in self.providers if is_writable(p)]
+        own = getattr(targets[0], capability, None) if len(targets) == 1 else None
+        return own if callable(own) else None
+
+    @property
+    def lock(self) -> Callable[..., AbstractContextManager[object]] | None:
+        """The session lock of the chain's only writable provider (None: it has none)."""
+        own: Callable[..., AbstractContextManager[object]] | None = self._sole_writer("lock")
+        return own
+
+    @property
+    def compare_and_set(self) -> Callable[[str, str | None, str], bool] | None:
+        """The compare-and-set of the chain's only writable provider (None: none)."""
+        own: Callable[[str, str | None, str], bool] | None = self._sole_writer(
+            "compare_and_set")
+        return own
+
+    @property
+    def compare_and_delete(self) -> Callable[[str, str], bool] | None:
+        """The compare-and-delete of the chain's only writable provider (None: none)."""
+        own: Callable[[str, str], bool] | None = self._sole_writer("compare_and_delete")
+        return own
 
     def _write(self, name: str, action: Callable[[SecretsProvider], None], verb: str) -> None:
         targets = [p for p in self.providers if is_writable(p)]
