@@ -29,9 +29,9 @@ UTC expiry of the access token issued with it). Keys this version does not know 
 Reading needs no lock: every write replaces the whole file atomically (a temporary file in
 the same directory, fsync, `os.replace`, mode 0600; a new directory gets mode 0700), so a
 reader sees the old or the new document, never half of one. Writers do their
-read-modify-write under a file lock next to the file, so two processes that log in at once
-both keep their entry. A file that cannot be parsed is a `ConfigError` naming it, and is
-never overwritten.
+read-modify-write under a file lock (`_locking.config_lock_path`), so two processes that
+log in at once both keep their entry. A file that cannot be parsed is a `ConfigError`
+naming it, and is never overwritten.
 """
 
 from __future__ import annotations
@@ -169,8 +169,10 @@ class Config:
 
     @property
     def lock_path(self) -> Path:
-        """The lock file serializing writers (next to the config file)."""
-        return self.path.with_name(self.path.name + ".lock")
+        """The lock file serializing writers (in the lock directory, like every lock)."""
+        from ._locking import config_lock_path
+
+        return config_lock_path(self.path)
 
     def load(self) -> dict[str, Any]:
         """The whole document (an empty one when the file does not exist).
@@ -263,29 +265,13 @@ class Config:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        import filelock
+        from ._locking import process_lock
 
         self._ensure_dir()
-        lock = filelock.FileLock(str(self.lock_path), timeout=LOCK_TIMEOUT, mode=0o600,
-                                 thread_local=False)
-        try:
-            lock.acquire()
-        except filelock.Timeout:
-            raise ConfigError(
-                f"another process held the config lock {self.lock_path} for more than"
-                f" {LOCK_TIMEOUT:g} s",
-                hint="another oauth-auth process may be stuck; stop it and try again",
-            ) from None
-        except OSError as exc:  # read-only directory, full disk, permission denied
-            raise ConfigError(
-                f"cannot create the config lock file {self.lock_path}:"
-                f" {exc.strerror or exc}",
-                hint=f"check the directory's permissions and free space, or set ${CONFIG_ENV}",
-            ) from None
-        try:
+        with process_lock(self.lock_path, LOCK_TIMEOUT, what="config lock",
+                          hint="another oauth-auth process may be stuck; stop it and try"
+                          " again"):
             yield
-        finally:
-            lock.release()
 
     def _ensure_dir(self) -> None:
         directory = self.path.parent

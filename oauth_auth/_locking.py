@@ -1,12 +1,17 @@
-"""The cross-process refresh lock: one refresh per session key, whatever the process count.
+"""Every lock file of oauth-auth: where it lives, and the one OS lock that holds it.
 
 With a provider that rotates refresh tokens, two processes that refresh at once spend the
 same refresh token; the second gets `invalid_grant` and the provider revokes the whole
 family (RFC 9700), logging the user out. So refreshing and logging in happen under an OS
-file lock specific to the secrets key (filelock: flock on POSIX, LockFileEx on Windows).
-The OS releases it when its holder dies, even by kill -9, so a stale lock file is no
-obstacle. The lock file holds nothing; it lives in the user's runtime (else cache)
-directory with mode 0600, never in the working directory.
+file lock specific to the secrets key. The same lock serializes keyring calls (gnome-keyring
+crashes under concurrent clients, file backends corrupt their file under concurrent
+writers) and config-file writers (two logins at once both keep their entry).
+
+One rule decides where every lock file lives (`default_lock_dir`: ``$OAUTH_AUTH_LOCK_DIR``,
+else the user's private runtime directory, else ``<user cache dir>/locks``), and one class
+takes the lock (`FileLock`: flock(2) on POSIX, filelock elsewhere). The OS releases it when
+its holder dies, even by kill -9, so a stale lock file is no obstacle. Lock files hold
+nothing, have mode 0600 (their directory 0700), and are never in the working directory.
 """
 
 from __future__ import annotations
@@ -15,65 +20,230 @@ import contextlib
 import errno
 import hashlib
 import os
-from collections.abc import Iterator
+import re
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError, LockTimeoutError
 
-__all__ = ["default_lock_dir", "lock_path", "process_lock"]
+__all__ = [
+    "LOCK_DIR_ENV",
+    "FileLock",
+    "config_lock_path",
+    "default_lock_dir",
+    "keyring_lock_path",
+    "lock_path",
+    "path_locks",
+    "process_lock",
+]
 
 #: Environment variable that overrides the lock directory (shared by every process).
 LOCK_DIR_ENV = "OAUTH_AUTH_LOCK_DIR"
 
 
 def default_lock_dir() -> Path:
-    """The per-user directory for lock files: $OAUTH_AUTH_LOCK_DIR, runtime dir, cache dir."""
+    """The per-user directory of every lock file.
+
+    ``$OAUTH_AUTH_LOCK_DIR`` when set; else the user runtime directory
+    (``$XDG_RUNTIME_DIR/oauth-auth`` on Linux, when that variable names a private directory
+    of this user; platformdirs' runtime directory on macOS and Windows); else
+    ``<user cache dir>/oauth-auth/locks``.
+    """
     override = os.environ.get(LOCK_DIR_ENV)
     if override:
-        return Path(override)
+        return Path(override).expanduser()
     import platformdirs
 
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isdir(runtime):
+    if sys.platform in ("win32", "darwin"):
         return Path(platformdirs.user_runtime_dir("oauth-auth"))
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and _is_private_dir(runtime):
+        return Path(runtime) / "oauth-auth"
     return Path(platformdirs.user_cache_dir("oauth-auth")) / "locks"
 
 
+def _is_private_dir(path: str) -> bool:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == os.getuid()
+        and not info.st_mode & 0o077
+        and os.access(path, os.W_OK)
+    )
+
+
+def _base(lock_dir: str | os.PathLike[str] | None) -> Path:
+    return Path(lock_dir) if lock_dir is not None else default_lock_dir()
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
 def lock_path(key: str, lock_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The lock file for a secrets key (hashed, so any key is a safe file name)."""
-    base = Path(lock_dir) if lock_dir is not None else default_lock_dir()
-    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    return base / f"refresh-{digest}.lock"
+    """The refresh lock of a secrets key (hashed, so any key is a safe file name)."""
+    return _base(lock_dir) / f"refresh-{_digest(key)}.lock"
+
+
+def keyring_lock_path(backend_class: str, lock_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The lock serializing every call to one keyring backend class (by dotted name)."""
+    return _base(lock_dir) / ("keyring-" + re.sub(r"[^A-Za-z0-9._-]", "_", backend_class)
+                              + ".lock")
+
+
+def config_lock_path(config_file: str | os.PathLike[str],
+                     lock_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The lock serializing writers of one config file (by its absolute path)."""
+    return _base(lock_dir) / f"config-{_digest(os.path.abspath(config_file))}.lock"
+
+
+class FileLock:
+    """An exclusive lock on a file, shared by every process of the user.
+
+    On POSIX it is flock(2) on a descriptor opened for each hold, which imports nothing:
+    filelock's import alone costs more than a cached `oauth-auth token` may spend on
+    locking. Elsewhere it is filelock. Both lock the same way on POSIX (flock on the
+    file), so they exclude each other; the file (mode 0600, empty) is left in place.
+
+    Not thread-safe: one holder at a time per instance (`path_locks` pairs it with a
+    `threading.Lock`). Two instances on one path exclude each other, in one process too.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._fallback: Any = None
+
+    def acquire(self, timeout: float, *, poll: float = 0.01,
+                cancel: Callable[[], bool] | None = None) -> bool:
+        """Wait up to `timeout` seconds (< 0: forever); False on timeout or `cancel()`.
+
+        Raises:
+            OSError: the lock file cannot be created or locked (not its timeout).
+        """
+        if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+            return self._acquire_filelock(timeout, poll, cancel)
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass
+            except BaseException:
+                os.close(fd)
+                raise
+            else:
+                self._fd = fd
+                return True
+            if (cancel is not None and cancel()) or (
+                deadline is not None and time.monotonic() >= deadline
+            ):
+                os.close(fd)
+                return False
+            time.sleep(poll)
+
+    def release(self) -> None:
+        """Release the lock (closing the only descriptor releases the flock)."""
+        if self._fallback is not None:  # pragma: no cover - Windows
+            self._fallback.release()
+            return
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def _acquire_filelock(  # pragma: no cover - Windows
+        self, timeout: float, poll: float, cancel: Callable[[], bool] | None
+    ) -> bool:
+        import filelock
+
+        if self._fallback is None:
+            self._fallback = filelock.FileLock(self.path, mode=0o600, thread_local=False,
+                                               preserve_lock_file=True)
+        try:
+            self._fallback.acquire(timeout=timeout, poll_interval=poll, cancel_check=cancel)
+        except filelock.Timeout:
+            return False
+        return True
 
 
 @contextlib.contextmanager
-def process_lock(path: Path, timeout: float) -> Iterator[None]:
+def process_lock(path: Path, timeout: float, *, what: str = "refresh lock",
+                 hint: str = "") -> Iterator[None]:
     """Hold the OS lock on `path` for the block; wait at most `timeout` seconds.
+
+    Args:
+        path: the lock file (its directory is created, mode 0700).
+        timeout: seconds to wait for another holder.
+        what: how messages name this lock ("refresh lock", "config lock").
+        hint: what a timeout's hint tells the user (default: about a waiting login).
 
     Raises:
         LockTimeoutError: another process held it longer; the message names the file.
         ConfigError: the lock file cannot be created (not a directory, read-only, full).
     """
-    import filelock
-
-    lock = filelock.FileLock(str(path), timeout=timeout, mode=0o600, thread_local=False)
+    lock = FileLock(path)
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        lock.acquire()
-    except filelock.Timeout:
-        raise LockTimeoutError(
-            f"another process held the refresh lock {path} for more than {timeout:g} s",
-            path=str(path),
-            hint="another oauth-auth process may be waiting for a login; finish or stop it,"
-            " or raise lock_timeout",
-        ) from None
+        held = lock.acquire(timeout, poll=0.02)
     except OSError as exc:  # not a directory, read-only, full disk, permission denied
         first = "free some disk space, or " if exc.errno == errno.ENOSPC else ""
         raise ConfigError(
-            f"cannot create the refresh lock file {path}: {exc.strerror or exc}",
+            f"cannot create the {what} file {path}: {exc.strerror or exc}",
             hint=f"{first}point lock_dir (or ${LOCK_DIR_ENV}) at a writable directory",
         ) from None
+    if not held:
+        raise LockTimeoutError(
+            f"another process held the {what} {path} for more than {timeout:g} s",
+            path=str(path),
+            hint=hint or "another oauth-auth process may be waiting for a login; finish or"
+            " stop it, or raise lock_timeout",
+        )
     try:
         yield
     finally:
         lock.release()
+
+
+# One in-process lock and one file lock per lock path, shared by every user of that path
+# in this process (every KeyringSecrets of one backend).
+_LOCKS_GUARD = threading.Lock()
+_LOCKS: dict[str, tuple[threading.Lock, FileLock]] = {}
+
+
+def path_locks(path: Path) -> tuple[threading.Lock, FileLock]:
+    """This process's pair for `path`: a `threading.Lock` for its threads, then the
+    `FileLock` for other processes. Creates the directory (mode 0700).
+
+    Raises:
+        OSError: the directory cannot be created.
+    """
+    key = str(path)
+    with _LOCKS_GUARD:
+        pair = _LOCKS.get(key)
+        if pair is None:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            pair = (threading.Lock(), FileLock(path))
+            _LOCKS[key] = pair
+        return pair
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by a thread of the parent would stay held forever in the child.
+    global _LOCKS_GUARD, _LOCKS
+    _LOCKS_GUARD = threading.Lock()
+    _LOCKS = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -343,10 +343,10 @@ def _install() -> None:
     process_lock = _locking.process_lock
 
     @contextlib.contextmanager
-    def tapped_process_lock(path: Path, timeout: float) -> Iterator[None]:
+    def tapped_process_lock(path: Path, timeout: float, **kwargs: Any) -> Iterator[None]:
         existed = Path(path).exists()
-        with process_lock(path, timeout):
-            LEDGER.file(path, "refresh lock", created=not existed)
+        with process_lock(path, timeout, **kwargs):
+            LEDGER.file(path, kwargs.get("what", "refresh lock"), created=not existed)
             yield
 
     _PATCHES.set(_locking, "process_lock", tapped_process_lock)

@@ -127,9 +127,8 @@ def test_round_trip_modes_and_atomicity(cfg_file: Path) -> None:
     assert again["profiles"]["work"] == {"issuer": ISSUER, "client_id": "cli",
                                          "scopes": ["email"], "audience": "api"}
     assert again["future"] == {"kept": True}
-    # No temporary files left behind; only the file and its lock.
-    assert sorted(p.name for p in cfg_file.parent.iterdir()) == ["config.json",
-                                                                 "config.json.lock"]
+    # No temporary files left behind, and no lock (it is in the lock directory).
+    assert sorted(p.name for p in cfg_file.parent.iterdir()) == ["config.json"]
 
 
 def test_a_toml_config_is_read_and_written_back_as_toml(

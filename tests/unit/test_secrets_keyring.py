@@ -447,9 +447,9 @@ def test_default_lock_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert default_lock_dir() == runtime / "oauth-auth"
     runtime.chmod(0o755)  # not private: not a runtime dir we trust
-    assert default_lock_dir() == tmp_path / "cache" / "oauth-auth"
+    assert default_lock_dir() == tmp_path / "cache" / "oauth-auth" / "locks"
     monkeypatch.delenv("XDG_RUNTIME_DIR")  # no warning either (filterwarnings = error)
-    assert default_lock_dir() == tmp_path / "cache" / "oauth-auth"
+    assert default_lock_dir() == tmp_path / "cache" / "oauth-auth" / "locks"
 
 
 def test_machinery_overhead_is_small(tmp_path: Path) -> None:
@@ -712,7 +712,8 @@ def test_locked_collection(secret_service: SecretServiceBench) -> None:
             secretstorage.get_default_collection(conn).lock()
         with pytest.raises(SecretsError, match="locked") as excinfo:
             secrets.get_secret("a")
-        assert isinstance(excinfo.value.__cause__, keyring.errors.KeyringLocked)
+        # The kept connection reports it with secretstorage's own exception.
+        assert isinstance(excinfo.value.__cause__, secretstorage.LockedException)
         assert "unlock" in str(excinfo.value)
         del excinfo
         gc.collect()
