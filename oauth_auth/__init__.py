@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ._redis import RedisSecrets
     from .auth import OIDCAuth
     from .profiles import llm_gateway_auth, registry_auth
+    from .resource import resource_auth
     from .secrets import (
         ChainSecrets,
         EnvironmentSecrets,
@@ -72,6 +73,7 @@ __all__ = [
     "llm_access_token_env_var",
     "llm_gateway_auth",
     "registry_auth",
+    "resource_auth",
 ]
 
 # name -> module that defines it, imported on first access (PEP 562).
@@ -89,6 +91,7 @@ _LAZY = {
     "PostgresSecrets": "._postgres",
     "registry_auth": ".profiles",
     "llm_gateway_auth": ".profiles",
+    "resource_auth": ".resource",
 }
 
 

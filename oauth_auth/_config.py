@@ -54,6 +54,7 @@ __all__ = [
     "LLM_GATEWAYS",
     "PROFILES",
     "REGISTRIES",
+    "RESOURCES",
     "SECTIONS",
     "Config",
     "config_path",
@@ -69,7 +70,9 @@ CONFIG_VERSION = 1
 PROFILES = "profiles"
 REGISTRIES = "registries"
 LLM_GATEWAYS = "llm_gateways"
-SECTIONS = (PROFILES, REGISTRIES, LLM_GATEWAYS)
+#: Resources found by RFC 9728 discovery (`resource_auth`, `--resource`), by canonical URL.
+RESOURCES = "resources"
+SECTIONS = (PROFILES, REGISTRIES, LLM_GATEWAYS, RESOURCES)
 #: Seconds to wait for another process's config write.
 LOCK_TIMEOUT = 30.0
 

@@ -68,6 +68,8 @@ class _Answer:
     status_code: int
     retry_after: str | None
     content: bytes | None
+    #: WWW-Authenticate values (what a protected resource's 401 says, RFC 9728).
+    challenges: tuple[str, ...] = ()
 
 
 def _retry_after(value: str | None, now: float) -> float | None:
@@ -200,7 +202,10 @@ class IdPHttp:
         """Close the connection pool."""
         self._finalizer()
 
-    def _attempt(self, method: str, url: str, data: Mapping[str, str] | None) -> _Answer:
+    def _attempt(
+        self, method: str, url: str, data: Mapping[str, str] | None,
+        json_body: Mapping[str, Any] | None = None,
+    ) -> _Answer:
         """One request and its body, all within `timeout` seconds.
 
         Raises:
@@ -213,7 +218,8 @@ class IdPHttp:
         try:
             try:
                 request = self._client.build_request(
-                    method, url, data=data, extensions={"trace": watchdog.trace}
+                    method, url, data=data, json=json_body,
+                    extensions={"trace": watchdog.trace},
                 )
             except (httpx.InvalidURL, ValueError, TypeError):
                 raise ConfigError(
@@ -230,15 +236,19 @@ class IdPHttp:
                 if watchdog.expired:
                     raise httpx.ReadTimeout("the call's deadline passed") from None
                 raise
-            return _Answer(response.status_code, response.headers.get("Retry-After"), content)
+            return _Answer(response.status_code, response.headers.get("Retry-After"), content,
+                           tuple(response.headers.get_list("WWW-Authenticate")))
         finally:
             watchdog.cancel()
 
-    def _send(self, method: str, url: str, *, data: Mapping[str, str] | None) -> _Answer:
+    def _send(
+        self, method: str, url: str, *, data: Mapping[str, str] | None,
+        json_body: Mapping[str, Any] | None = None,
+    ) -> _Answer:
         attempt = 0
         while True:
             try:
-                answer = self._attempt(method, url, data)
+                answer = self._attempt(method, url, data, json_body)
             except httpx.ConnectError as exc:
                 # The request never reached the server: safe to retry, even a POST.
                 if attempt < self.max_retries:
@@ -337,6 +347,37 @@ class IdPHttp:
     def post_form_status(self, url: str, data: Mapping[str, str]) -> int:
         """POST a form and return only the status code (revocation, RFC 7009)."""
         return self._send("POST", url, data=data).status_code
+
+    def post_json(self, url: str, doc: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        """POST a JSON object (RFC 7591 registration); return (status, JSON object).
+
+        Raises:
+            OAuthError: an error response (RFC 7591 section 3.2.2 uses OAuth's shape), or
+                anything but a 2xx answer with a JSON object.
+            TransportError: network failure, or 5xx/429 after the retries.
+        """
+        answer = self._send("POST", url, data=None, json_body=doc)
+        status = answer.status_code
+        reply = _json_object(answer)
+        if reply is not None and "error" in reply and status >= 400:
+            raise oauth_error_from(reply, status)
+        if not 200 <= status < 300 or reply is None:
+            raise OAuthError(
+                "invalid_response",
+                f"{_endpoint_url(url)} answered HTTP {status}"
+                + ("" if reply is not None else " without a JSON object"),
+                status_code=status,
+            )
+        return status, reply
+
+    def probe(self, url: str) -> tuple[int, tuple[str, ...]]:
+        """GET a resource without credentials: its status and WWW-Authenticate values.
+
+        What a protected resource answers an anonymous request tells where to log in
+        (RFC 9728 section 5.1).
+        """
+        answer = self._send("GET", url, data=None)
+        return answer.status_code, answer.challenges
 
 
 def _read_capped(response: httpx.Response, deadline: float) -> bytes | None:

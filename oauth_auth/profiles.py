@@ -42,6 +42,7 @@ from ._config import (
     LLM_GATEWAYS,
     PROFILES,
     REGISTRIES,
+    RESOURCES,
     Config,
     existing_key,
     format_expiry,
@@ -61,6 +62,7 @@ __all__ = [
     "LLM",
     "PROFILE",
     "REGISTRY",
+    "RESOURCE",
     "KEYRING_SERVICE",
     "NotConfiguredError",
     "ProfileKind",
@@ -133,6 +135,10 @@ LLM = ProfileKind("llm", LLM_GATEWAYS, "LLM_OAUTH_", "LLM gateway", "llm", "--ga
 PROFILE = ProfileKind("profile", PROFILES, "OAUTH_AUTH_", "profile", "", "--profile",
                       key_from_url=False)
 ADHOC = ProfileKind("adhoc", None, "OAUTH_AUTH_", "client", "", "", key_from_url=False)
+#: A resource found by RFC 9728 discovery (`oauth_auth.resource`): one session per
+#: (canonical resource URL, issuer).
+RESOURCE = ProfileKind("resource", RESOURCES, "RESOURCE_OAUTH_", "resource", "",
+                       "--resource")
 
 
 def _quote(text: str) -> str:

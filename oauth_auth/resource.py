@@ -1,0 +1,210 @@
+"""Resources that say where to log in: `resource_auth(url)` (RFC 9728, RFC 7591, MCP).
+
+Given only a resource's URL (an MCP server, an API), find its authorization server, get a
+client registration, and serve tokens for it like any other session:
+
+1. the protected-resource metadata: the URL named by the resource's 401
+   (`WWW-Authenticate: Bearer resource_metadata="..."`), else
+   `/.well-known/oauth-protected-resource` with the path inserted, else at the root;
+   its `resource` must be the URL's canonical form;
+2. its first authorization server, whose metadata is read as for any provider (OpenID
+   discovery, else RFC 8414) and must name the same issuer; it must offer PKCE with S256;
+3. the client: `client_id=` when given, else the registration kept in the config file from
+   an earlier run (for this issuer and redirect URI), else a new RFC 7591 registration of
+   a public client with the loopback redirect URI, kept in the config file;
+4. a session per (resource, issuer) under
+   `derive_secret_key("RESOURCE_OAUTH_", <canonical resource>, issuer)`, with `resource`
+   (RFC 8707) on the authorization, token and refresh requests, shared by every process
+   through the same store, lock and tiers as every other session.
+
+Discovery and registration run once, in `resource_auth()`, and only while the config file
+does not already know the resource: a later process starts from the config file and makes
+no network call before its first token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._authorize import format_redirect_uri
+from ._config import RESOURCES, Config
+from ._discovery import discover
+from ._params import DEFAULT_CALLBACK_PORT
+from ._resource import (
+    ProtectedResource,
+    canonical_resource,
+    check_metadata_url,
+    metadata_from_challenges,
+    parse_protected_resource,
+    parse_registration,
+    protected_resource_urls,
+    registration_request,
+)
+from .errors import ConfigError, TransportError
+
+if TYPE_CHECKING:
+    from ._discovery import ProviderMetadata
+    from ._http import IdPHttp
+    from .auth import OIDCAuth
+
+__all__ = ["discover_resource", "resource_auth"]
+
+log = logging.getLogger("oauth_auth")
+
+#: Grant types a registration asks for; the device grant only where the server has it.
+_GRANTS = ("authorization_code", "refresh_token")
+_DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def discover_resource(resource_url: str, http: IdPHttp) -> tuple[ProtectedResource, str]:
+    """The resource's protected-resource metadata, and the scope its 401 asked for.
+
+    Tries the URL its anonymous 401 names first, then the well-known locations in
+    RFC 9728's order. A location that answers 404 (or anything but a JSON object) is
+    skipped; a document for another resource is an error, not a miss.
+
+    Raises:
+        ConfigError: no metadata anywhere, or metadata that fails its checks.
+        TransportError: the resource could not be reached.
+    """
+    resource = canonical_resource(resource_url)
+    candidates: list[str] = []
+    scope = ""
+    status, challenges = http.probe(resource)
+    if status == 401:
+        named = metadata_from_challenges(challenges)
+        if named:
+            candidates.append(check_metadata_url(named, resource))
+        from ._protocol import parse_bearer_challenges
+
+        scope = next((c.params["scope"] for c in parse_bearer_challenges(challenges)
+                      if c.params.get("scope")), "")
+    candidates += [u for u in protected_resource_urls(resource) if u not in candidates]
+    tried: list[str] = []
+    for url in candidates:
+        try:
+            doc = http.get_json(url)
+        except TransportError as exc:
+            if exc.status_code is None:
+                raise  # the resource's host is unreachable: no other location helps
+            tried.append(f"{url} (HTTP {exc.status_code})")
+            continue
+        return parse_protected_resource(doc, resource, metadata_url=url), scope
+    raise ConfigError(
+        f"{resource} publishes no protected-resource metadata (RFC 9728); tried "
+        + ", ".join(tried),
+        hint="pass issuer= and client_id= (or --issuer/--client-id) to log in without"
+        " discovery",
+    )
+
+
+def _check_pkce(meta: ProviderMetadata) -> None:
+    if "S256" not in meta.code_challenge_methods_supported:
+        offered = ", ".join(meta.code_challenge_methods_supported) or "none"
+        raise ConfigError(
+            f"the authorization server {meta.issuer} does not list PKCE with S256 in"
+            f" code_challenge_methods_supported (it lists: {offered})",
+            hint="MCP and OAuth 2.1 clients require S256; ask the server's operator to"
+            " enable it",
+        )
+
+
+def _register(
+    meta: ProviderMetadata, http: IdPHttp, redirect_uri: str, scopes: Sequence[str]
+) -> str:
+    endpoint = meta.raw.get("registration_endpoint")
+    if not isinstance(endpoint, str) or not endpoint:
+        raise ConfigError(
+            f"the authorization server {meta.issuer} offers no dynamic client registration"
+            " (RFC 7591) and no client_id was given",
+            hint="register a public client with redirect URI "
+            f"{redirect_uri} and pass client_id= (or --client-id)",
+        )
+    grants = list(_GRANTS)
+    if meta.device_authorization_endpoint:
+        grants.append(_DEVICE_GRANT)
+    _, doc = http.post_json(endpoint, registration_request([redirect_uri], scopes, grants))
+    client_id = parse_registration(doc)
+    log.info("registered client %s at %s (RFC 7591)", client_id, meta.issuer)
+    return client_id
+
+
+def resource_auth(
+    resource_url: str,
+    *,
+    client_id: str | None = None,
+    scopes: Sequence[str] | None = None,
+    interactive: bool | None = None,
+    config_path: str | None = None,
+    callback_port: int | None = None,
+    **source_options: Any,
+) -> OIDCAuth:
+    """A ready `OIDCAuth` for a resource that says where to log in (RFC 9728).
+
+    Args:
+        resource_url: the resource (an MCP server's URL, an API's base URL).
+        client_id: a client registered by hand; None uses the registration kept in the
+            config file, else registers one (RFC 7591) and keeps it there.
+        scopes: scopes to ask for; None: the config file's, else the scope the resource's
+            401 asks for, else its metadata's `scopes_supported`.
+        interactive: whether a login may run (default: stdin and stderr are terminals).
+        config_path: another config file (default: `OAUTH_AUTH_CONFIG` or the platform's).
+        callback_port: loopback port of the redirect URI (default: the config file's, else
+            8666).
+        **source_options: any `OAuthTokenSource` keyword (``open_browser=``,
+            ``login_method=``, ``secrets_provider=``, ``callback_host=``...).
+
+    Raises:
+        ConfigError: no metadata, a metadata check failed, no S256, no registration.
+        TransportError, OAuthError: the resource or its server failed.
+    """
+    from .profiles import RESOURCE, open_session
+
+    resource = canonical_resource(resource_url)
+    config = Config(config_path)
+    entry = config.entry(RESOURCES, resource) or {}
+    host = str(source_options.get("callback_host") or entry.get("callback_host") or "localhost")
+    port = callback_port or int(entry.get("callback_port") or 0) or DEFAULT_CALLBACK_PORT
+    redirect_uri = format_redirect_uri(host, port)
+    issuer = str(entry.get("issuer") or "")
+    client = client_id or ""
+    if not client and issuer and entry.get("redirect_uri") == redirect_uri:
+        client = str(entry.get("client_id") or "")
+    wanted = list(scopes) if scopes is not None else list(entry.get("scopes") or [])
+
+    if not issuer or not client:
+        from ._http import IdPHttp
+
+        http = IdPHttp(transport=source_options.get("transport"),
+                       verify=source_options.get("verify", True))
+        try:
+            found, asked = discover_resource(resource, http)
+            issuer = found.authorization_servers[0]
+            meta = discover(issuer, http)
+            _check_pkce(meta)
+            if scopes is None and not wanted:
+                wanted = asked.split() if asked else list(found.scopes_supported)
+            registered = False
+            if not client:
+                client = _register(meta, http, redirect_uri, wanted)
+                registered = True
+        finally:
+            http.close()
+        config.set_entry(RESOURCES, resource, {
+            "issuer": issuer, "client_id": client, "scopes": wanted,
+            "callback_port": port, "callback_host": host, "redirect_uri": redirect_uri,
+            "audience": resource,
+            "registered": registered or (bool(entry.get("registered"))
+                                         and client == entry.get("client_id")),
+        })
+
+    session = open_session(
+        RESOURCE, resource, issuer=issuer, client_id=client, scopes=wanted,
+        audience=resource, callback_port=port, interactive=interactive,
+        config_path=config_path, **source_options,
+    )
+    from .auth import OIDCAuth
+
+    return OIDCAuth(session.source)
