@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.support.hygiene",
     "tests.support.redis_server",
     "tests.support.postgres_server",
+    "tests.support.mcp",
 ]
 
 

@@ -98,7 +98,8 @@ class MemoryProvider:
         return self.codes.get(authorization_code)
 
     def _issue(self, client_id: str, scopes: list[str], resource: str | None) -> OAuthToken:
-        access, refresh = "mcp-at-" + secrets.token_urlsafe(24), "mcp-rt-" + secrets.token_urlsafe(24)
+        access = "mcp-at-" + secrets.token_urlsafe(24)
+        refresh = "mcp-rt-" + secrets.token_urlsafe(24)
         self.access[access] = AccessToken(token=access, client_id=client_id, scopes=scopes,
                                           expires_at=int(time.time()) + self.ttl,
                                           resource=resource, subject="user-1")
