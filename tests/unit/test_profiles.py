@@ -103,7 +103,7 @@ def test_config_path_env_override_and_platform_default(
 def test_missing_file_reads_as_empty_and_is_not_created(cfg_file: Path) -> None:
     config = Config()
     assert config.load() == {"version": 1, "profiles": {}, "registries": {},
-                             "llm_gateways": {}}
+                             "llm_gateways": {}, "resources": {}}
     assert config.entry("registries", REGISTRY_URL) is None
     config.forget_session("registries", REGISTRY_URL)
     assert not cfg_file.exists()
