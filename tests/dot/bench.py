@@ -67,6 +67,19 @@ def _outcome(response: HttpResponse) -> str:
     return f"http_{response.status_code}"
 
 
+# Endpoints where clients authenticate (RFC 6749 section 2.3, RFC 7009, RFC 7662, RFC 8628).
+CLIENT_AUTH_ENDPOINTS = {"token", "revocation", "introspection", "device_authorization"}
+
+
+def _client_auth(request: HttpRequest) -> str:
+    """How the client authenticated: client_secret_basic, client_secret_post or none."""
+    if request.META.get("HTTP_AUTHORIZATION", "").startswith("Basic "):
+        return "client_secret_basic"
+    if request.method == "POST" and request.POST.get("client_secret"):
+        return "client_secret_post"
+    return "none"
+
+
 def _take_fault(path: str, grant: str | None) -> dict[str, Any] | None:
     with _lock:
         for fault in _faults:
@@ -99,16 +112,38 @@ class BenchMiddleware:
                 if isinstance(body, dict)
                 else HttpResponse(body, status=fault.get("status", 500))
             )
-            endpoint = "token" if request.path.endswith("/token/") else request.path
-            _count(endpoint, grant, "fault")
+            _count(_endpoint(request) or request.path, grant, "fault")
             _count("faults", None, request.path)
             return response
+        endpoint = _endpoint(request)
+        method = _client_auth(request) if endpoint in CLIENT_AUTH_ENDPOINTS else None
+        if method is not None:
+            _count("client_auth", None, f"{endpoint}:{method}")
+            with _lock:
+                allowed = _settings.get("auth_methods")
+            if allowed is not None and method != "none" and method not in allowed:
+                # DOT takes both methods whatever it advertises; the bench holds it to
+                # what it advertised, as a strict server does.
+                refused = JsonResponse({"error": "invalid_client",
+                                        "error_description": f"{method} is not accepted"},
+                                       status=401)
+                _count(endpoint, grant, "invalid_client")
+                return refused
         response = self.get_response(request)
-        match = request.resolver_match
-        name = match.url_name if match is not None else None
-        if name in ENDPOINTS:
-            _count(ENDPOINTS[name], grant, _outcome(response))
+        if endpoint is not None:
+            _count(endpoint, grant, _outcome(response))
         return response
+
+
+def _endpoint(request: HttpRequest) -> str | None:
+    """The counted name of the DOT endpoint this request is for, if any."""
+    from django.urls import Resolver404, resolve
+
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return None
+    return ENDPOINTS.get(match.url_name or "")
 
 
 class BenchValidator(OAuth2Validator):

@@ -91,23 +91,35 @@ LOGGING = {
 
 
 def oauth2_provider_settings(bench: dict[str, Any]) -> dict[str, Any]:
-    """DOT's settings for these bench settings (also used by the bench's run-time /config)."""
+    """DOT's settings for these bench settings (also used by the bench's run-time /config).
+
+    Bench settings: oidc (False: an OAuth-only server, no OpenID scope, views or keys),
+    offline_access (False: no such scope), auth_methods (the token endpoint's client
+    authentication methods, advertised and accepted), access_token_ttl, id_token_ttl,
+    refresh_token_ttl (seconds), rotate_refresh_token, device_interval, device_complete
+    (False: no verification_uri_complete).
+    """
+    oidc = bool(bench.get("oidc", True))
     scopes = {
-        "openid": "OpenID Connect",
         "profile": "Your name",
         "email": "Your email address",
         "read": "Read",
         "write": "Write",
         "introspection": "Introspect tokens",
     }
+    if oidc:
+        scopes = {"openid": "OpenID Connect", **scopes}
     if bench.get("offline_access", True):
         scopes["offline_access"] = "Stay signed in"
+    auth_methods = list(bench.get("auth_methods", ["client_secret_post", "client_secret_basic"]))
     return {
-        "OIDC_ENABLED": True,
-        "OIDC_RSA_PRIVATE_KEY": bench.get("rsa_private_key", ""),
+        "OIDC_ENABLED": oidc,
+        "OIDC_RSA_PRIVATE_KEY": bench.get("rsa_private_key", "") if oidc else "",
         "OIDC_ISS_ENDPOINT": ISSUER,
         "SCOPES": scopes,
-        "DEFAULT_SCOPES": ["openid"],
+        "DEFAULT_SCOPES": ["openid"] if oidc else ["read"],
+        "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": auth_methods,
+        "OAUTH2_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": auth_methods,
         "PKCE_REQUIRED": True,
         "ROTATE_REFRESH_TOKEN": bool(bench.get("rotate_refresh_token", True)),
         "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
@@ -117,14 +129,18 @@ def oauth2_provider_settings(bench: dict[str, Any]) -> dict[str, Any]:
         "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
         "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"],
         "OAUTH_DEVICE_VERIFICATION_URI": f"{ISSUER}/device/",
+        # DOT's user-code page reads ?user_code= (oauthlib formats {user_code} in).
+        "OAUTH_DEVICE_VERIFICATION_URI_COMPLETE": (
+            f"{ISSUER}/device/?user_code={{user_code}}" if bench.get("device_complete", True)
+            else None
+        ),
         "DEVICE_FLOW_INTERVAL": int(bench.get("device_interval", 1)),
         "OAUTH2_VALIDATOR_CLASS": "tests.dot.bench.BenchValidator",
         # Run-time settings changes (/__bench/config) must reach the oauthlib server,
         # which DOT otherwise builds once.
         "ALWAYS_RELOAD_OAUTHLIB_CORE": True,
         # Adopt the RFC 9700 behaviour DOT 4.0 will default to (and silence its warnings);
-        # the authorization response's `iss` (RFC 9207) stays off so that the bench does
-        # not test a feature the library under test does not claim.
+        # the authorization response's `iss` (RFC 9207) stays off, as DOT ships it.
         "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
         "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
         "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,

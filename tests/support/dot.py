@@ -190,8 +190,10 @@ class DOT:
         """Requests answered since the last reset: {"token": {grant_type: {outcome: n}},
         "authorization" | "revocation" | "introspection" | "device_authorization" |
         "discovery" | "oauth_metadata" | "jwks" | "userinfo": {outcome: n},
-        "faults": {path: n}}. The outcome is "ok" (HTTP 200), the OAuth error code
-        ("invalid_grant"...), "http_<status>" (e.g. the login redirect) or "fault"."""
+        "faults": {path: n}, "client_auth": {"<endpoint>:<method>": n}}. The outcome is
+        "ok" (HTTP 200), the OAuth error code ("invalid_grant"...), "http_<status>" (e.g.
+        the login redirect) or "fault". The method is how the client authenticated:
+        "client_secret_basic", "client_secret_post" or "none"."""
         result: dict[str, Any] = self._admin("GET", "counts")
         return result
 
@@ -208,6 +210,10 @@ class DOT:
         if outcome is None:
             return int(sum(by_outcome.values()))
         return int(by_outcome.get(outcome, 0))
+
+    def client_auth(self) -> dict[str, int]:
+        """{"<endpoint>:<method>": n}: how clients authenticated, e.g. "token:none"."""
+        return dict(self.counts().get("client_auth", {}))
 
     def reset_counts(self) -> None:
         self._admin("POST", "reset")
@@ -228,8 +234,9 @@ class DOT:
         self._admin("POST", "fault", fault)
 
     def configure(self, **changes: Any) -> dict[str, Any]:
-        """Change run-time settings (access_token_ttl, id_token_ttl, refresh_token_ttl,
-        rotate_refresh_token, device_interval, offline_access); `reset()` restores them."""
+        """Change run-time settings (see tests/dot/settings.py: oidc, offline_access,
+        auth_methods, access_token_ttl, id_token_ttl, refresh_token_ttl,
+        rotate_refresh_token, device_interval, device_complete); `reset()` restores them."""
         result: dict[str, Any] = self._admin("POST", "config", changes)["settings"]
         return result
 
@@ -407,26 +414,32 @@ def dot_browser_login(
 ) -> str:
     """Play the user through Django's login page and DOT's consent page; return the callback.
 
-    Follows the redirects with the server's cookies, posts the login form (with its CSRF
-    token and `next`), then the consent form ("Authorize", or "Cancel" when `consent` is
-    False), and stops at the first redirect that leaves the server: the loopback redirect
-    URI with code and state (or error). GETs it (the library's callback server answers)
-    unless `follow_callback` is False. The password is `<username>-password` unless given.
+    Follows the redirects with the server's cookies (from a loopback start page too),
+    posts the login form (with its CSRF token and `next`), then the consent form
+    ("Authorize", or "Cancel" when `consent` is False), and stops at the first redirect
+    that leaves the server: the loopback redirect URI with code and state (or error).
+    GETs it (the library's callback server answers) unless `follow_callback` is False.
+    The password is `<username>-password` unless given.
     Raises BrowserFlowError, with the page's text, when a page is not what it should be.
     """
-    server = _origin(authorization_url)
+    # The server is the origin of the first page shown: the URL may be the library's
+    # one-time loopback start page, which redirects to the server at once.
+    server: tuple[str, str] | None = None
     with httpx.Client(follow_redirects=False, timeout=timeout) as client:
         response = client.get(authorization_url)
         for _ in range(MAX_STEPS):
             url = str(response.url)
             if response.is_redirect:
                 target = urllib.parse.urljoin(url, response.headers["location"])
-                if _origin(target) != server:
+                leaves = (_origin(target) != server if server is not None
+                          else urllib.parse.urlsplit(target).path.endswith("/callback"))
+                if leaves:
                     if follow_callback:
                         client.get(target)
                     return target
                 response = client.get(target)
                 continue
+            server = server or _origin(url)
             page = parse_page(response.text)
             if response.status_code != 200:
                 raise BrowserFlowError(
