@@ -32,7 +32,9 @@ import contextlib
 import email.utils
 import json
 import logging
+import os
 import socket
+import ssl
 import threading
 import time
 import weakref
@@ -159,6 +161,17 @@ class _Watchdog:
         self._timer.cancel()
 
 
+def ssl_verify(verify: bool | str | os.PathLike[str] | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """httpx's `verify`: a CA bundle path (file or directory) becomes an SSLContext, since
+    httpx 0.28 deprecates string paths; a bool or an SSLContext is passed on."""
+    if isinstance(verify, (str, os.PathLike)):
+        path = os.fspath(verify)
+        if os.path.isdir(path):
+            return ssl.create_default_context(capath=path)
+        return ssl.create_default_context(cafile=path)
+    return verify
+
+
 class IdPHttp:
     """Blocking HTTP calls to the identity provider, with typed errors and bounded retries.
 
@@ -174,7 +187,7 @@ class IdPHttp:
         backoff: float = DEFAULT_BACKOFF,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -187,7 +200,7 @@ class IdPHttp:
         self._client = httpx.Client(
             timeout=timeout,
             transport=transport,
-            verify=verify,
+            verify=ssl_verify(verify),
             follow_redirects=False,
             headers={"Accept": "application/json", "User-Agent": "oauth-auth"},
             trust_env=False,

@@ -15,28 +15,19 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import requests
 import requests.auth
 
 from ._protocol import should_retry_401
+from .source import OAuthTokenSource, TokenSourceLike, has_fast_path
 
 if TYPE_CHECKING:
     from requests.models import PreparedRequest, Response
 
 __all__ = ["OIDCAuth"]
-
-
-class TokenSourceLike(Protocol):
-    """What OIDCAuth needs from a token source (OAuthTokenSource provides it)."""
-
-    def token(self) -> str: ...
-
-    async def atoken(self) -> str: ...
-
-    def invalidate(self, token: str | None = None) -> None: ...
 
 
 def _should_retry(status: int, replayable: bool, challenges: Iterable[str]) -> bool:
@@ -99,14 +90,11 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
         self._token = source.token  # bound once: the hot path makes no method objects
         self._hook = _shared_requests_hook(self)
         # requests calls the auth on every request, where one Python call frame is ~4% of
-        # the whole cost (benchmarks/hook_profile.py): for an OAuthTokenSource, __call__
-        # reads the memory tier itself, the same tuple and clock `token()` reads first,
-        # and calls `token()` for everything else.
-        from .source import OAuthTokenSource
-
-        self._memory: OAuthTokenSource | None = (
-            source if type(source) is OAuthTokenSource else None
-        )
+        # the whole cost (benchmarks/hook_profile.py): for a source with the named fast
+        # path (an OAuthTokenSource whose token() is not overridden), the drivers read the
+        # memory tier themselves, the same tuple and clock `token()` reads first, and
+        # call `token()` for everything else.
+        self._fast: OAuthTokenSource | None = source if has_fast_path(source) else None
 
     def __repr__(self) -> str:
         return f"OIDCAuth({self.source!r})"
@@ -141,10 +129,10 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         """requests: add the header and a hook that answers a 401 once."""
-        memory = self._memory
-        if memory is not None:
-            access, until = memory._serve
-            token = access if memory._clock() < until else memory.token()
+        fast = self._fast
+        if fast is not None:
+            access, until = fast.fast_path
+            token = access if fast.clock() < until else fast.token()
         else:
             token = self._token()
         r.headers["Authorization"] = f"Bearer {token}"
@@ -162,7 +150,12 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
         """httpx.Client: send; on a retry-worthy 401, once more with a fresh token."""
-        token = self._token()
+        fast = self._fast
+        if fast is not None:
+            access, until = fast.fast_path
+            token = access if fast.clock() < until else fast.token()
+        else:
+            token = self._token()
         rewind = _httpx_rewinder(request)
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request

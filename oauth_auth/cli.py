@@ -443,12 +443,16 @@ def _login(session: Session) -> int:
     source = session.source
     source.token()
     session.save_settings()
-    held = getattr(source, "_token", None)
-    until = f", access token valid until {held.expiry_text()}" if held is not None else ""
+    from ._token import format_rfc3339
+
+    held = source.status(read_store=False)
+    expiry = held.memory_expiry
+    until = (f", access token valid until {format_rfc3339(expiry.timestamp())}" if expiry
+             else ", access token valid until none" if held.memory_token else "")
     target = f" for the {session.kind.describe} {session.name}" if session.name else ""
     _say(f"Logged in to {session.oidc.issuer} as client {session.oidc.client_id}{target}"
          f"{until}.")
-    if getattr(source, "_refresh_token", None):
+    if held.memory_refresh_token:
         _say(f"The session is stored in {_store_name(session)} (key {session.key}).")
     return EXIT_OK
 
@@ -512,32 +516,15 @@ def _warn_plaintext(session: Session) -> None:
 def _status(session: Session, *, as_json: bool) -> int:
     import time
 
-    from ._keys import AT_SUFFIX
-    from ._token import decode_at_entry, format_rfc3339
+    from ._token import format_rfc3339
 
     now = time.time()
-    window = session.source.preemptive_refresh_window
-    secrets = session.secrets
-    errors: list[OAuthAuthError] = []
-
-    at_present, at_expiry, at_fresh, at_source = False, None, False, ""
-    rt_present: bool | None = None
-    if secrets is None:
-        errors.append(_no_store_error())
-    else:
-        try:
-            cached = decode_at_entry(secrets.get_secret(session.key + AT_SUFFIX))
-            if cached is not None:
-                at_present = True
-                at_expiry = cached.expiry
-                at_fresh = cached.expiry is not None and cached.expiry - window > now
-                at_source = _at_origin(session)
-        except OAuthAuthError as exc:
-            errors.append(exc)
-        try:
-            rt_present = bool(secrets.get_secret(session.key))
-        except OAuthAuthError as exc:
-            errors.append(exc)
+    view = session.source.status()
+    errors: list[OAuthAuthError] = list(view.errors)
+    at_present, at_fresh = view.shared_token, view.shared_fresh
+    rt_present = view.stored_refresh_token
+    at_expiry = view.shared_expiry.timestamp() if view.shared_expiry is not None else None
+    at_source = _at_origin(session) if at_present else ""
     usable = at_fresh or bool(rt_present)
     keyring = _keyring_of(session.store)
     plaintext = False
@@ -588,12 +575,6 @@ def _status(session: Session, *, as_json: bool) -> int:
         raise errors[0]
     _say(f"Not logged in; run: {session.login_command}")
     return EXIT_LOGIN_REQUIRED
-
-
-def _no_store_error() -> OAuthAuthError:
-    from .errors import SecretsError
-
-    return SecretsError("no secrets provider is configured")
 
 
 def _at_origin(session: Session) -> str:

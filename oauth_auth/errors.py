@@ -19,6 +19,9 @@ OAuth error codes and descriptions, URLs and key names only, never from response
 
 from __future__ import annotations
 
+import copy
+from typing import TypeVar
+
 __all__ = [
     "ConfigError",
     "InvalidGrantError",
@@ -29,7 +32,11 @@ __all__ = [
     "OAuthError",
     "SecretsError",
     "TransportError",
+    "fresh_copy",
+    "short_error",
 ]
+
+_E = TypeVar("_E", bound=BaseException)
 
 
 class OAuthAuthError(Exception):
@@ -178,3 +185,24 @@ class LockTimeoutError(OAuthAuthError):
     def __init__(self, message: str, *, path: str = "", hint: str = "") -> None:
         self.path = path
         super().__init__(message, hint=hint)
+
+
+def fresh_copy(exc: _E) -> _E:
+    """A copy of a kept exception instance, to raise instead of the instance itself.
+
+    Raising one instance again and again grows its `__traceback__` by the raising frames
+    every time (and keeps every frame and its locals alive); a copy starts clean. An
+    exception that cannot be copied is raised itself, with its traceback cleared.
+    """
+    try:
+        clone = copy.copy(exc)
+    except Exception:  # noqa: BLE001 - a caller's exception type may refuse copying
+        clone = exc
+    clone.__traceback__ = None
+    return clone
+
+
+def short_error(exc: BaseException) -> str:
+    """One line naming an error, for warnings (our errors never contain secrets)."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -12,37 +12,30 @@ The tiers, in the order `token()` tries them:
 4. the interactive login (browser + PKCE, or the device grant), only when `interactive`.
 
 Everything slow (secrets backend, provider, lock files, browser) happens in `_obtain()`,
-under an in-process lock and, when a secrets provider is shared, a cross-process file lock
-per key, where the shared entries are re-read before refreshing: one refresh per expiry,
-however many threads, tasks and processes ask at once. The async driver only adds an
-asyncio lock per event loop and runs `_obtain()` in a worker thread.
+under an in-process lock and, when a secrets provider is shared, the session store's
+cross-process lock, where the shared entries are re-read before refreshing: one refresh
+per expiry, however many threads, tasks and processes ask at once. How the entries are
+read, locked, written and deleted is the session store's job (`_store`); this module
+keeps only the tier order. The async driver only adds a lock per event loop (asyncio or
+trio, through anyio) and runs `_obtain()` in a worker thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO, TypeGuard, get_args
 
-from ._keys import AT_SUFFIX
 from ._params import OIDCParams
-from ._token import (
-    DEFAULT_PREEMPTIVE_WINDOW,
-    Token,
-    decode_at_entry,
-    encode_at_entry,
-    fingerprint,
-    parse_token_response,
-)
+from ._token import DEFAULT_PREEMPTIVE_WINDOW, Token, fingerprint, parse_token_response
 from .errors import (
     ConfigError,
     InvalidGrantError,
@@ -51,18 +44,34 @@ from .errors import (
     OAuthAuthError,
     OAuthError,
     SecretsError,
+    fresh_copy,
+    short_error,
 )
 
 if TYPE_CHECKING:
-    import asyncio
+    import ssl
 
     from ._discovery import ProviderMetadata
     from ._http import IdPHttp
+    from ._store import SecretsSessionStore
     from .secrets import SecretsProvider
 
-__all__ = ["OAuthTokenSource"]
+__all__ = [
+    "LOGIN_METHODS",
+    "LoginMethod",
+    "LogoutResult",
+    "OAuthTokenSource",
+    "SourceStatus",
+    "TokenSourceLike",
+    "has_fast_path",
+]
 
 log = logging.getLogger("oauth_auth")
+
+#: How an interactive login runs: "auto" picks the browser when one can be shown (or
+#: `open_browser` is given), else the device grant when the provider advertises it.
+LoginMethod = Literal["auto", "browser", "device"]
+LOGIN_METHODS: tuple[str, ...] = get_args(LoginMethod)
 
 #: First delay before retrying a failed proactive refresh while the token is still valid;
 #: doubled after each further failure, up to PROACTIVE_RETRY_MAX.
@@ -72,76 +81,77 @@ PROACTIVE_RETRY_MAX = 60.0
 LOCK_GRACE = 60.0
 #: How many rejected access tokens are remembered (never served again from tier 2).
 MAX_REJECTED = 64
-_LOGIN_METHODS = ("auto", "browser", "device")
 #: Refresh errors besides invalid_grant that a new login can cure (the grant lacks a scope
 #: or resource now asked for). Any other provider error (invalid_client, a malformed
 #: answer...) is raised even when interactive: a browser login would not fix it, and the
 #: user should see the real cause.
 LOGIN_CURES = frozenset({"invalid_scope", "invalid_target"})
+#: What the fast path serves when memory holds nothing: no token, never valid.
+_EMPTY: tuple[str, float] = ("", -math.inf)
 
 
-#: How long the last try to store a refused rotation (at exit) waits for the refresh lock.
-EXIT_FLUSH_LOCK_TIMEOUT = 5.0
+class TokenSourceLike(Protocol):
+    """What `OIDCAuth` needs from a token source; `OAuthTokenSource` is one.
 
-
-class _PendingWrite:
-    """A rotated refresh token the secrets store refused, and a last try to store it.
-
-    The provider has spent `spent` (which the store still holds) and issued `newer`, known
-    only to this process. The token source stores it at its next refresh. So that a process
-    which exits (or drops the source) before then does not take the session with it,
-    `flush()` runs from a `weakref.finalize` (at interpreter exit or garbage collection) and
-    tries once more, under the key's refresh lock and only if the store still holds `spent`:
-    another process may have logged in since, and its token must not be overwritten.
-    It holds no reference to the token source, so it never keeps one alive.
+    `token()` may be called from any thread and `atoken()` from any task, so an
+    implementation must be safe for that. `invalidate(token)` is called with the token a
+    resource server answered 401 to, before asking for a fresh one.
     """
 
-    __slots__ = ("entry", "lock_dir", "secrets")
+    def token(self) -> str: ...
 
-    def __init__(
-        self, secrets: SecretsProvider | None, lock_dir: str | os.PathLike[str] | None
-    ) -> None:
-        self.secrets = secrets
-        self.lock_dir = lock_dir
-        self.entry: tuple[str, str | None, str] | None = None  # (key, spent, newer)
+    async def atoken(self) -> str: ...
 
-    def hold(self, key: str, spent: str | None, newer: str) -> None:
-        self.entry = (key, spent, newer)
+    def invalidate(self, token: str | None = None) -> None: ...
 
-    def take(self, key: str) -> tuple[str | None, str] | None:
-        """(spent, newer) for `key`, forgotten here: the caller now owns storing it."""
-        entry, self.entry = self.entry, None
-        if entry is None or entry[0] != key:
-            return None
-        return entry[1], entry[2]
-
-    def flush(self) -> None:
-        entry, self.entry = self.entry, None
-        if entry is None or self.secrets is None:
-            return
-        key, spent, newer = entry
-        from ._locking import lock_path, process_lock
-
-        try:
-            with process_lock(lock_path(key, self.lock_dir), EXIT_FLUSH_LOCK_TIMEOUT):
-                if (self.secrets.get_secret(key) or None) == spent:
-                    self.secrets.set_secret(key, newer)
-                    log.info("stored the refresh token that an earlier write failed to store")
-        except Exception as exc:  # noqa: BLE001 - at exit: report, never raise
-            log.warning(
-                "could not store the new refresh token before exiting (%s); the session"
-                " may need a new login", _short(exc),
-            )
+    async def ainvalidate(self, token: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
 class LogoutResult:
-    """What `logout()` did; the CLI reports it."""
+    """What `logout_result()` did; the CLI reports it.
+
+    Attributes:
+        had_refresh_token: a refresh token was stored or held in memory.
+        revoked: the provider confirmed its revocation (RFC 7009).
+        revocation_error: why it was not revoked ("" when it was, or nothing was held).
+        deleted: both secrets entries were deleted.
+    """
 
     had_refresh_token: bool
     revoked: bool
     revocation_error: str
     deleted: bool
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """A read-only view of what a token source holds, for status displays; no secret.
+
+    Freshness is judged by the source's own rule (its preemptive window, and a token a
+    resource server rejected is never fresh), so a display and `token()` agree.
+
+    Attributes:
+        memory_expiry: the expiry of the access token held in memory (tier 1); None when
+            none is held or it has no expiry (see `memory_token`).
+        memory_token: an access token is held in memory.
+        memory_refresh_token: a refresh token is held in memory.
+        shared_token: the shared access-token entry (tier 2) holds a token.
+        shared_expiry: that token's expiry (None: no entry).
+        shared_fresh: `token()` would serve that entry now.
+        stored_refresh_token: the store holds a refresh token (tier 3); None when it was
+            not read or the read failed.
+        errors: what failed while reading the store (tier 2 first, then tier 3).
+    """
+
+    memory_expiry: datetime | None = None
+    memory_token: bool = False
+    memory_refresh_token: bool = False
+    shared_token: bool = False
+    shared_expiry: datetime | None = None
+    shared_fresh: bool = False
+    stored_refresh_token: bool | None = None
+    errors: tuple[OAuthAuthError, ...] = ()
 
 
 class OAuthTokenSource:
@@ -151,6 +161,12 @@ class OAuthTokenSource:
     number of tasks on any number of event loops, and any number of processes sharing one
     secrets provider (a cross-process lock per key serializes refreshes and logins).
     A token in memory costs one attribute read and a clock call: no I/O, no lock.
+
+    Adapters that call `token()` on every request may read the memory tier themselves,
+    as `OIDCAuth` does: `fast_path` is `(access token, serve until)`, and while
+    `clock() < fast_path[1]`, `token()` returns `fast_path[0]` without doing anything
+    else. `has_fast_path(source)` says whether that holds for a given object (not for a
+    subclass that overrides `token()`).
 
     Args:
         oidc: the provider and client.
@@ -162,7 +178,8 @@ class OAuthTokenSource:
         config_persister: called as `(key, expiry)` after a login or a rotation of the
             refresh token (never on routine refreshes); `expiry` is the UTC expiry of the
             access token issued with it (the epoch when the provider gave none).
-        fallback_error: raised when there are no credentials and nothing went wrong.
+        fallback_error: raised (a fresh copy each time) when there are no credentials and
+            nothing went wrong.
         preemptive_refresh_window: how long before expiry to stop serving a token
             (timedelta or seconds; None means 30 s; negative is a ValueError).
         login_method: "auto", "browser" or "device".
@@ -178,7 +195,8 @@ class OAuthTokenSource:
         auth_params: extra or overriding authorization request parameters.
         clock: seconds since the epoch; tests inject a fake one.
         transport: an httpx transport for provider calls (tests, proxies, custom TLS).
-        verify: TLS verification for provider calls (bool or CA bundle path).
+        verify: TLS verification for provider calls: a bool, an `ssl.SSLContext`, or a CA
+            bundle path (turned into an SSLContext).
         stderr: where login instructions go (default: sys.stderr at login time).
     """
 
@@ -193,7 +211,7 @@ class OAuthTokenSource:
         config_persister: Callable[[str, datetime], None] | None = None,
         fallback_error: BaseException | None = None,
         preemptive_refresh_window: timedelta | float | None = None,
-        login_method: str = "auto",
+        login_method: LoginMethod = "auto",
         login_timeout: float = 300.0,
         open_browser: Callable[[str], object] | None = None,
         http_timeout: float = 10.0,
@@ -204,7 +222,7 @@ class OAuthTokenSource:
         auth_params: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         transport: Any = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
         stderr: TextIO | None = None,
     ) -> None:
         if not isinstance(oidc, OIDCParams):
@@ -217,9 +235,9 @@ class OAuthTokenSource:
         if not callable(key_provider):
             raise TypeError("key_provider must be callable")
         window = _window_seconds(preemptive_refresh_window)
-        if login_method not in _LOGIN_METHODS:
+        if login_method not in LOGIN_METHODS:
             raise ConfigError(
-                f"login_method {login_method!r} is not one of {', '.join(_LOGIN_METHODS)}"
+                f"login_method {login_method!r} is not one of {', '.join(LOGIN_METHODS)}"
             )
         if login_timeout <= 0:
             raise ConfigError("login_timeout must be positive")
@@ -230,9 +248,14 @@ class OAuthTokenSource:
         self.oidc = oidc
         self.interactive = interactive
         self.skip_browser = skip_browser
-        self.login_method = login_method
+        self.login_method: LoginMethod = login_method
         self.login_timeout = float(login_timeout)
         self.preemptive_refresh_window = window
+        #: Seconds since the epoch: what every freshness decision is judged against.
+        self.clock = clock
+        #: The memory tier as the fast path reads it: (access token, serve until); until
+        #: is -inf when memory holds nothing. One tuple read and one comparison per call.
+        self.fast_path: tuple[str, float] = _EMPTY
         self._key_provider = key_provider
         self._secrets = secrets_provider
         self._persister = config_persister
@@ -246,7 +269,6 @@ class OAuthTokenSource:
         self._lock_dir = lock_dir
         self._callback_host = callback_host
         self._auth_params = dict(auth_params or {})
-        self._clock = clock
         self._transport = transport
         self._verify = verify
         self._stderr = stderr
@@ -254,45 +276,34 @@ class OAuthTokenSource:
         self._cross_process_lock = True
 
         self._lock = threading.Lock()
-        self._memory: Token | None = None  # tier 1 access token (see `_token`)
-        # What the fast path serves: (access token, until when); "until" is -inf when
-        # memory is empty. One tuple read and one comparison per call.
-        self._serve: tuple[str, float] = ("", -math.inf)
-        self._refresh_token: str | None = None  # tier 1 refresh token
+        self._memory: Token | None = None  # tier 1: the access token (set with `_keep`)
+        self._refresh_token: str | None = None  # tier 1: the refresh token
         self._retry_at = 0.0  # no proactive refresh before this (after a failure)
         self._failures = 0
         self._rejected: dict[str, None] = {}  # access tokens a resource server refused
-        # A rotation the store refused: stored at the next refresh, or at exit at the latest.
-        self._unsaved = _PendingWrite(secrets_provider, lock_dir)
-        if secrets_provider is not None:
-            weakref.finalize(self, self._unsaved.flush)
+        self._store: SecretsSessionStore | None = None  # the session store of the last key
         self._warned_no_refresh = False
         self._http_client: IdPHttp | None = None
-        self._alocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
+        # One async lock per event loop (asyncio) or run (trio), made by anyio.
+        self._alocks: weakref.WeakKeyDictionary[object, Any] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return (
             f"OAuthTokenSource(issuer={self.oidc.issuer!r}, client_id={self.oidc.client_id!r},"
-            f" token={self._token!r}, interactive={self.interactive})"
+            f" token={self._memory!r}, interactive={self.interactive})"
         )
 
-    @property
-    def _token(self) -> Token | None:
-        """The tier-1 access token; setting it also updates the fast path's copy."""
-        return self._memory
-
-    @_token.setter
-    def _token(self, token: Token | None) -> None:
+    def _keep(self, token: Token | None) -> Token | None:
+        """Set the memory tier, and the fast path's copy of it."""
         self._memory = token
         if token is None:
-            self._serve = ("", -math.inf)
+            self.fast_path = _EMPTY
         elif token.expiry is None:
-            self._serve = (token.access_token, math.inf)
+            self.fast_path = (token.access_token, math.inf)
         else:
             until = token.refresh_at if token.refresh_at is not None else token.expiry
-            self._serve = (token.access_token, until)
+            self.fast_path = (token.access_token, until)
+        return token
 
     # ------------------------------------------------------------------ public API
 
@@ -304,29 +315,29 @@ class OAuthTokenSource:
             InvalidGrantError: the stored session is dead and not interactive.
             SecretsError, TransportError, OAuthError, LoginError: the real cause.
         """
-        access, until = self._serve
-        if self._clock() < until:
+        access, until = self.fast_path
+        if self.clock() < until:
             return access
         with self._lock:
             return self._obtain().access_token
 
     async def atoken(self) -> str:
-        """`token()` for asyncio: never blocks the event loop.
+        """`token()` for asyncio and trio: never blocks the event loop.
 
         A token in memory is returned at once; otherwise one task per event loop runs the
-        blocking tiers in a worker thread while the others wait on an asyncio lock, then
+        blocking tiers in a worker thread while the others wait on an async lock, then
         find the fresh token in memory.
         """
-        access, until = self._serve
-        if self._clock() < until:
+        access, until = self.fast_path
+        if self.clock() < until:
             return access
-        import asyncio
+        import anyio.to_thread
 
         async with self._async_lock():
-            access, until = self._serve
-            if self._clock() < until:
+            access, until = self.fast_path
+            if self.clock() < until:
                 return access
-            return await asyncio.to_thread(self.token)
+            return await anyio.to_thread.run_sync(self.token)
 
     def invalidate(self, token: str | None = None) -> None:
         """Forget an access token a resource server rejected (tiers 1 and 2).
@@ -340,9 +351,9 @@ class OAuthTokenSource:
         raised, and the token is never served again by this object either way.
         """
         with self._lock:
-            current = self._token
+            current = self._memory
             if token is None or (current is not None and current.access_token == token):
-                self._token = None
+                self._keep(None)
                 self._retry_at = 0.0
             if token is not None:
                 self._remember_rejected(token)
@@ -351,28 +362,68 @@ class OAuthTokenSource:
             if self._secrets is None:
                 return
             try:
-                key = self._key()
-                with self._exclusive(key, timeout=0):
-                    if token is not None:
-                        cached = decode_at_entry(self._secrets.get_secret(key + AT_SUFFIX))
-                        if cached is None or cached.access_token != token:
-                            return
-                    self._secrets.delete_secret(key + AT_SUFFIX)
+                store = self._store_of(self._key())
+                with store.lock(0):
+                    store.delete_access_token_if(token)
             except LockTimeoutError:
                 log.debug("another process is refreshing; it replaces the shared access token")
             except OAuthAuthError as exc:
                 log.debug("could not drop the shared access token: %s", exc)
 
     async def ainvalidate(self, token: str | None = None) -> None:
-        """`invalidate()` for asyncio (the secrets backend runs in a worker thread)."""
-        tok = self._token
-        if self._secrets is None and (token is None or tok is None or tok.access_token != token):
+        """`invalidate()` for asyncio and trio (the secrets backend runs in a worker
+        thread)."""
+        held = self._memory
+        if self._secrets is None and (
+            token is None or held is None or held.access_token != token
+        ):
             if token is not None:
                 self._remember_rejected(token)
             return
-        import asyncio
+        import anyio.to_thread
 
-        await asyncio.to_thread(self.invalidate, token)
+        await anyio.to_thread.run_sync(self.invalidate, token)
+
+    def status(self, *, read_store: bool = True) -> SourceStatus:
+        """What each tier holds, without a secret: for `oauth-auth status` and the like.
+
+        Reads the shared access-token entry and the stored refresh token (unless
+        `read_store` is False); a failed read is reported in `errors`, never raised.
+        """
+        with self._lock:
+            held, refresh = self._memory, self._refresh_token
+        memory_expiry = held.expiry_datetime if held is not None else None
+        if not read_store:
+            return SourceStatus(memory_expiry, held is not None, bool(refresh))
+        errors: list[OAuthAuthError] = []
+        shared: Token | None = None
+        stored: bool | None = None
+        if self._secrets is None:
+            errors.append(_no_secrets_error())
+        else:
+            try:
+                store = self._store_of(self._key())
+            except OAuthAuthError as exc:
+                errors.append(exc)
+            else:
+                try:
+                    shared = store.read_access_token()
+                except OAuthAuthError as exc:
+                    errors.append(exc)
+                try:
+                    stored = bool(store.read_refresh_token().held)
+                except OAuthAuthError as exc:
+                    errors.append(exc)
+        return SourceStatus(
+            memory_expiry=memory_expiry,
+            memory_token=held is not None,
+            memory_refresh_token=bool(refresh),
+            shared_token=shared is not None,
+            shared_expiry=shared.expiry_datetime if shared is not None else None,
+            shared_fresh=shared is not None and self._servable(shared, self.clock()),
+            stored_refresh_token=stored,
+            errors=tuple(errors),
+        )
 
     def logout(self) -> None:
         """End the session: revoke the refresh token at the provider where it can (RFC
@@ -386,39 +437,32 @@ class OAuthTokenSource:
         self.logout_result()
 
     async def alogout(self) -> None:
-        """`logout()` for asyncio."""
-        import asyncio
+        """`logout()` for asyncio and trio."""
+        import anyio.to_thread
 
-        await asyncio.to_thread(self.logout_result)
+        await anyio.to_thread.run_sync(self.logout_result)
 
     def logout_result(self) -> LogoutResult:
         """`logout()`, returning what it did (revoked or not, and why not)."""
         with self._lock:
             key = self._key()
+            store = self._store_of(key) if self._secrets is not None else None
             stored: str | None = None
             read_error: OAuthAuthError | None = None
-            if self._secrets is not None:
+            if store is not None:
                 try:
-                    stored = self._secrets.get_secret(key) or None
+                    stored = store.read_refresh_token().held
                 except OAuthAuthError as exc:
                     read_error = exc
             refresh = stored or self._refresh_token
             revoked, why = False, ""
             if refresh:
                 revoked, why = self._revoke(refresh)
-            self._token = None
+            self._keep(None)
             self._refresh_token = None
-            self._unsaved.entry = None
             deleted = False
-            if self._secrets is not None:
-                errors: list[OAuthAuthError] = []
-                for name in (key, key + AT_SUFFIX):
-                    try:
-                        self._secrets.delete_secret(name)
-                    except OAuthAuthError as exc:
-                        errors.append(exc)
-                if errors:
-                    raise errors[0]
+            if store is not None:
+                store.delete()
                 if read_error is not None:
                     raise read_error
                 deleted = True
@@ -428,8 +472,8 @@ class OAuthTokenSource:
 
     def _obtain(self) -> Token:
         """Tiers 1-4 under the in-process lock (caller holds `self._lock`)."""
-        now = self._clock()
-        current = self._token
+        now = self.clock()
+        current = self._memory
         if current is not None and current.fresh(now):
             return current
         if current is not None and current.valid(now) and now < self._retry_at:
@@ -437,14 +481,14 @@ class OAuthTokenSource:
         try:
             new = self._from_shared_tiers()
         except OAuthAuthError as exc:
-            now = self._clock()
+            now = self.clock()
             if current is not None and current.valid(now):
                 self._failures += 1
                 delay = min(PROACTIVE_RETRY_MIN * 2 ** (self._failures - 1), PROACTIVE_RETRY_MAX)
                 self._retry_at = now + delay
                 log.warning(
                     "refreshing the access token failed (%s); serving the current one until"
-                    " it expires, next attempt in %.0f s", _short(exc), delay,
+                    " it expires, next attempt in %.0f s", short_error(exc), delay,
                 )
                 return current
             raise
@@ -456,35 +500,29 @@ class OAuthTokenSource:
         errors: list[OAuthAuthError] = []
         if self._secrets is None:
             return self._without_secrets(errors)
-        key = self._key()
-        hit = self._read_access_cache(key, errors)
+        store = self._store_of(self._key())
+        hit = self._read_shared(store, errors)
         if hit is not None:
             return hit
-        with self._exclusive(key):
+        with store.lock(self._lock_timeout):
             # Another process may have refreshed while we waited for the lock.
-            hit = self._read_access_cache(key, errors)
+            hit = self._read_shared(store, errors)
             if hit is not None:
                 return hit
             try:
-                stored = self._secrets.get_secret(key) or None
+                stored = store.read_refresh_token()
             except OAuthAuthError as exc:
                 # Under the lock a failed read is an error, not a miss: refreshing with an
                 # older copy could spend a rotated token and end the session.
                 errors.append(exc)
                 raise
-            refresh, previous = stored or self._refresh_token, stored
-            unsaved = self._unsaved.take(key)
-            if unsaved is not None:
-                spent, newer = unsaved
-                if stored == spent:  # our rotation never reached the store: repair it
-                    refresh = newer
-                    previous = newer if self._store_refresh(key, newer, spent) else spent
+            refresh = stored.token or self._refresh_token
             if refresh:
                 try:
-                    return self._refresh_and_store(key, refresh, previous)
+                    return self._refresh_and_store(store, refresh, stored.held)
                 except InvalidGrantError as exc:
                     errors.append(exc)
-                    retried = self._after_invalid_grant(key, refresh)
+                    retried = self._after_invalid_grant(store, refresh)
                     if retried is not None:
                         return retried
                 except OAuthError as exc:
@@ -492,14 +530,14 @@ class OAuthTokenSource:
                     if not (self.interactive and exc.error in LOGIN_CURES):
                         raise
             if self.interactive:
-                return self._login_and_store(key)
+                return self._login_and_store(store, stored.held)
         raise self._no_credentials(errors)
 
     def _without_secrets(self, errors: list[OAuthAuthError]) -> Token:
         """Tiers 1 and 4 only: nothing is shared, so no lock is taken."""
         if self._refresh_token:
             try:
-                return self._refresh_and_store("", self._refresh_token, None)
+                return self._refresh_and_store(None, self._refresh_token, None)
             except InvalidGrantError as exc:
                 self._refresh_token = None
                 errors.append(exc)
@@ -508,38 +546,39 @@ class OAuthTokenSource:
                 if not (self.interactive and exc.error in LOGIN_CURES):
                     raise
         if self.interactive:
-            return self._login_and_store("")
+            return self._login_and_store(None, None)
         if errors:
             raise errors[0]
-        raise SecretsError(
-            "no secrets provider is configured, so there is no stored session to use"
-            " (tiers 2 and 3 are skipped)",
-            hint="pass secrets_provider=KeyringSecrets() to keep the session between runs,"
-            " or interactive=True to log in",
+        raise _no_secrets_error()
+
+    def _servable(self, shared: Token, now: float) -> bool:
+        """The tier-2 rule: serve a shared token while more than our window remains,
+        and never one a resource server rejected."""
+        return (
+            shared.expiry is not None
+            and shared.access_token not in self._rejected
+            and now < shared.expiry - self.preemptive_refresh_window
         )
 
-    def _read_access_cache(self, key: str, errors: list[OAuthAuthError]) -> Token | None:
-        """Tier 2: the shared `<key>_AT` entry, if more than our window remains."""
-        if self._secrets is None:
-            return None
+    def _read_shared(
+        self, store: SecretsSessionStore, errors: list[OAuthAuthError]
+    ) -> Token | None:
+        """Tier 2: the shared `<key>_AT` entry, if `_servable`; kept in memory too."""
         try:
-            raw = self._secrets.get_secret(key + AT_SUFFIX)
+            shared = store.read_access_token()
         except OAuthAuthError as exc:
             log.debug("reading the shared access token failed: %s", exc)
             errors.append(exc)
             return None
-        cached = decode_at_entry(raw)
-        if cached is None or cached.expiry is None or cached.access_token in self._rejected:
+        if shared is None or shared.expiry is None or not self._servable(shared, self.clock()):
             return None
-        now = self._clock()
-        if cached.expiry - self.preemptive_refresh_window <= now:
-            return None
-        self._token = Token(cached.access_token, cached.expiry,
-                            refresh_at=cached.expiry - self.preemptive_refresh_window)
-        log.debug("access token %s served from the shared cache", fingerprint(cached.access_token))
-        return self._token
+        log.debug("access token %s served from the shared cache", fingerprint(shared.access_token))
+        return self._keep(Token(shared.access_token, shared.expiry,
+                                refresh_at=shared.expiry - self.preemptive_refresh_window))
 
-    def _refresh_and_store(self, key: str, refresh: str, stored: str | None) -> Token:
+    def _refresh_and_store(
+        self, store: SecretsSessionStore | None, refresh: str, held: str | None
+    ) -> Token:
         """Spend `refresh` at the token endpoint, then keep and persist the result."""
         from ._protocol import refresh_form
 
@@ -547,37 +586,34 @@ class OAuthTokenSource:
         form = refresh_form(refresh, self.oidc.client_id, self.oidc.audience)
         log.debug("refreshing with refresh token %s", fingerprint(refresh))
         _, doc = self._http().post_form(meta.token_endpoint, form)
-        token = parse_token_response(doc, self._clock(), previous_refresh_token=refresh)
-        return self._install(key, token, previous=stored)
+        token = parse_token_response(doc, self.clock(), previous_refresh_token=refresh)
+        return self._install(store, token, held)
 
-    def _after_invalid_grant(self, key: str, failed: str) -> Token | None:
+    def _after_invalid_grant(self, store: SecretsSessionStore, failed: str) -> Token | None:
         """The refresh token was refused. If a sibling rotated it meanwhile, use the newer
         one once; otherwise drop the dead one (only if it is still what is stored)."""
-        if self._secrets is None:
-            return None
         try:
-            stored = self._secrets.get_secret(key) or None
+            stored = store.read_refresh_token().held
         except OAuthAuthError as exc:
             log.warning("could not re-read the refresh token after invalid_grant: %s", exc)
             return None
         if stored and stored != failed:
             log.info("the stored refresh token changed meanwhile; retrying with it")
             try:
-                return self._refresh_and_store(key, stored, stored)
+                return self._refresh_and_store(store, stored, stored)
             except InvalidGrantError:
                 failed = stored
         if self._refresh_token in (failed, stored):
             self._refresh_token = None
         try:
-            if (self._secrets.get_secret(key) or None) == failed:
-                self._secrets.delete_secret(key)
-                log.info("deleted the dead refresh token %s", fingerprint(failed))
+            store.delete_refresh_token_if(failed)
         except OAuthAuthError as exc:
             log.warning("could not delete the dead refresh token: %s", exc)
         return None
 
-    def _login_and_store(self, key: str) -> Token:
-        """Tier 4: the interactive login, then store its refresh token."""
+    def _login_and_store(self, store: SecretsSessionStore | None, held: str | None) -> Token:
+        """Tier 4: the interactive login, then store its refresh token in place of `held`
+        (what the store held when the lock was taken)."""
         from ._login import interactive_login
 
         meta = self._metadata()
@@ -593,56 +629,24 @@ class OAuthTokenSource:
             extra_params=self._auth_params,
             stderr=self._stderr,
         )
-        token = parse_token_response(doc, self._clock())
+        token = parse_token_response(doc, self.clock())
         if not token.refresh_token and not self._warned_no_refresh:
             self._warned_no_refresh = True
             log.warning(
                 "the provider issued no refresh token, so this session will not outlive the"
                 " process; it probably did not grant the offline_access scope"
             )
-        return self._install(key, token, previous=None)
+        return self._install(store, token, held)
 
-    def _install(self, key: str, token: Token, previous: str | None) -> Token:
-        """Keep a new token in memory and persist it: refresh token first (only when it
-        changed), then the `_AT` entry, then the config persister (only when it changed).
-        """
-        now = self._clock()
-        self._token = token.with_window(now, self.preemptive_refresh_window)
+    def _install(self, store: SecretsSessionStore | None, token: Token, held: str | None) -> Token:
+        """Keep a new token in memory, then let the store persist it (in the contract's
+        order: refresh token, `_AT` entry, config persister; see `_store`)."""
+        kept = token.with_window(self.clock(), self.preemptive_refresh_window)
+        self._keep(kept)
         self._refresh_token = token.refresh_token
-        if self._secrets is None or not key:
-            return self._token
-        rotated = bool(token.refresh_token) and token.refresh_token != previous
-        if rotated:
-            rotated = self._store_refresh(key, token.refresh_token or "", previous)
-        entry = encode_at_entry(token)
-        try:
-            if entry is not None:
-                self._secrets.set_secret(key + AT_SUFFIX, entry)
-        except OAuthAuthError as exc:
-            log.debug("could not share the access token: %s", exc)
-        if rotated and self._persister is not None:
-            expiry = token.expiry_datetime or datetime.fromtimestamp(0, tz=timezone.utc)
-            try:
-                self._persister(key, expiry)
-            except Exception as exc:  # noqa: BLE001 - a persister bug must not lose a token
-                log.warning("config_persister failed: %s", _short(exc))
-        return self._token
-
-    def _store_refresh(self, key: str, refresh: str, previous: str | None) -> bool:
-        """Store a new refresh token in place of `previous`; False when the store refused
-        (then it is pending: stored at the next refresh, or at exit at the latest)."""
-        if self._secrets is None:
-            return False
-        try:
-            self._secrets.set_secret(key, refresh)
-        except OAuthAuthError as exc:
-            log.warning(
-                "could not store the new refresh token (%s); this process keeps it and will"
-                " store it at its next refresh or when it exits", _short(exc),
-            )
-            self._unsaved.hold(key, previous, refresh)
-            return False
-        return True
+        if store is not None:
+            store.save(token, held)
+        return kept
 
     def _no_credentials(self, errors: list[OAuthAuthError]) -> BaseException:
         for exc in errors:
@@ -651,7 +655,7 @@ class OAuthTokenSource:
         if errors:
             return errors[0]
         if self._fallback is not None:
-            return self._fallback
+            return fresh_copy(self._fallback)  # the caller's instance would grow forever
         return LoginRequiredError(
             f"no usable credentials for client {self.oidc.client_id!r} at {self.oidc.issuer}",
             hint="log in interactively first (for example `oauth-auth login`)",
@@ -665,17 +669,21 @@ class OAuthTokenSource:
             raise ConfigError("key_provider returned an empty or non-string key")
         return key
 
-    @contextlib.contextmanager
-    def _exclusive(self, key: str, timeout: float | None = None) -> Iterator[None]:
-        """The key's cross-process refresh lock (`timeout` None: `lock_timeout`)."""
-        if not self._cross_process_lock:
-            yield
-            return
-        from ._locking import lock_path, process_lock
+    def _store_of(self, key: str) -> SecretsSessionStore:
+        """The session store of `key` (the last one is kept: keys rarely change, and it
+        holds a pending rotation until it is stored)."""
+        store = self._store
+        if store is None or store.key != key:
+            from ._store import SecretsSessionStore
 
-        wait = self._lock_timeout if timeout is None else timeout
-        with process_lock(lock_path(key, self._lock_dir), wait):
-            yield
+            if self._secrets is None:
+                raise _no_secrets_error()
+            store = SecretsSessionStore(
+                self._secrets, key, lock_dir=self._lock_dir, persister=self._persister,
+                cross_process_lock=self._cross_process_lock,
+            )
+            self._store = store
+        return store
 
     def _http(self) -> IdPHttp:
         if self._http_client is None:
@@ -703,8 +711,8 @@ class OAuthTokenSource:
                 meta.revocation_endpoint, revocation_form(refresh, self.oidc.client_id)
             )
         except OAuthAuthError as exc:
-            log.warning("revoking the refresh token failed: %s", _short(exc))
-            return False, _short(exc)
+            log.warning("revoking the refresh token failed: %s", short_error(exc))
+            return False, short_error(exc)
         if status != 200:
             log.warning("revoking the refresh token failed: HTTP %s", status)
             return False, f"HTTP {status}"
@@ -715,13 +723,14 @@ class OAuthTokenSource:
         while len(self._rejected) > MAX_REJECTED:
             del self._rejected[next(iter(self._rejected))]
 
-    def _async_lock(self) -> asyncio.Lock:
-        import asyncio
+    def _async_lock(self) -> Any:
+        """The anyio lock of the running event loop (asyncio) or run (trio)."""
+        import anyio
 
-        loop = asyncio.get_running_loop()
-        lock = self._alocks.get(loop)
+        runtime = _current_runtime()
+        lock = self._alocks.get(runtime)
         if lock is None:
-            lock = self._alocks.setdefault(loop, asyncio.Lock())
+            lock = self._alocks.setdefault(runtime, anyio.Lock())
         return lock
 
     def close(self) -> None:
@@ -738,6 +747,28 @@ class OAuthTokenSource:
         return lock_path(self._key(), self._lock_dir)
 
 
+def has_fast_path(source: object) -> TypeGuard[OAuthTokenSource]:
+    """Whether an adapter may serve `source.fast_path` itself: an `OAuthTokenSource`
+    whose `token()` is this module's (a subclass that overrides it gets its own)."""
+    return isinstance(source, OAuthTokenSource) and type(source).token is OAuthTokenSource.token
+
+
+def _current_runtime() -> object:
+    """The running event loop (asyncio) or trio run, as a weak-referenceable key."""
+    import anyio.lowlevel
+
+    return anyio.lowlevel.current_token().native_token
+
+
+def _no_secrets_error() -> SecretsError:
+    return SecretsError(
+        "no secrets provider is configured, so there is no stored session to use"
+        " (tiers 2 and 3 are skipped)",
+        hint="pass secrets_provider=KeyringSecrets() to keep the session between runs,"
+        " or interactive=True to log in",
+    )
+
+
 def _window_seconds(value: timedelta | float | None) -> float:
     if value is None:
         return DEFAULT_PREEMPTIVE_WINDOW
@@ -748,10 +779,3 @@ def _window_seconds(value: timedelta | float | None) -> float:
             hint="None means the default of 30 s",
         )
     return seconds
-
-
-def _short(exc: BaseException) -> str:
-    """One line naming an error, for warnings (our errors never contain secrets)."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-

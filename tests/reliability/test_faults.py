@@ -366,7 +366,7 @@ def test_odd_but_usable_expires_in(session: Session, figures: Figures, klass: st
     before = time.time()
 
     assert source.token() == "odd-but-usable-token"
-    token = source._token
+    token = source._memory
     assert token is not None
     assert token.expiry is not None
     assert before + lifetime - 5 <= token.expiry <= time.time() + lifetime + 5

@@ -185,7 +185,7 @@ def test_library_files_are_private_and_hold_no_token(idp: IdP, tmp_path: Path,
     assert stat.S_IMODE(lock.stat().st_mode) == 0o600
     assert stat.S_IMODE(lock.parent.stat().st_mode) == 0o700
     assert lock.read_bytes() == b""
-    for obj in (opened.source, opened, opened.source._token, store):
+    for obj in (opened.source, opened, opened.source._memory, store):
         for secret in (access, refresh, session.refresh_token):
             assert secret not in repr(obj)
     figures.add("secret hygiene: files and reprs (library)",

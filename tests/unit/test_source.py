@@ -460,9 +460,9 @@ def test_huge_expires_in_is_clamped(idp: FakeProvider, clock: FakeClock,
     source = make_source(idp, clock, secrets, tmp_path)
     secrets.inner.set_secret(KEY, idp.seed())
     assert source.token() == "at-1"
-    assert source._token is not None
-    assert source._token.expiry is not None
-    assert source._token.expiry - clock.now <= 10 * 365 * 24 * 3600
+    assert source._memory is not None
+    assert source._memory.expiry is not None
+    assert source._memory.expiry - clock.now <= 10 * 365 * 24 * 3600
 
 
 def test_invalidate_only_drops_the_rejected_token(
@@ -500,7 +500,7 @@ def test_invalidate_leaves_the_entry_to_a_process_that_is_refreshing(
         source.invalidate(token)
         assert time.monotonic() - started < 2  # did not wait for the holder
         assert (secrets.inner.get_secret(KEY + "_AT") or "").startswith(token + "|")
-    assert source._token is None  # tier 1 dropped all the same
+    assert source._memory is None  # tier 1 dropped all the same
     source.invalidate(token)  # the lock is free: the rejected entry goes
     assert secrets.inner.get_secret(KEY + "_AT") is None
     assert source.token() == "at-2"
@@ -595,8 +595,8 @@ def test_reprs_hold_no_secret(source: OAuthTokenSource, idp: FakeProvider,
     secrets.inner.set_secret(KEY, idp.seed("rt-secret-value"))
     token = source.token()
     assert token not in repr(source)
-    assert source._token is not None
-    text = repr(source._token)
+    assert source._memory is not None
+    text = repr(source._memory)
     assert token not in text
     assert "rt-" not in text
     assert "expiry=" in text
@@ -739,9 +739,9 @@ def test_interactive_logs_in_only_when_a_login_can_cure_the_refresh_error(
     source = make_source(idp, clock, secrets, tmp_path, interactive=True)
     logins: list[str] = []
 
-    def fake_login(key: str) -> Token:
-        logins.append(key)
-        return source._install(key, Token("login-token", clock.now + 3600, "rt-login"), None)
+    def fake_login(store: Any, held: str | None) -> Token:
+        logins.append(store.key)
+        return source._install(store, Token("login-token", clock.now + 3600, "rt-login"), held)
 
     source._login_and_store = fake_login  # type: ignore[method-assign]
     secrets.inner.set_secret(KEY, idp.seed())
