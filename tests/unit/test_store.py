@@ -108,7 +108,9 @@ def test_save_writes_refresh_token_then_access_token_then_persister(tmp_path: Pa
     assert order == [KEY, AT, "persister"]
     assert secrets.get_secret(KEY) == "rt-new"
     cached = decode_at_entry(secrets.get_secret(AT))
-    assert cached is not None and cached.access_token == "at-new" and cached.expiry == EXPIRY
+    assert cached is not None
+    assert cached.access_token == "at-new"
+    assert cached.expiry == EXPIRY
     assert persisted == [(KEY, datetime.fromtimestamp(EXPIRY, tz=timezone.utc))]
 
 
@@ -241,7 +243,8 @@ def test_delete_tries_both_entries_and_forgets_the_pending_rotation(tmp_path: Pa
     assert ("delete", AT) in secrets.calls  # tried although the first one failed
     secrets.refuse.clear()
     store.delete()
-    assert secrets.get_secret(KEY) is None and secrets.get_secret(AT) is None
+    assert secrets.get_secret(KEY) is None
+    assert secrets.get_secret(AT) is None
     del store
     gc.collect()
     assert secrets.get_secret(KEY) is None  # the logout is not undone at exit
@@ -274,5 +277,6 @@ def test_the_repr_names_no_secret(tmp_path: Path) -> None:
     secrets = Recording()
     store = make(secrets, tmp_path)
     text = repr(store) + repr(StoredRefresh("rt-secret-value", "rt-other-secret"))
-    assert "rt-secret-value" not in text and "rt-other-secret" not in text
+    assert "rt-secret-value" not in text
+    assert "rt-other-secret" not in text
     assert KEY in text
