@@ -43,7 +43,7 @@ if TYPE_CHECKING:
         ScopedSecrets,
         SecretsProvider,
     )
-    from .source import OAuthTokenSource
+    from .source import LogoutResult, OAuthTokenSource, SourceStatus, TokenSourceLike
 
 __version__ = "0.1.0"
 
@@ -56,6 +56,7 @@ __all__ = [
     "LockTimeoutError",
     "LoginError",
     "LoginRequiredError",
+    "LogoutResult",
     "MemorySecrets",
     "OAuthAuthError",
     "OAuthError",
@@ -67,6 +68,8 @@ __all__ = [
     "ScopedSecrets",
     "SecretsError",
     "SecretsProvider",
+    "SourceStatus",
+    "TokenSourceLike",
     "TransportError",
     "derive_secret_key",
     "ensure_offline_access",
@@ -80,6 +83,9 @@ __all__ = [
 _LAZY = {
     "OIDCParams": "._params",
     "OAuthTokenSource": ".source",
+    "LogoutResult": ".source",
+    "SourceStatus": ".source",
+    "TokenSourceLike": ".source",
     "OIDCAuth": ".auth",
     "SecretsProvider": ".secrets",
     "KeyringSecrets": ".secrets",

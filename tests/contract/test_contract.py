@@ -92,6 +92,8 @@ PUBLIC_NAMES = (
     "ChainSecrets",
     "registry_auth",
     "llm_gateway_auth",
+    "LogoutResult",
+    "TokenSourceLike",
     *ERROR_NAMES,
 )
 
