@@ -48,8 +48,11 @@ def cfg_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def provider() -> Any:
-    """A fresh fake OAuth provider on httpx.MockTransport (tests.support.fakes)."""
+def fake_idp() -> Any:
+    """A fresh fake OAuth provider on httpx.MockTransport (tests.support.fakes).
+
+    `real_idp` (tests/support/idp.py) is the real oidc-provider on loopback.
+    """
     from tests.support.fakes import FakeProvider  # after register_assert_rewrite
 
     return FakeProvider()

@@ -3,7 +3,7 @@
 Only public names of `oauth_auth` are used; the command runs as `python -m oauth_auth` in
 subprocesses. The identity provider is a small OAuth server on 127.0.0.1 written here
 (discovery, refresh grant, revocation), except for the interactive logins, which use the
-bench's real oidc-provider (`idp`). The keyring is a file-backed keyring backend whose
+bench's real oidc-provider (`real_idp`). The keyring is a file-backed keyring backend whose
 module this file writes into the test's temporary directory and selects the documented
 way, with PYTHON_KEYRING_BACKEND, so the command and the library share it.
 """
@@ -1228,7 +1228,7 @@ def test_llm_gateway_auth_env_injection_scope_and_ten_minute_window(
 
 
 def test_browser_login_stores_rt_then_at_then_persists(
-    idp: Any, sources: list[OAuthTokenSource]
+    real_idp: Any, sources: list[OAuthTokenSource]
 ) -> None:
     from tests.support.browser import Background, http_browser_login
 
@@ -1241,7 +1241,7 @@ def test_browser_login_stores_rt_then_at_then_persists(
         persisted.append((key, expiry))
 
     browser = Background(http_browser_login)
-    oidc = OIDCParams(idp.issuer, idp.client_id, callback_port=port)
+    oidc = OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=port)
     source = OAuthTokenSource(
         oidc,
         key_provider=lambda: "LOGIN_KEY",
@@ -1270,14 +1270,14 @@ def test_browser_login_stores_rt_then_at_then_persists(
 
 
 def test_device_login_opens_the_complete_verification_uri(
-    idp: Any, sources: list[OAuthTokenSource]
+    real_idp: Any, sources: list[OAuthTokenSource]
 ) -> None:
     from tests.support.browser import Background
     from tests.support.idp import http_device_approve
 
     approver = Background(http_device_approve)
     store = MemorySecrets()
-    oidc = OIDCParams(idp.issuer, idp.client_id)
+    oidc = OIDCParams(real_idp.issuer, real_idp.client_id)
     source = OAuthTokenSource(
         oidc,
         key_provider=lambda: "DEVICE_KEY",
@@ -1579,20 +1579,20 @@ def run_login(
 
 
 def test_cli_login_no_browser_prints_the_url_and_stores_the_session(
-    idp: Any, tmp_path: Path
+    real_idp: Any, tmp_path: Path
 ) -> None:
     from tests.support.browser import http_browser_login
 
     env = cli_env(tmp_path)
     port = free_port()
-    flags = ["--issuer", idp.issuer, "--client-id", idp.client_id]
+    flags = ["--issuer", real_idp.issuer, "--client-id", real_idp.client_id]
     argv = ["login", *flags, "--callback-port", str(port), "--no-browser"]
     code, stdout, url = run_login(env, argv, r"(https?://\S+/auth\?\S+)", http_browser_login)
     assert (code, stdout) == (0, "")
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
     assert query["redirect_uri"] == f"http://localhost:{port}/callback"
     assert query["code_challenge_method"] == "S256"
-    key = derive_secret_key("OAUTH_AUTH_", idp.client_id, idp.issuer)
+    key = derive_secret_key("OAUTH_AUTH_", real_idp.client_id, real_idp.issuer)
     stored = KeyringFile(tmp_path / "keyring.json").entries()
     assert set(stored) == {key, key + "_AT"}
     access = stored[key + "_AT"].partition("|")[0]
@@ -1600,18 +1600,18 @@ def test_cli_login_no_browser_prints_the_url_and_stores_the_session(
     assert (result.returncode, result.stdout) == (0, access + "\n"), result.stderr
 
 
-def test_cli_login_device_uses_the_device_grant(idp: Any, tmp_path: Path) -> None:
+def test_cli_login_device_uses_the_device_grant(real_idp: Any, tmp_path: Path) -> None:
     from tests.support.idp import http_device_approve
 
     env = cli_env(tmp_path)
-    flags = ["--issuer", idp.issuer, "--client-id", idp.client_id]
+    flags = ["--issuer", real_idp.issuer, "--client-id", real_idp.client_id]
     code, stdout, _ = run_login(
         env, ["login", *flags, "--device"], r"(https?://\S*user_code=\S+)", http_device_approve
     )
     assert (code, stdout) == (0, "")
-    assert idp.token_requests("urn:ietf:params:oauth:grant-type:device_code") == 1
-    assert idp.token_requests("authorization_code", outcome=None) == 0
-    key = derive_secret_key("OAUTH_AUTH_", idp.client_id, idp.issuer)
+    assert real_idp.token_requests("urn:ietf:params:oauth:grant-type:device_code") == 1
+    assert real_idp.token_requests("authorization_code", outcome=None) == 0
+    key = derive_secret_key("OAUTH_AUTH_", real_idp.client_id, real_idp.issuer)
     assert set(KeyringFile(tmp_path / "keyring.json").entries()) == {key, key + "_AT"}
 
 

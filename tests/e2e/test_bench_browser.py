@@ -32,46 +32,46 @@ def _login_url(idp: IdP, redirect_uri: str, state: str = "st-1") -> tuple[str, s
     return url, verifier
 
 
-def test_http_login_follows_the_callback(idp: IdP, callback_catcher: CallbackCatcher) -> None:
-    url, verifier = _login_url(idp, callback_catcher.redirect_uri)
+def test_http_login_follows_the_callback(real_idp: IdP, callback_catcher: CallbackCatcher) -> None:
+    url, verifier = _login_url(real_idp, callback_catcher.redirect_uri)
     final = http_browser_login(url, login="carol")
 
     query = callback_catcher.wait()
     assert final.startswith(callback_catcher.redirect_uri + "?")
     assert dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(final).query)) == query
     assert query["state"] == "st-1"
-    assert query["iss"] == idp.issuer
+    assert query["iss"] == real_idp.issuer
     assert callback_catcher.paths == ["/callback"]
 
     tokens = exchange_code(
-        idp, query["code"], redirect_uri=callback_catcher.redirect_uri, code_verifier=verifier
+        real_idp, query["code"], redirect_uri=callback_catcher.redirect_uri, code_verifier=verifier
     ).json()
     assert {"access_token", "refresh_token", "id_token"} <= set(tokens)
-    assert idp.counts()["token"] == {"authorization_code": {"ok": 1}}
+    assert real_idp.counts()["token"] == {"authorization_code": {"ok": 1}}
 
 
 def test_http_deny_reaches_the_callback_with_access_denied(
-    idp: IdP, callback_catcher: CallbackCatcher
+    real_idp: IdP, callback_catcher: CallbackCatcher
 ) -> None:
-    url, _ = _login_url(idp, callback_catcher.redirect_uri)
+    url, _ = _login_url(real_idp, callback_catcher.redirect_uri)
     http_browser_deny(url)
     query = callback_catcher.wait()
     assert query["error"] == "access_denied"
     assert query["state"] == "st-1"
-    assert idp.counts()["token"] == {}
+    assert real_idp.counts()["token"] == {}
 
 
-def test_unregistered_redirect_uri_is_reported(idp: IdP) -> None:
-    url, _ = _login_url(idp, "http://127.0.0.1:4711/elsewhere")
+def test_unregistered_redirect_uri_is_reported(real_idp: IdP) -> None:
+    url, _ = _login_url(real_idp, "http://127.0.0.1:4711/elsewhere")
     with pytest.raises(BrowserFlowError, match="400"):
         http_browser_login(url, follow_callback=False)
 
 
-def test_dev_pages_do_not_reach_for_web_fonts(idp: IdP) -> None:
-    url, _ = _login_url(idp, "http://127.0.0.1:4711/callback")
+def test_dev_pages_do_not_reach_for_web_fonts(real_idp: IdP) -> None:
+    url, _ = _login_url(real_idp, "http://127.0.0.1:4711/callback")
     with httpx.Client(follow_redirects=True) as client:
         page = client.get(url)
-        device = client.get(f"{idp.issuer}/device")
+        device = client.get(f"{real_idp.issuer}/device")
     assert 'name="login"' in page.text
     assert "op.deviceInputForm" in device.text
     for text in (page.text, device.text):
@@ -80,12 +80,12 @@ def test_dev_pages_do_not_reach_for_web_fonts(idp: IdP) -> None:
 
 
 def test_background_opener_runs_the_login_in_a_thread(
-    idp: IdP,
+    real_idp: IdP,
     callback_catcher: CallbackCatcher,
     background_browser: Callable[..., Background],
 ) -> None:
     opener = background_browser(http_browser_login, login="dave")
-    url, _ = _login_url(idp, callback_catcher.redirect_uri, state="bg")
+    url, _ = _login_url(real_idp, callback_catcher.redirect_uri, state="bg")
     assert opener(url) is True
     final = opener.wait(timeout=20)
     assert opener.urls == [url]
@@ -127,32 +127,32 @@ def test_chromium_navigation_errors_mean_not_yet_and_others_fail() -> None:
 
 @pytest.mark.browser
 def test_chromium_login_end_to_end(
-    idp: IdP, chromium: Callable[..., str], callback_catcher: CallbackCatcher
+    real_idp: IdP, chromium: Callable[..., str], callback_catcher: CallbackCatcher
 ) -> None:
-    url, verifier = _login_url(idp, callback_catcher.redirect_uri, state="chr")
+    url, verifier = _login_url(real_idp, callback_catcher.redirect_uri, state="chr")
     final = chromium(url, login="erin")
 
     query = callback_catcher.wait()
     assert final.startswith(callback_catcher.redirect_uri)
     assert query["state"] == "chr"
-    assert query["iss"] == idp.issuer
+    assert query["iss"] == real_idp.issuer
     assert "/callback" in callback_catcher.paths
     assert len(callback_catcher.queries) == 1
 
     response = exchange_code(
-        idp, query["code"], redirect_uri=callback_catcher.redirect_uri, code_verifier=verifier
+        real_idp, query["code"], redirect_uri=callback_catcher.redirect_uri, code_verifier=verifier
     )
     assert response.status_code == 200, response.text
     tokens = response.json()
     assert tokens["refresh_token"]
-    assert idp.counts()["token"] == {"authorization_code": {"ok": 1}}
+    assert real_idp.counts()["token"] == {"authorization_code": {"ok": 1}}
 
 
 @pytest.mark.browser
 def test_chromium_cancel_gives_access_denied(
-    idp: IdP, chromium: Callable[..., str], callback_catcher: CallbackCatcher
+    real_idp: IdP, chromium: Callable[..., str], callback_catcher: CallbackCatcher
 ) -> None:
-    url, _ = _login_url(idp, callback_catcher.redirect_uri, state="no")
+    url, _ = _login_url(real_idp, callback_catcher.redirect_uri, state="no")
     chromium(url, consent=False)
     query = callback_catcher.wait()
     assert query["error"] == "access_denied"

@@ -37,17 +37,17 @@ pytestmark = pytest.mark.idp
 RESOURCE = "https://api.example.test"
 
 
-def test_discovery_matches_the_contract(idp: IdP) -> None:
-    meta = idp.metadata
-    assert meta["issuer"] == idp.issuer
-    assert idp.issuer.startswith("http://127.0.0.1:")
-    assert not idp.issuer.endswith("/")
-    assert meta["authorization_endpoint"] == idp.authorization_endpoint
-    assert meta["token_endpoint"] == idp.token_endpoint
-    assert meta["device_authorization_endpoint"] == idp.device_authorization_endpoint
-    assert meta["revocation_endpoint"] == idp.revocation_endpoint
-    assert meta["introspection_endpoint"] == idp.introspection_endpoint
-    assert meta["jwks_uri"] == idp.jwks_uri
+def test_discovery_matches_the_contract(real_idp: IdP) -> None:
+    meta = real_idp.metadata
+    assert meta["issuer"] == real_idp.issuer
+    assert real_idp.issuer.startswith("http://127.0.0.1:")
+    assert not real_idp.issuer.endswith("/")
+    assert meta["authorization_endpoint"] == real_idp.authorization_endpoint
+    assert meta["token_endpoint"] == real_idp.token_endpoint
+    assert meta["device_authorization_endpoint"] == real_idp.device_authorization_endpoint
+    assert meta["revocation_endpoint"] == real_idp.revocation_endpoint
+    assert meta["introspection_endpoint"] == real_idp.introspection_endpoint
+    assert meta["jwks_uri"] == real_idp.jwks_uri
     assert meta["code_challenge_methods_supported"] == ["S256"]
     assert meta["authorization_response_iss_parameter_supported"] is True
     assert {"openid", "offline_access", "profile", "email"} <= set(meta["scopes_supported"])
@@ -55,8 +55,8 @@ def test_discovery_matches_the_contract(idp: IdP) -> None:
     assert "end_session_endpoint" in meta
 
 
-def test_login_returns_tokens_and_counts_one_code_exchange(idp: IdP) -> None:
-    tokens = obtain_tokens(idp, scopes=("openid", "offline_access", "email"))
+def test_login_returns_tokens_and_counts_one_code_exchange(real_idp: IdP) -> None:
+    tokens = obtain_tokens(real_idp, scopes=("openid", "offline_access", "email"))
 
     assert tokens["token_type"] == "Bearer"
     assert tokens["access_token"]
@@ -65,17 +65,17 @@ def test_login_returns_tokens_and_counts_one_code_exchange(idp: IdP) -> None:
     claims = decode_jwt_payload(tokens["id_token"])
     assert claims["sub"] == "alice"
     assert claims["email"] == "alice@example.test"
-    assert claims["iss"] == idp.issuer
-    assert claims["aud"] == idp.client_id
-    counts = idp.counts()
+    assert claims["iss"] == real_idp.issuer
+    assert claims["aud"] == real_idp.client_id
+    counts = real_idp.counts()
     assert counts["token"] == {"authorization_code": {"ok": 1}}
     assert counts["authorization"] == 1
 
 
-def test_callback_carries_code_state_and_iss(idp: IdP) -> None:
+def test_callback_carries_code_state_and_iss(real_idp: IdP) -> None:
     _, challenge = make_pkce()
     url = authorization_url(
-        idp,
+        real_idp,
         redirect_uri="http://localhost:4711/callback",
         code_challenge=challenge,
         state="s-123",
@@ -85,15 +85,15 @@ def test_callback_carries_code_state_and_iss(idp: IdP) -> None:
     query = dict(urllib.parse.parse_qsl(parts.query))
     assert (parts.hostname, parts.port, parts.path) == ("localhost", 4711, "/callback")
     assert query["state"] == "s-123"
-    assert query["iss"] == idp.issuer
+    assert query["iss"] == real_idp.issuer
     assert query["code"]
 
 
-def test_pkce_is_required(idp: IdP) -> None:
-    url = f"{idp.authorization_endpoint}?" + urllib.parse.urlencode(
+def test_pkce_is_required(real_idp: IdP) -> None:
+    url = f"{real_idp.authorization_endpoint}?" + urllib.parse.urlencode(
         {
             "response_type": "code",
-            "client_id": idp.client_id,
+            "client_id": real_idp.client_id,
             "redirect_uri": "http://127.0.0.1:4711/callback",
             "scope": "openid",
             "state": "x",
@@ -105,23 +105,25 @@ def test_pkce_is_required(idp: IdP) -> None:
     assert "PKCE" in query["error_description"]
 
 
-def test_wrong_code_verifier_is_invalid_grant(idp: IdP) -> None:
+def test_wrong_code_verifier_is_invalid_grant(real_idp: IdP) -> None:
     _, challenge = make_pkce()
     other_verifier, _ = make_pkce()
     redirect_uri = "http://127.0.0.1:4711/callback"
-    url = authorization_url(idp, redirect_uri=redirect_uri, code_challenge=challenge, state="s")
+    url = authorization_url(real_idp, redirect_uri=redirect_uri, code_challenge=challenge,
+                            state="s")
     callback = http_browser_login(url, follow_callback=False)
     code = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(callback).query))["code"]
-    response = exchange_code(idp, code, redirect_uri=redirect_uri, code_verifier=other_verifier)
+    response = exchange_code(real_idp, code, redirect_uri=redirect_uri,
+                             code_verifier=other_verifier)
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
-    assert idp.counts()["token"] == {"authorization_code": {"invalid_grant": 1}}
+    assert real_idp.counts()["token"] == {"authorization_code": {"invalid_grant": 1}}
 
 
-def test_cancel_gives_access_denied(idp: IdP) -> None:
+def test_cancel_gives_access_denied(real_idp: IdP) -> None:
     _, challenge = make_pkce()
     url = authorization_url(
-        idp, redirect_uri="http://127.0.0.1:4711/callback", code_challenge=challenge, state="s"
+        real_idp, redirect_uri="http://127.0.0.1:4711/callback", code_challenge=challenge, state="s"
     )
     for callback in (
         http_browser_deny(url, follow_callback=False),
@@ -133,31 +135,31 @@ def test_cancel_gives_access_denied(idp: IdP) -> None:
         assert "code" not in query
 
 
-def test_refresh_rotates_and_reuse_is_invalid_grant(idp: IdP) -> None:
-    tokens = obtain_tokens(idp)
-    idp.reset_counts()
+def test_refresh_rotates_and_reuse_is_invalid_grant(real_idp: IdP) -> None:
+    tokens = obtain_tokens(real_idp)
+    real_idp.reset_counts()
 
-    first = refresh(idp, tokens["refresh_token"])
+    first = refresh(real_idp, tokens["refresh_token"])
     assert first.status_code == 200
     assert first.json()["refresh_token"] != tokens["refresh_token"]
     assert first.json()["access_token"] != tokens["access_token"]
 
-    reused = refresh(idp, tokens["refresh_token"])
+    reused = refresh(real_idp, tokens["refresh_token"])
     assert reused.status_code == 400
     assert reused.json()["error"] == "invalid_grant"
 
-    counts = idp.counts()
+    counts = real_idp.counts()
     assert counts["token"] == {"refresh_token": {"ok": 1, "invalid_grant": 1}}
     assert refresh_count(counts) == 1
     assert refresh_count(counts, "invalid_grant") == 1
-    assert idp.token_requests("refresh_token", None) == 2
+    assert real_idp.token_requests("refresh_token", None) == 2
 
     # oidc-provider's reuse detection revoked the whole grant: the new token is dead too
-    assert refresh(idp, first.json()["refresh_token"]).json()["error"] == "invalid_grant"
+    assert refresh(real_idp, first.json()["refresh_token"]).json()["error"] == "invalid_grant"
 
 
-def test_refresh_without_rotation_keeps_the_token(idp_factory) -> None:
-    provider = idp_factory(rotate_refresh_token=False, access_token_ttl=120)
+def test_refresh_without_rotation_keeps_the_token(real_idp_factory) -> None:
+    provider = real_idp_factory(rotate_refresh_token=False, access_token_ttl=120)
     tokens = obtain_tokens(provider)
     assert tokens["expires_in"] == 120
     for _ in range(2):
@@ -170,146 +172,147 @@ def test_refresh_without_rotation_keeps_the_token(idp_factory) -> None:
     assert provider.token_requests("refresh_token") == 2
 
 
-def test_runtime_config_and_reset(idp: IdP) -> None:
-    assert idp.configure(rotate_refresh_token=False, access_token_ttl=7)["access_token_ttl"] == 7
-    tokens = obtain_tokens(idp)
+def test_runtime_config_and_reset(real_idp: IdP) -> None:
+    settings = real_idp.configure(rotate_refresh_token=False, access_token_ttl=7)
+    assert settings["access_token_ttl"] == 7
+    tokens = obtain_tokens(real_idp)
     assert tokens["expires_in"] == 7
-    again = refresh(idp, tokens["refresh_token"]).json()
+    again = refresh(real_idp, tokens["refresh_token"]).json()
     assert again["refresh_token"] == tokens["refresh_token"]
-    idp.reset()
-    assert idp.config()["settings"]["rotate_refresh_token"] is True
-    assert idp.counts()["token"] == {}
+    real_idp.reset()
+    assert real_idp.config()["settings"]["rotate_refresh_token"] is True
+    assert real_idp.counts()["token"] == {}
 
 
-def test_revoke_all_kills_refresh_tokens(idp: IdP) -> None:
-    tokens = obtain_tokens(idp)
-    assert idp.revoke_all() >= 1
-    response = refresh(idp, tokens["refresh_token"])
+def test_revoke_all_kills_refresh_tokens(real_idp: IdP) -> None:
+    tokens = obtain_tokens(real_idp)
+    assert real_idp.revoke_all() >= 1
+    response = refresh(real_idp, tokens["refresh_token"])
     assert response.json()["error"] == "invalid_grant"
 
 
-def test_revocation_and_introspection(idp: IdP) -> None:
-    tokens = obtain_tokens(idp)
-    auth = (idp.api_client_id, idp.api_client_secret)
+def test_revocation_and_introspection(real_idp: IdP) -> None:
+    tokens = obtain_tokens(real_idp)
+    auth = (real_idp.api_client_id, real_idp.api_client_secret)
     active = httpx.post(
-        idp.introspection_endpoint, data={"token": tokens["access_token"]}, auth=auth
+        real_idp.introspection_endpoint, data={"token": tokens["access_token"]}, auth=auth
     ).json()
     assert active["active"] is True
     assert active["sub"] == "alice"
-    assert active["client_id"] == idp.client_id
+    assert active["client_id"] == real_idp.client_id
 
     own = httpx.post(
-        idp.introspection_endpoint,
-        data={"token": tokens["access_token"], "client_id": idp.client_id},
+        real_idp.introspection_endpoint,
+        data={"token": tokens["access_token"], "client_id": real_idp.client_id},
     ).json()
     assert own["active"] is True
 
     revoked = httpx.post(
-        idp.revocation_endpoint,
-        data={"token": tokens["refresh_token"], "client_id": idp.client_id},
+        real_idp.revocation_endpoint,
+        data={"token": tokens["refresh_token"], "client_id": real_idp.client_id},
     )
     assert revoked.status_code == 200
-    assert refresh(idp, tokens["refresh_token"]).json()["error"] == "invalid_grant"
-    counts = idp.counts()
+    assert refresh(real_idp, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+    counts = real_idp.counts()
     assert (counts["revocation"], counts["introspection"]) == (1, 2)
 
 
-def test_status_fault_then_success(idp: IdP) -> None:
-    tokens = obtain_tokens(idp)
-    idp.reset_counts()
-    idp.inject_fault("/token", status=503, headers={"Retry-After": "1"}, body="busy")
-    assert len(idp.faults()) == 1
+def test_status_fault_then_success(real_idp: IdP) -> None:
+    tokens = obtain_tokens(real_idp)
+    real_idp.reset_counts()
+    real_idp.inject_fault("/token", status=503, headers={"Retry-After": "1"}, body="busy")
+    assert len(real_idp.faults()) == 1
 
-    failed = refresh(idp, tokens["refresh_token"])
+    failed = refresh(real_idp, tokens["refresh_token"])
     assert failed.status_code == 503
     assert failed.headers["Retry-After"] == "1"
     assert failed.text == "busy"
 
-    ok = refresh(idp, tokens["refresh_token"])
+    ok = refresh(real_idp, tokens["refresh_token"])
     assert ok.status_code == 200
-    counts = idp.counts()
+    counts = real_idp.counts()
     assert counts["token"] == {"refresh_token": {"fault": 1, "ok": 1}}
     assert counts["faults"] == {"/token": 1}
-    assert idp.faults() == []
+    assert real_idp.faults() == []
 
 
-def test_json_fault_on_discovery_and_count(idp: IdP) -> None:
-    idp.inject_fault(
+def test_json_fault_on_discovery_and_count(real_idp: IdP) -> None:
+    real_idp.inject_fault(
         "/.well-known/openid-configuration", count=2, status=400, body={"error": "nope"}
     )
     for _ in range(2):
-        response = httpx.get(idp.discovery_url)
+        response = httpx.get(real_idp.discovery_url)
         assert response.status_code == 400
         assert response.json() == {"error": "nope"}
-    assert httpx.get(idp.discovery_url).json()["issuer"] == idp.issuer
-    counts = idp.counts()
+    assert httpx.get(real_idp.discovery_url).json()["issuer"] == real_idp.issuer
+    counts = real_idp.counts()
     assert counts["discovery"] == 1
     assert counts["faults"] == {"/.well-known/openid-configuration": 2}
 
 
-def test_drop_fault_breaks_the_connection(idp: IdP) -> None:
-    idp.inject_fault("/jwks", drop=True)
+def test_drop_fault_breaks_the_connection(real_idp: IdP) -> None:
+    real_idp.inject_fault("/jwks", drop=True)
     with pytest.raises(httpx.TransportError):
-        httpx.get(idp.jwks_uri)
-    assert httpx.get(idp.jwks_uri).json()["keys"][0]["kty"] == "RSA"
+        httpx.get(real_idp.jwks_uri)
+    assert httpx.get(real_idp.jwks_uri).json()["keys"][0]["kty"] == "RSA"
 
 
-def test_delay_fault_delays_then_serves(idp: IdP) -> None:
-    idp.inject_fault("/jwks", delay_ms=600)
+def test_delay_fault_delays_then_serves(real_idp: IdP) -> None:
+    real_idp.inject_fault("/jwks", delay_ms=600)
     started = time.monotonic()
-    response = httpx.get(idp.jwks_uri)
+    response = httpx.get(real_idp.jwks_uri)
     delayed = time.monotonic() - started
     started = time.monotonic()
-    httpx.get(idp.jwks_uri)
+    httpx.get(real_idp.jwks_uri)
     normal = time.monotonic() - started
     assert response.status_code == 200
     assert delayed >= 0.6
     assert normal < delayed - 0.3
-    assert idp.counts()["jwks"] == 2
+    assert real_idp.counts()["jwks"] == 2
 
 
-def test_faults_clear_and_admin_not_counted(idp: IdP) -> None:
-    idp.inject_fault("/token", count=5, status=500)
-    idp.clear_faults()
-    assert idp.faults() == []
+def test_faults_clear_and_admin_not_counted(real_idp: IdP) -> None:
+    real_idp.inject_fault("/token", count=5, status=500)
+    real_idp.clear_faults()
+    assert real_idp.faults() == []
     for _ in range(3):
-        idp.counts()
-    counts = idp.counts()
+        real_idp.counts()
+    counts = real_idp.counts()
     assert counts["token"] == {}
     assert counts["faults"] == {}
 
 
-def test_resource_indicator_gives_a_jwt_for_the_resource(idp: IdP) -> None:
-    tokens = obtain_tokens(idp, resource=RESOURCE)
+def test_resource_indicator_gives_a_jwt_for_the_resource(real_idp: IdP) -> None:
+    tokens = obtain_tokens(real_idp, resource=RESOURCE)
     payload = decode_jwt_payload(tokens["access_token"])
     assert payload["aud"] == RESOURCE
-    assert payload["iss"] == idp.issuer
+    assert payload["iss"] == real_idp.issuer
     assert payload["sub"] == "alice"
-    assert payload["client_id"] == idp.client_id
+    assert payload["client_id"] == real_idp.client_id
     assert tokens["refresh_token"]
 
     for resource in (RESOURCE, None):  # explicit, then the granted one by default
-        refreshed = refresh(idp, tokens["refresh_token"], resource=resource)
+        refreshed = refresh(real_idp, tokens["refresh_token"], resource=resource)
         assert refreshed.status_code == 200, refreshed.text
         body = refreshed.json()
         assert decode_jwt_payload(body["access_token"])["aud"] == RESOURCE
         tokens = body
 
 
-def test_resource_in_authorization_only_still_gives_a_jwt(idp: IdP) -> None:
-    tokens = obtain_tokens(idp, resource=RESOURCE, token_resource=False)
+def test_resource_in_authorization_only_still_gives_a_jwt(real_idp: IdP) -> None:
+    tokens = obtain_tokens(real_idp, resource=RESOURCE, token_resource=False)
     assert decode_jwt_payload(tokens["access_token"])["aud"] == RESOURCE
 
 
-def test_unrequested_resource_is_invalid_target(idp: IdP) -> None:
-    tokens = obtain_tokens(idp)
-    response = refresh(idp, tokens["refresh_token"], resource=RESOURCE)
+def test_unrequested_resource_is_invalid_target(real_idp: IdP) -> None:
+    tokens = obtain_tokens(real_idp)
+    response = refresh(real_idp, tokens["refresh_token"], resource=RESOURCE)
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_target"
 
 
-def test_audience_param_is_treated_as_resource(idp_factory) -> None:
-    provider = idp_factory(audience_param=True)
+def test_audience_param_is_treated_as_resource(real_idp_factory) -> None:
+    provider = real_idp_factory(audience_param=True)
     verifier, challenge = make_pkce()
     redirect_uri = "http://127.0.0.1:4711/callback"
     url = authorization_url(
@@ -325,42 +328,42 @@ def test_audience_param_is_treated_as_resource(idp_factory) -> None:
     assert decode_jwt_payload(tokens.json()["access_token"])["aud"] == RESOURCE
 
 
-def test_device_flow_approve(idp: IdP) -> None:
-    started = device_authorization(idp)
+def test_device_flow_approve(real_idp: IdP) -> None:
+    started = device_authorization(real_idp)
     assert started["interval"] == 1
-    assert started["verification_uri"] == f"{idp.issuer}/device"
+    assert started["verification_uri"] == f"{real_idp.issuer}/device"
     assert started["user_code"] in urllib.parse.unquote(started["verification_uri_complete"])
 
     pending = token_request(
-        idp, {"grant_type": DEVICE_GRANT, "device_code": started["device_code"]}
+        real_idp, {"grant_type": DEVICE_GRANT, "device_code": started["device_code"]}
     )
     assert pending.status_code == 400
     assert pending.json()["error"] == "authorization_pending"
     http_device_approve(started["verification_uri"], started["user_code"], login="bob")
-    tokens = poll_device_token(idp, started["device_code"])
+    tokens = poll_device_token(real_idp, started["device_code"])
     assert tokens["refresh_token"]
     assert decode_jwt_payload(tokens["id_token"])["sub"] == "bob"
-    counts = idp.counts()
+    counts = real_idp.counts()
     assert counts["device_authorization"] == 1
     assert counts["token"][DEVICE_GRANT] == {"authorization_pending": 1, "ok": 1}
 
 
-def test_device_flow_complete_uri_and_deny(idp: IdP) -> None:
-    started = device_authorization(idp)
+def test_device_flow_complete_uri_and_deny(real_idp: IdP) -> None:
+    started = device_authorization(real_idp)
     http_device_approve(started["verification_uri_complete"])
-    assert poll_device_token(idp, started["device_code"])["access_token"]
+    assert poll_device_token(real_idp, started["device_code"])["access_token"]
 
-    denied = device_login(idp, deny=True)
+    denied = device_login(real_idp, deny=True)
     assert denied["error"] == "access_denied"
 
 
-def test_device_flow_with_resource(idp: IdP) -> None:
-    tokens = device_login(idp, resource=RESOURCE)
+def test_device_flow_with_resource(real_idp: IdP) -> None:
+    tokens = device_login(real_idp, resource=RESOURCE)
     assert decode_jwt_payload(tokens["access_token"])["aud"] == RESOURCE
 
 
-def test_extra_client_and_settings(idp_factory) -> None:
-    provider = idp_factory(
+def test_extra_client_and_settings(real_idp_factory) -> None:
+    provider = real_idp_factory(
         client_id="other-client",
         extra_clients=[
             {

@@ -43,10 +43,10 @@ def http() -> Iterator[IdPHttp]:
 
 
 @pytest.fixture
-def metadata(idp: IdP, http: IdPHttp) -> ProviderMetadata:
+def metadata(real_idp: IdP, http: IdPHttp) -> ProviderMetadata:
     clear_discovery_cache()
     clear_jwks_cache()
-    return discover(idp.issuer, http)
+    return discover(real_idp.issuer, http)
 
 
 def params(idp: IdP, **kw: Any) -> OIDCParams:
@@ -77,16 +77,16 @@ def assert_tokens(idp: IdP, tokens: dict[str, Any], login_name: str = "alice") -
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
-def test_browser_login_with_the_http_browser(idp: IdP, metadata: ProviderMetadata,
+def test_browser_login_with_the_http_browser(real_idp: IdP, metadata: ProviderMetadata,
                                              http: IdPHttp, host: str) -> None:
     browser = Background(http_browser_login, login="bob")
     started = time.perf_counter()
-    tokens = login(idp, metadata, http, browser, callback_host=host)
+    tokens = login(real_idp, metadata, http, browser, callback_host=host)
     elapsed = time.perf_counter() - started
     callback = browser.wait()
     print(f"\nfull browser login (HTTP helper, {host}): {elapsed * 1000:.0f} ms")
 
-    assert_tokens(idp, tokens, "bob")
+    assert_tokens(real_idp, tokens, "bob")
     (url,) = browser.urls
     q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
     assert q["redirect_uri"].startswith(f"http://{host}:")
@@ -95,57 +95,57 @@ def test_browser_login_with_the_http_browser(idp: IdP, metadata: ProviderMetadat
     assert q["code_challenge_method"] == "S256"
     # The callback carried RFC 9207's iss, and the provider saw exactly one code exchange.
     assert dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(callback).query))["iss"] == (
-        idp.issuer
+        real_idp.issuer
     )
-    assert idp.counts()["token"] == {"authorization_code": {"ok": 1}}
+    assert real_idp.counts()["token"] == {"authorization_code": {"ok": 1}}
 
 
-def test_browser_login_with_chromium(idp: IdP, metadata: ProviderMetadata, http: IdPHttp,
+def test_browser_login_with_chromium(real_idp: IdP, metadata: ProviderMetadata, http: IdPHttp,
                                      chromium: Callable[..., str]) -> None:
     # Chromium starts slowly on a loaded 2-core machine: give it room.
     browser = Background(chromium, login="carol", timeout=90)
     started = time.perf_counter()
     # "localhost": Chromium picks 127.0.0.1 or ::1 by itself; the server listens on both.
-    tokens = login(idp, metadata, http, browser, callback_host="localhost", timeout=120)
+    tokens = login(real_idp, metadata, http, browser, callback_host="localhost", timeout=120)
     elapsed = time.perf_counter() - started
     final_url = browser.wait()
     print(f"\nfull browser login (headless Chromium): {elapsed * 1000:.0f} ms")
 
-    assert_tokens(idp, tokens, "carol")
+    assert_tokens(real_idp, tokens, "carol")
     assert final_url.startswith("http://localhost:")
-    assert idp.counts()["token"] == {"authorization_code": {"ok": 1}}
+    assert real_idp.counts()["token"] == {"authorization_code": {"ok": 1}}
 
 
-def test_browser_login_with_audience(idp: IdP, metadata: ProviderMetadata,
+def test_browser_login_with_audience(real_idp: IdP, metadata: ProviderMetadata,
                                      http: IdPHttp) -> None:
     audience = "https://api.example.test"
     browser = Background(http_browser_login)
-    tokens = login(idp, metadata, http, browser, oidc=params(idp, audience=audience))
+    tokens = login(real_idp, metadata, http, browser, oidc=params(real_idp, audience=audience))
     browser.wait()
     assert decode_jwt_payload(tokens["access_token"])["aud"] == audience
-    assert idp.counts()["token"] == {"authorization_code": {"ok": 1}}
+    assert real_idp.counts()["token"] == {"authorization_code": {"ok": 1}}
 
 
-def test_browser_cancel_is_access_denied(idp: IdP, metadata: ProviderMetadata,
+def test_browser_cancel_is_access_denied(real_idp: IdP, metadata: ProviderMetadata,
                                          http: IdPHttp) -> None:
     browser = Background(http_browser_deny)
     with pytest.raises(LoginError) as info:
-        login(idp, metadata, http, browser)
+        login(real_idp, metadata, http, browser)
     browser.wait()
     assert info.value.error == "access_denied"
-    assert idp.counts()["token"] == {}
+    assert real_idp.counts()["token"] == {}
 
 
-def test_skip_browser_prints_the_url(idp: IdP, metadata: ProviderMetadata,
+def test_skip_browser_prints_the_url(real_idp: IdP, metadata: ProviderMetadata,
                                      http: IdPHttp) -> None:
     # skip_browser: nothing is opened; the user copies the printed URL into a browser.
-    oidc = params(idp)
+    oidc = params(real_idp)
     browser = Background(http_browser_login)
 
     class Watcher(io.StringIO):
         def write(self, text: str) -> int:
             for word in text.split():
-                if word.startswith(idp.authorization_endpoint):
+                if word.startswith(real_idp.authorization_endpoint):
                     browser(word)
             return super().write(text)
 
@@ -157,9 +157,9 @@ def test_skip_browser_prints_the_url(idp: IdP, metadata: ProviderMetadata,
     assert tokens["access_token"]
 
 
-def test_login_timeout_releases_the_port(idp: IdP, metadata: ProviderMetadata,
+def test_login_timeout_releases_the_port(real_idp: IdP, metadata: ProviderMetadata,
                                          http: IdPHttp) -> None:
-    oidc = params(idp)
+    oidc = params(real_idp)
     with pytest.raises(LoginError, match="timed out"):
         interactive_login(oidc=oidc, metadata=metadata, http=http, open_browser=lambda u: True,
                           stderr=io.StringIO(), timeout=0.3)
@@ -181,45 +181,45 @@ class ScaledSleep:
         time.sleep(seconds / 10)
 
 
-def test_device_login_approved(idp: IdP, metadata: ProviderMetadata, http: IdPHttp) -> None:
+def test_device_login_approved(real_idp: IdP, metadata: ProviderMetadata, http: IdPHttp) -> None:
     approver = Background(http_device_approve, login="dave")
     sleep = ScaledSleep()
     started = time.perf_counter()
-    tokens = login(idp, metadata, http, approver, method="device", sleep=sleep)
+    tokens = login(real_idp, metadata, http, approver, method="device", sleep=sleep)
     elapsed = time.perf_counter() - started
     approver.wait()
     print(f"\nfull device login (HTTP helper): {elapsed * 1000:.0f} ms")
-    assert_tokens(idp, tokens, "dave")
+    assert_tokens(real_idp, tokens, "dave")
     (url,) = approver.urls
     assert "user_code=" in url  # the complete verification URI was offered
-    counts = idp.counts()["token"]
+    counts = real_idp.counts()["token"]
     assert counts["urn:ietf:params:oauth:grant-type:device_code"]["ok"] == 1
     assert "authorization_code" not in counts
     assert set(sleep.requested) == {1}  # the provider's interval
 
 
-def test_device_login_denied(idp: IdP, metadata: ProviderMetadata, http: IdPHttp) -> None:
+def test_device_login_denied(real_idp: IdP, metadata: ProviderMetadata, http: IdPHttp) -> None:
     approver = Background(http_device_approve, deny=True)
     with pytest.raises(LoginError) as info:
-        login(idp, metadata, http, approver, method="device", sleep=ScaledSleep())
+        login(real_idp, metadata, http, approver, method="device", sleep=ScaledSleep())
     approver.wait()
     assert info.value.error == "access_denied"
 
 
-def test_device_login_slow_down(idp: IdP, metadata: ProviderMetadata, http: IdPHttp) -> None:
-    idp.inject_fault("/token", status=400, body={"error": "slow_down"}, count=1)
+def test_device_login_slow_down(real_idp: IdP, metadata: ProviderMetadata, http: IdPHttp) -> None:
+    real_idp.inject_fault("/token", status=400, body={"error": "slow_down"}, count=1)
     approver = Background(http_device_approve)
     sleep = ScaledSleep()
-    tokens = login(idp, metadata, http, approver, method="device", sleep=sleep)
+    tokens = login(real_idp, metadata, http, approver, method="device", sleep=sleep)
     approver.wait()
     assert tokens["access_token"]
     assert sleep.requested[0] == 1
     assert all(s == 6 for s in sleep.requested[1:])  # +5 s for good after slow_down
 
 
-def test_device_code_expiry(idp: IdP, metadata: ProviderMetadata, http: IdPHttp) -> None:
-    idp.configure(device_code_ttl=2)
+def test_device_code_expiry(real_idp: IdP, metadata: ProviderMetadata, http: IdPHttp) -> None:
+    real_idp.configure(device_code_ttl=2)
     with pytest.raises(LoginError) as info:
-        login(idp, metadata, http, lambda url: True, method="device", sleep=time.sleep)
+        login(real_idp, metadata, http, lambda url: True, method="device", sleep=time.sleep)
     # Either the provider said expired_token, or our cap at expires_in fired first.
     assert info.value.error in ("expired_token", "timeout")

@@ -66,90 +66,92 @@ def make(idp: IdP, store: Any, key: str, tmp_path: Path, **kw: Any) -> OAuthToke
                             lock_dir=str(tmp_path / "locks"), **kw)
 
 
-def test_tier3_restores_session_and_rotation_is_persisted(idp: IdP, tmp_path: Path) -> None:
+def test_tier3_restores_session_and_rotation_is_persisted(real_idp: IdP, tmp_path: Path) -> None:
     store = MemorySecrets()
-    key = derive_secret_key("E2E_", "https://api.example.test", idp.issuer)
-    old = seeded(idp, store, key)
+    key = derive_secret_key("E2E_", "https://api.example.test", real_idp.issuer)
+    old = seeded(real_idp, store, key)
     persisted: list[str] = []
-    source = make(idp, store, key, tmp_path, config_persister=lambda k, e: persisted.append(k))
+    source = make(real_idp, store, key, tmp_path, config_persister=lambda k, e: persisted.append(k))
 
     token = source.token()
 
-    assert refresh_count(idp.counts()) == 1
+    assert refresh_count(real_idp.counts()) == 1
     new = store.get_secret(key)
     assert new is not None
     assert new != old
     assert persisted == [key]
-    assert active(idp, token)
-    assert not active(idp, old)  # the spent refresh token is refused...
-    assert active(idp, new)  # ...and the stored one works
+    assert active(real_idp, token)
+    assert not active(real_idp, old)  # the spent refresh token is refused...
+    assert active(real_idp, new)  # ...and the stored one works
     # the same source serves from memory: no more token requests
     for _ in range(100):
         assert source.token() == token
-    assert refresh_count(idp.counts()) == 1
+    assert refresh_count(real_idp.counts()) == 1
 
 
-def test_tier2_serves_a_second_source_without_any_token_request(idp: IdP, tmp_path: Path) -> None:
+def test_tier2_serves_a_second_source_without_any_token_request(
+    real_idp: IdP, tmp_path: Path,
+) -> None:
     store = MemorySecrets()
-    seeded(idp, store, "K2")
-    first = make(idp, store, "K2", tmp_path).token()
-    before = idp.counts()
-    second = make(idp, store, "K2", tmp_path)
+    seeded(real_idp, store, "K2")
+    first = make(real_idp, store, "K2", tmp_path).token()
+    before = real_idp.counts()
+    second = make(real_idp, store, "K2", tmp_path)
     assert second.token() == first
-    assert idp.counts().get("token", {}) == before.get("token", {})
+    assert real_idp.counts().get("token", {}) == before.get("token", {})
 
 
 def test_expiry_moves_through_the_tiers_with_one_refresh_per_window(
-    idp: IdP, tmp_path: Path
+    real_idp: IdP, tmp_path: Path
 ) -> None:
     store = MemorySecrets()
-    seeded(idp, store, "K3")
+    seeded(real_idp, store, "K3")
     clock = FakeClock(time.time())
-    source = make(idp, store, "K3", tmp_path, clock=clock)
+    source = make(real_idp, store, "K3", tmp_path, clock=clock)
     first = source.token()
-    assert refresh_count(idp.counts()) == 1
+    assert refresh_count(real_idp.counts()) == 1
     clock.advance(3600 - 31)  # outside the 30 s window: memory
     assert source.token() == first
     clock.advance(2)  # inside the window: one refresh, however many calls
     tokens = {source.token() for _ in range(50)}
     assert len(tokens) == 1
     assert tokens != {first}
-    assert refresh_count(idp.counts()) == 2
-    assert refresh_count(idp.counts(), "invalid_grant") == 0
+    assert refresh_count(real_idp.counts()) == 2
+    assert refresh_count(real_idp.counts(), "invalid_grant") == 0
     # a new process (new source, same clock) finds the new token in tier 2
-    other = make(idp, store, "K3", tmp_path, clock=clock)
+    other = make(real_idp, store, "K3", tmp_path, clock=clock)
     assert other.token() == tokens.pop()
-    assert refresh_count(idp.counts()) == 2
+    assert refresh_count(real_idp.counts()) == 2
 
 
-def test_dead_refresh_token_is_invalid_grant_and_deleted(idp: IdP, tmp_path: Path) -> None:
+def test_dead_refresh_token_is_invalid_grant_and_deleted(real_idp: IdP, tmp_path: Path) -> None:
     store = MemorySecrets()
-    rt = seeded(idp, store, "K4")
-    idp.revoke_all()
-    source = make(idp, store, "K4", tmp_path)
+    rt = seeded(real_idp, store, "K4")
+    real_idp.revoke_all()
+    source = make(real_idp, store, "K4", tmp_path)
     with pytest.raises(InvalidGrantError):
         source.token()
     assert store.get_secret("K4") is None
     assert rt not in repr(source)
 
 
-def test_transient_provider_failure_keeps_the_refresh_token(idp: IdP, tmp_path: Path) -> None:
+def test_transient_provider_failure_keeps_the_refresh_token(real_idp: IdP, tmp_path: Path) -> None:
     store = MemorySecrets()
-    rt = seeded(idp, store, "K5")
-    idp.inject_fault("/token", count=3, status=503)
-    source = make(idp, store, "K5", tmp_path, max_retries=0)
+    rt = seeded(real_idp, store, "K5")
+    real_idp.inject_fault("/token", count=3, status=503)
+    source = make(real_idp, store, "K5", tmp_path, max_retries=0)
     with pytest.raises(Exception, match="503"):
         source.token()
     assert store.get_secret("K5") == rt
-    idp.clear_faults()
-    assert active(idp, source.token())
+    real_idp.clear_faults()
+    assert active(real_idp, source.token())
 
 
-def test_resource_indicator_gives_an_audience_bound_jwt(idp: IdP, tmp_path: Path) -> None:
+def test_resource_indicator_gives_an_audience_bound_jwt(real_idp: IdP, tmp_path: Path) -> None:
     resource = "https://api.example.test"
-    tokens = obtain_tokens(idp, resource=resource)
+    tokens = obtain_tokens(real_idp, resource=resource)
     store = MemorySecrets({"K6": tokens["refresh_token"]})
-    source = make(idp, store, "K6", tmp_path, audience=resource)
+    source = make(real_idp, store, "K6", tmp_path, audience=resource)
     token = source.token()
     from tests.support.idp import decode_jwt_payload
 
@@ -157,8 +159,8 @@ def test_resource_indicator_gives_an_audience_bound_jwt(idp: IdP, tmp_path: Path
 
 
 @pytest.fixture
-def introspecting_api(api_factory: Callable[..., ProtectedAPI], idp: IdP) -> ProtectedAPI:
-    return api_factory(lambda token: active(idp, token))
+def introspecting_api(api_factory: Callable[..., ProtectedAPI], real_idp: IdP) -> ProtectedAPI:
+    return api_factory(lambda token: active(real_idp, token))
 
 
 CLIENTS = ["requests", "httpx", "httpx-async"]
@@ -183,33 +185,33 @@ def call(client: str, auth: OIDCAuth, url: str) -> int:
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_oidcauth_recovers_from_a_rejected_token_with_one_retry(
-    client: str, idp: IdP, introspecting_api: ProtectedAPI, tmp_path: Path
+    client: str, real_idp: IdP, introspecting_api: ProtectedAPI, tmp_path: Path
 ) -> None:
     store = MemorySecrets()
-    seeded(idp, store, "K7")
-    source = make(idp, store, "K7", tmp_path)
+    seeded(real_idp, store, "K7")
+    source = make(real_idp, store, "K7", tmp_path)
     first = source.token()
-    idp.reset_counts()
+    real_idp.reset_counts()
     introspecting_api.rejected_tokens.add(first)  # the API is told to refuse it
     assert call(client, OIDCAuth(source), introspecting_api.url + "/data") == 200
     assert introspecting_api.count() == 2
     assert introspecting_api.seen[0].authorization == f"Bearer {first}"
     assert introspecting_api.seen[1].authorization != f"Bearer {first}"
-    assert refresh_count(idp.counts()) == 1
+    assert refresh_count(real_idp.counts()) == 1
 
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_foreign_token_in_tier2_is_replaced_after_one_401(
-    client: str, idp: IdP, introspecting_api: ProtectedAPI, tmp_path: Path
+    client: str, real_idp: IdP, introspecting_api: ProtectedAPI, tmp_path: Path
 ) -> None:
     store = MemorySecrets()
-    seeded(idp, store, "K8")
+    seeded(real_idp, store, "K8")
     store.set_secret("K8_AT", "forged-token|2099-01-01T00:00:00Z")
-    source = make(idp, store, "K8", tmp_path)
+    source = make(real_idp, store, "K8", tmp_path)
     assert call(client, OIDCAuth(source), introspecting_api.url + "/data") == 200
     assert next(s.authorization for s in introspecting_api.seen) == "Bearer forged-token"
     assert introspecting_api.count() == 2
-    assert refresh_count(idp.counts()) == 1
+    assert refresh_count(real_idp.counts()) == 1
     assert not (store.get_secret("K8_AT") or "").startswith("forged-token")
 
 
@@ -250,45 +252,45 @@ def run_children(idp: IdP, store: str, key: str, tmp_path: Path, n: int = 16,
     return [o for o in outputs if o.strip()]
 
 
-def test_16_processes_make_one_refresh_and_no_invalid_grant(idp: IdP, tmp_path: Path) -> None:
+def test_16_processes_make_one_refresh_and_no_invalid_grant(real_idp: IdP, tmp_path: Path) -> None:
     store = FileSecrets(tmp_path / "store")
-    seeded(idp, store, "KP")
-    outputs = run_children(idp, f"file:{tmp_path / 'store'}", "KP", tmp_path)
+    seeded(real_idp, store, "KP")
+    outputs = run_children(real_idp, f"file:{tmp_path / 'store'}", "KP", tmp_path)
     assert all(o.startswith("TOKEN ") for o in outputs), outputs
     tokens = {o.split()[1] for o in outputs}
-    counts = idp.counts()
+    counts = real_idp.counts()
     assert refresh_count(counts) == 1
     assert refresh_count(counts, "invalid_grant") == 0
     assert len(tokens) == 1
-    assert all(active(idp, t) for t in tokens)
+    assert all(active(real_idp, t) for t in tokens)
     stored = store.get_secret("KP")
     assert stored is not None
-    assert active(idp, stored)  # the stored refresh token is the newest one
+    assert active(real_idp, stored)  # the stored refresh token is the newest one
 
 
-def test_threads_tasks_and_processes_mixed_make_one_refresh(idp: IdP, tmp_path: Path) -> None:
+def test_threads_tasks_and_processes_mixed_make_one_refresh(real_idp: IdP, tmp_path: Path) -> None:
     """8 processes at expiry, half with 8 threads calling token(), half with 8 asyncio tasks
     calling atoken(): 64 callers, one refresh, no invalid_grant, one token for all."""
     store = FileSecrets(tmp_path / "store")
-    seeded(idp, store, "KM")
-    outputs = run_children(idp, f"file:{tmp_path / 'store'}", "KM", tmp_path, n=8,
+    seeded(real_idp, store, "KM")
+    outputs = run_children(real_idp, f"file:{tmp_path / 'store'}", "KM", tmp_path, n=8,
                            modes=(("threads", 8), ("async", 8)))
     assert len(outputs) == 64, outputs
     assert all(o.startswith("TOKEN ") for o in outputs), outputs
     assert len({o.split()[1] for o in outputs}) == 1
-    counts = idp.counts()
+    counts = real_idp.counts()
     assert refresh_count(counts) == 1
     assert refresh_count(counts, "invalid_grant") == 0
     stored = store.get_secret("KM")
     assert stored is not None
-    assert active(idp, stored)
+    assert active(real_idp, stored)
 
 
-def test_without_the_lock_the_race_is_real(idp: IdP, tmp_path: Path) -> None:
+def test_without_the_lock_the_race_is_real(real_idp: IdP, tmp_path: Path) -> None:
     store = FileSecrets(tmp_path / "store")
-    seeded(idp, store, "KR")
-    outputs = run_children(idp, f"file:{tmp_path / 'store'}", "KR", tmp_path, lock=False)
-    counts = idp.counts()
+    seeded(real_idp, store, "KR")
+    outputs = run_children(real_idp, f"file:{tmp_path / 'store'}", "KR", tmp_path, lock=False)
+    counts = real_idp.counts()
     assert refresh_count(counts, "invalid_grant") >= 1, (counts, outputs)
     assert any(o.startswith("ERROR InvalidGrantError") for o in outputs) or (
         refresh_count(counts) > 1
@@ -296,27 +298,27 @@ def test_without_the_lock_the_race_is_real(idp: IdP, tmp_path: Path) -> None:
 
 
 @pytest.mark.keyring
-def test_16_processes_on_the_real_secret_service(idp: IdP, tmp_path: Path,
+def test_16_processes_on_the_real_secret_service(real_idp: IdP, tmp_path: Path,
                                                  secret_service: Any) -> None:
     from oauth_auth import KeyringSecrets
 
     store = KeyringSecrets()
     key = f"KPK_{time.monotonic_ns()}"
-    seeded(idp, store, key)
-    outputs = run_children(idp, "keyring", key, tmp_path, env=secret_service.subprocess_env())
+    seeded(real_idp, store, key)
+    outputs = run_children(real_idp, "keyring", key, tmp_path, env=secret_service.subprocess_env())
     assert all(o.startswith("TOKEN ") for o in outputs), outputs
-    counts = idp.counts()
+    counts = real_idp.counts()
     assert refresh_count(counts) == 1
     assert refresh_count(counts, "invalid_grant") == 0
     assert len({o.split()[1] for o in outputs}) == 1
     assert secret_service.daemon_alive()
     stored = store.get_secret(key)
     assert stored is not None
-    assert active(idp, stored)
+    assert active(real_idp, stored)
 
 
 @pytest.mark.parametrize("which", ["http", pytest.param("chromium", marks=pytest.mark.browser)])
-def test_login_then_a_new_process_needs_no_login(idp: IdP, tmp_path: Path, which: str,
+def test_login_then_a_new_process_needs_no_login(real_idp: IdP, tmp_path: Path, which: str,
                                                  background_browser: Any) -> None:
     """Issue 4: after one interactive login (HTTP-level browser, and headless Chromium),
     another process is served from tier 2 (and, once the access token is gone, tier 3)
@@ -329,23 +331,23 @@ def test_login_then_a_new_process_needs_no_login(idp: IdP, tmp_path: Path, which
     else:
         browser = background_browser()
     source = OAuthTokenSource(
-        OIDCParams(idp.issuer, idp.client_id, callback_port=_free_port()),
+        OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=_free_port()),
         key_provider=lambda: "KL", secrets_provider=store, interactive=True,
         open_browser=browser, lock_dir=str(tmp_path / "locks"),
         config_persister=lambda k, e: persisted.append(k), login_timeout=120,
     )
     token = source.token()
     browser.wait(30)
-    assert active(idp, token)
+    assert active(real_idp, token)
     assert persisted == ["KL"]
     assert store.get_secret("KL")  # the refresh token was stored
-    outputs = run_children(idp, f"file:{tmp_path / 'store'}", "KL", tmp_path, n=1)
+    outputs = run_children(real_idp, f"file:{tmp_path / 'store'}", "KL", tmp_path, n=1)
     assert outputs == [f"TOKEN {token}"]  # tier 2
     store.delete_secret("KL_AT")
-    outputs = run_children(idp, f"file:{tmp_path / 'store'}", "KL", tmp_path, n=1)
+    outputs = run_children(real_idp, f"file:{tmp_path / 'store'}", "KL", tmp_path, n=1)
     assert outputs[0].startswith("TOKEN ")  # tier 3
     assert outputs[0] != f"TOKEN {token}"
-    counts = idp.counts()["token"]
+    counts = real_idp.counts()["token"]
     assert counts["authorization_code"] == {"ok": 1}
     assert counts["refresh_token"] == {"ok": 1}
 
@@ -388,15 +390,15 @@ FAILED_LOGINS = {
 
 @pytest.mark.parametrize("case", sorted(FAILED_LOGINS))
 def test_a_failed_login_is_a_login_error_and_stores_nothing(
-    idp: IdP, tmp_path: Path, case: str
+    real_idp: IdP, tmp_path: Path, case: str
 ) -> None:
     make_query, fragment = FAILED_LOGINS[case]
     store = MemorySecrets()
     persisted: list[str] = []
     source = OAuthTokenSource(
-        OIDCParams(idp.issuer, idp.client_id, callback_port=_free_port()),
+        OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=_free_port()),
         key_provider=lambda: "KF", secrets_provider=store, interactive=True,
-        open_browser=_callback_with(lambda p: make_query(p, idp.issuer)),
+        open_browser=_callback_with(lambda p: make_query(p, real_idp.issuer)),
         lock_dir=str(tmp_path / "locks"), login_timeout=20,
         config_persister=lambda k, e: persisted.append(k),
     )
@@ -407,17 +409,17 @@ def test_a_failed_login_is_a_login_error_and_stores_nothing(
     assert store.get_secret("KF") is None
     assert store.get_secret("KF_AT") is None
     assert persisted == []
-    assert "ok" not in str(idp.counts()["token"])  # no token was ever issued
+    assert "ok" not in str(real_idp.counts()["token"])  # no token was ever issued
 
 
 def test_a_login_without_a_refresh_token_warns_once_and_names_offline_access(
-    idp: IdP, tmp_path: Path, background_browser: Any, caplog: pytest.LogCaptureFixture
+    real_idp: IdP, tmp_path: Path, background_browser: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The caller overrode the scopes without offline_access: the provider issues no refresh
     token, so the session cannot outlive the process; one warning says so and why."""
     store = MemorySecrets()
     source = OAuthTokenSource(
-        OIDCParams(idp.issuer, idp.client_id, callback_port=_free_port()),
+        OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=_free_port()),
         key_provider=lambda: "KN", secrets_provider=store, interactive=True,
         open_browser=background_browser(), lock_dir=str(tmp_path / "locks"),
         auth_params={"scope": "openid", "prompt": "login"},

@@ -118,8 +118,8 @@ def seed(idp: IdP, store: Any, tmp: Path, key: str | None = None) -> Session:
 
 
 @pytest.fixture
-def session(idp: IdP, tmp_path: Path) -> Session:
-    return seed(idp, MemorySecrets(), tmp_path)
+def session(real_idp: IdP, tmp_path: Path) -> Session:
+    return seed(real_idp, MemorySecrets(), tmp_path)
 
 
 def logins(idp: IdP) -> int:

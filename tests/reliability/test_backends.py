@@ -60,16 +60,16 @@ def collect() -> None:
 
 
 @pytest.mark.keyring
-def test_secret_service_stopped_before_the_call(idp: IdP, tmp_path: Path, figures: Figures,
+def test_secret_service_stopped_before_the_call(real_idp: IdP, tmp_path: Path, figures: Figures,
                                                 secret_service: Any) -> None:
-    session = keyring_session(idp, tmp_path)
+    session = keyring_session(real_idp, tmp_path)
     source = session.source()
     try:
         secret_service.stop_daemon()
         exc, elapsed = timed(source.token)
         assert_typed(exc, SecretsError, "not reachable")
         assert elapsed < KEYRING_TIMEOUT
-        assert refresh_count(idp.counts()) == 0  # nothing spent while blind
+        assert refresh_count(real_idp.counts()) == 0  # nothing spent while blind
         del exc
         collect()
     finally:
@@ -82,11 +82,11 @@ def test_secret_service_stopped_before_the_call(idp: IdP, tmp_path: Path, figure
 
 
 @pytest.mark.keyring
-def test_secret_service_stopped_mid_run(idp: IdP, tmp_path: Path, figures: Figures,
+def test_secret_service_stopped_mid_run(real_idp: IdP, tmp_path: Path, figures: Figures,
                                         secret_service: Any) -> None:
     """A long-running process whose keyring goes away: it serves its still-valid token
     while it can, then reports the keyring, then resumes when the keyring is back."""
-    session = keyring_session(idp, tmp_path)
+    session = keyring_session(real_idp, tmp_path)
     clock = FakeClock(time.time())
     source = session.source(clock=clock)
     first = source.token()
@@ -105,8 +105,8 @@ def test_secret_service_stopped_mid_run(idp: IdP, tmp_path: Path, figures: Figur
     second = source.token()
     assert second != first
     assert session.active(second)
-    assert logins(idp) == 0
-    assert refresh_count(idp.counts(), "invalid_grant") == 0
+    assert logins(real_idp) == 0
+    assert refresh_count(real_idp.counts(), "invalid_grant") == 0
     figures.add("secrets backend gone (Secret Service stopped)",
                 "mid-run: valid token served until expiry, then SecretsError; next call"
                 " after restart refreshes")
@@ -135,12 +135,12 @@ class StopAtWrite:
 
 @pytest.mark.keyring
 def test_secret_service_gone_between_the_answer_and_the_write(
-    idp: IdP, tmp_path: Path, figures: Figures, secret_service: Any
+    real_idp: IdP, tmp_path: Path, figures: Figures, secret_service: Any
 ) -> None:
-    session = keyring_session(idp, tmp_path)
+    session = keyring_session(real_idp, tmp_path)
     store = StopAtWrite(session.store, session.key, secret_service)
     clock = FakeClock(time.time())
-    source = OAuthTokenSource(OIDCParams(idp.issuer, idp.client_id),
+    source = OAuthTokenSource(OIDCParams(real_idp.issuer, real_idp.client_id),
                               key_provider=lambda: session.key, secrets_provider=store,
                               clock=clock, lock_dir=tmp_path / "locks", max_retries=1)
     try:
@@ -154,10 +154,10 @@ def test_secret_service_gone_between_the_answer_and_the_write(
     clock.advance(3600)
     second = source.token()  # must refresh with the new token it kept, and store it
     assert session.active(second)
-    counts = idp.counts()
+    counts = real_idp.counts()
     assert refresh_count(counts, "invalid_grant") == 0
     assert refresh_count(counts) == 2
-    assert logins(idp) == 0
+    assert logins(real_idp) == 0
     stored = session.stored()
     assert stored is not None
     assert session.active(stored)
@@ -167,13 +167,13 @@ def test_secret_service_gone_between_the_answer_and_the_write(
 
 
 @pytest.mark.keyring
-def test_secret_service_locked(idp: IdP, tmp_path: Path, figures: Figures,
+def test_secret_service_locked(real_idp: IdP, tmp_path: Path, figures: Figures,
                                secret_service: Any) -> None:
     from contextlib import closing
 
     import secretstorage
 
-    session = keyring_session(idp, tmp_path)
+    session = keyring_session(real_idp, tmp_path)
     source = session.source()
     try:
         with closing(secretstorage.dbus_init()) as conn:
@@ -195,9 +195,9 @@ def test_secret_service_locked(idp: IdP, tmp_path: Path, figures: Figures,
 
 
 @pytest.mark.keyring
-def test_secret_service_killed(idp: IdP, tmp_path: Path, figures: Figures,
+def test_secret_service_killed(real_idp: IdP, tmp_path: Path, figures: Figures,
                                secret_service: Any) -> None:
-    session = keyring_session(idp, tmp_path)
+    session = keyring_session(real_idp, tmp_path)
     source = session.source()
     try:
         secret_service.kill_daemon()
@@ -283,18 +283,18 @@ def config_session(idp: IdP, tmp_path: Path,
     return opened, store, seeded.refresh_token
 
 
-def test_config_path_under_a_file_is_a_config_error(idp: IdP, tmp_path: Path,
+def test_config_path_under_a_file_is_a_config_error(real_idp: IdP, tmp_path: Path,
                                                    figures: Figures) -> None:
     (tmp_path / "blocker").write_text("x")
     path = tmp_path / "blocker" / "config.json"
-    exc, _ = timed(lambda: config_session(idp, tmp_path, path))
+    exc, _ = timed(lambda: config_session(real_idp, tmp_path, path))
     assert_typed(exc, ConfigError, "cannot read the config file", str(path))
     figures.add("config file unusable (not a directory)",
                 "ConfigError naming the file, hint $OAUTH_AUTH_CONFIG")
 
 
 @pytest.mark.parametrize("fault", ["read-only", "full"])
-def test_config_file_cannot_be_written(idp: IdP, tmp_path: Path, figures: Figures,
+def test_config_file_cannot_be_written(real_idp: IdP, tmp_path: Path, figures: Figures,
                                        fault: str, small_fs: SmallFs) -> None:
     """The config persister fails after a rotation: the token is still served and the
     rotated refresh token stored (only the ref/expiry bookkeeping is late); a direct
@@ -304,7 +304,7 @@ def test_config_file_cannot_be_written(idp: IdP, tmp_path: Path, figures: Figure
                 "llm_gateways": {}}
     path.write_text(json.dumps(original))
     path.chmod(0o600)
-    opened, store, seeded = config_session(idp, tmp_path, path)
+    opened, store, seeded = config_session(real_idp, tmp_path, path)
     if fault == "full":
         small_fs.fill()
     else:
@@ -333,7 +333,7 @@ def test_config_file_cannot_be_written(idp: IdP, tmp_path: Path, figures: Figure
     assert entry["cached_refresh_token_ref"] == opened.key
     assert (path.stat().st_mode & 0o777) == 0o600
     assert stored not in path.read_text()
-    assert logins(idp) == 0
+    assert logins(real_idp) == 0
     figures.add(f"config file unwritable ({fault})",
                 "token served and refresh token stored; persister failure logged; a direct"
                 " write is a ConfigError; the old file intact; next rotation persists")

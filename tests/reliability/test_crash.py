@@ -264,9 +264,9 @@ def run_trial(bench: Bench, batch: Batch, rng: random.Random,
     return trial, following
 
 
-def test_kill_9_of_the_lock_holder_mid_refresh(idp: IdP, tmp_path: Path,
+def test_kill_9_of_the_lock_holder_mid_refresh(real_idp: IdP, tmp_path: Path,
                                                figures: Figures) -> None:
-    bench = Bench(idp, tmp_path)
+    bench = Bench(real_idp, tmp_path)
     rng = random.Random(int(os.environ.get("OAUTH_AUTH_KILL_SEED", "6")))
     started = time.monotonic()
     trials: list[Trial] = []

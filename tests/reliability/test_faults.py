@@ -220,12 +220,12 @@ def test_answer_lost_without_rotation_keeps_the_session(session: Session,
 # ------------------------------------------------------------------ connections
 
 
-def test_connection_refused_provider_stopped(idp_factory: Any, tmp_path: Any,
+def test_connection_refused_provider_stopped(real_idp_factory: Any, tmp_path: Any,
                                              figures: Figures) -> None:
     from oauth_auth import MemorySecrets
     from tests.reliability.conftest import seed
 
-    provider = idp_factory()
+    provider = real_idp_factory()
     session = seed(provider, MemorySecrets(), tmp_path)
     source = session.source(max_retries=1)
     source.token()  # discovery cached, session working
@@ -437,7 +437,7 @@ def _free_port() -> int:
 @pytest.mark.parametrize(("fault", "fragment"), [({"status": 503}, "HTTP 503"),
                                                  ({"drop": True}, "failed")],
                          ids=["503", "drop"])
-def test_jwks_unavailable_during_login(idp: Any, tmp_path: Any, figures: Figures,
+def test_jwks_unavailable_during_login(real_idp: Any, tmp_path: Any, figures: Figures,
                                        fault: dict[str, Any], fragment: str) -> None:
     """The browser login succeeds up to the code exchange, then the ID token cannot be
     checked: nothing is stored (an unverified login is not a session), the error says
@@ -448,28 +448,28 @@ def test_jwks_unavailable_during_login(idp: Any, tmp_path: Any, figures: Figures
     store = MemorySecrets()
     browser = Background(http_browser_login)
     source = OAuthTokenSource(
-        OIDCParams(idp.issuer, idp.client_id, callback_port=_free_port()),
+        OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=_free_port()),
         key_provider=lambda: "JWKS", secrets_provider=store, interactive=True,
         open_browser=browser, login_timeout=30, lock_dir=tmp_path / "locks",
         http_timeout=2.0, max_retries=1,
     )
-    idp.inject_fault("/jwks", count=10, **fault)
+    real_idp.inject_fault("/jwks", count=10, **fault)
 
     exc, elapsed = timed(source.token)
     browser.wait()
 
     assert_typed(exc, TransportError, fragment, "/jwks")
     assert elapsed < 10
-    assert idp.counts()["token"] == {"authorization_code": {"ok": 1}}  # exchanged once
+    assert real_idp.counts()["token"] == {"authorization_code": {"ok": 1}}  # exchanged once
     assert store.get_secret("JWKS") is None  # nothing half-trusted was kept
     assert store.get_secret("JWKS_AT") is None
 
-    idp.clear_faults()
+    real_idp.clear_faults()
     token = source.token()  # a new login, now verifiable
     browser.wait()
     assert token
     assert store.get_secret("JWKS") is not None
-    assert idp.counts()["token"] == {"authorization_code": {"ok": 2}}
+    assert real_idp.counts()["token"] == {"authorization_code": {"ok": 2}}
     figures.add("JWKS unavailable during login",
                 "TransportError naming the JWKS URL; code exchanged once; nothing stored;"
                 " the next login succeeds")

@@ -105,20 +105,20 @@ def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
 
 @pytest.mark.keyring
 def test_cli_stderr_holds_no_secret_even_with_debug(
-    idp: IdP, tmp_path: Path, secret_service: Any, figures: Figures
+    real_idp: IdP, tmp_path: Path, secret_service: Any, figures: Figures
 ) -> None:
     """`oauth-auth registry token|status|logout --debug` as a real process, on the real
     Secret Service and provider: the token goes to stdout alone; stderr (debug logs
     included) and the config file hold no token; the files are private."""
     registry = f"https://registry-{uuid.uuid4().hex[:8]}.example.test"
-    key = derive_secret_key("REGISTRY_OAUTH_", registry, idp.issuer)
+    key = derive_secret_key("REGISTRY_OAUTH_", registry, real_idp.issuer)
     store = KeyringSecrets(service="oauth-auth")
-    session = seed(idp, store, tmp_path, key=key)
+    session = seed(real_idp, store, tmp_path, key=key)
     config = tmp_path / "cfg" / "config.json"
     env = {**secret_service.subprocess_env(), "PYTHONPATH": str(ROOT),
            "OAUTH_AUTH_CONFIG": str(config), "OAUTH_AUTH_LOCK_DIR": str(tmp_path / "locks")}
-    common = ["--registry", registry, "--issuer", idp.issuer, "--client-id", idp.client_id,
-              "--debug"]
+    common = ["--registry", registry, "--issuer", real_idp.issuer,
+              "--client-id", real_idp.client_id, "--debug"]
     secrets_seen = [session.refresh_token]
 
     token = run_cli(["registry", "token", *common], env)
@@ -162,17 +162,17 @@ def test_cli_stderr_holds_no_secret_even_with_debug(
                 f" {len(secrets_seen)} secrets: none leaked; files 0600")
 
 
-def test_library_files_are_private_and_hold_no_token(idp: IdP, tmp_path: Path,
+def test_library_files_are_private_and_hold_no_token(real_idp: IdP, tmp_path: Path,
                                                      figures: Figures) -> None:
     from oauth_auth.profiles import REGISTRY, open_session
 
     store = MemorySecrets()
     registry = "https://registry.example.test"
     config = tmp_path / "conf" / "config.json"
-    opened = open_session(REGISTRY, registry, issuer=idp.issuer, client_id=idp.client_id,
+    opened = open_session(REGISTRY, registry, issuer=real_idp.issuer, client_id=real_idp.client_id,
                           config_path=str(config), secrets_provider=store,
                           interactive=False, lock_dir=tmp_path / "locks")
-    session = seed(idp, store, tmp_path, key=opened.key)
+    session = seed(real_idp, store, tmp_path, key=opened.key)
     access = opened.source.token()
     refresh = store.get_secret(opened.key)
     assert refresh

@@ -7,9 +7,12 @@ when it closes, so it never outlives the test process.
 
 Fixtures (loaded as a plugin from tests/conftest.py):
 
-- `idp`: the session's shared provider (default settings), reset before each test (counts,
-  faults and run-time settings back to their start values).
-- `idp_factory`: `idp_factory(**settings) -> IdP` for per-test settings; stops them all after.
+- `real_idp`: the session's shared provider (default settings), reset before each test
+  (counts, faults and run-time settings back to their start values).
+- `real_idp_factory`: `real_idp_factory(**settings) -> IdP` for per-test settings; stops them
+  all after.
+
+(`fake_idp`, in tests/conftest.py, is the in-process fake: tests/support/fakes.py.)
 
 The test client here (`obtain_tokens`, `device_login`, `refresh`) is the bench's own, built on
 httpx, independent of the library under test: it seeds refresh tokens and checks the bench.
@@ -595,8 +598,8 @@ def device_login(
 
 
 @pytest.fixture(scope="session")
-def idp_session() -> Iterator[IdP]:
-    """The one provider shared by the session (default settings). Prefer `idp`."""
+def real_idp_session() -> Iterator[IdP]:
+    """The one provider shared by the session (default settings). Prefer `real_idp`."""
     provider = start_idp()
     try:
         yield provider
@@ -605,17 +608,17 @@ def idp_session() -> Iterator[IdP]:
 
 
 @pytest.fixture
-def idp(idp_session: IdP) -> IdP:
+def real_idp(real_idp_session: IdP) -> IdP:
     """The session's provider, reset (counts, faults, run-time settings) for this test."""
-    if not idp_session.alive():
-        pytest.fail(f"the shared OpenID provider died:\n{idp_session.stderr_tail}")
-    idp_session.reset()
-    return idp_session
+    if not real_idp_session.alive():
+        pytest.fail(f"the shared OpenID provider died:\n{real_idp_session.stderr_tail}")
+    real_idp_session.reset()
+    return real_idp_session
 
 
 @pytest.fixture
-def idp_factory() -> Iterator[Callable[..., IdP]]:
-    """`idp_factory(**settings) -> IdP`: providers with their own settings, stopped after."""
+def real_idp_factory() -> Iterator[Callable[..., IdP]]:
+    """`real_idp_factory(**settings) -> IdP`: providers with their own settings, stopped after."""
     started: list[IdP] = []
 
     def factory(**settings: Any) -> IdP:
@@ -634,5 +637,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that use the provider get the `idp` marker (so `-m "not idp"` deselects them)."""
     for item in items:
         names = getattr(item, "fixturenames", ())
-        if {"idp", "idp_session", "idp_factory"} & set(names):
+        if {"real_idp", "real_idp_session", "real_idp_factory"} & set(names):
             item.add_marker(pytest.mark.idp)

@@ -31,26 +31,21 @@ HTTPX_SYNC = ("httpx", "httpx2")
 
 
 @pytest.fixture
-def idp() -> FakeProvider:
-    return FakeProvider()
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
 
 @pytest.fixture
-def source(idp: FakeProvider, clock: FakeClock, tmp_path: Any) -> OAuthTokenSource:
+def source(fake_idp: FakeProvider, clock: FakeClock, tmp_path: Any) -> OAuthTokenSource:
     store = MemorySecrets()
-    store.set_secret(KEY, idp.seed())
+    store.set_secret(KEY, fake_idp.seed())
     return OAuthTokenSource(OIDCParams(ISSUER, "cli"), key_provider=lambda: KEY,
-                            secrets_provider=store, clock=clock, transport=idp.transport(),
+                            secrets_provider=store, clock=clock, transport=fake_idp.transport(),
                             max_retries=0, lock_dir=str(tmp_path))
 
 
 @pytest.fixture
-def api(api_factory: Callable[..., ProtectedAPI], idp: FakeProvider) -> ProtectedAPI:
+def api(api_factory: Callable[..., ProtectedAPI], fake_idp: FakeProvider) -> ProtectedAPI:
     # accepts any token the fake provider issued
     return api_factory(lambda token: token.startswith("at-"))
 
@@ -98,23 +93,23 @@ def body_kwargs(client: str, kind: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_bearer_header_is_sent(client: str, source: OAuthTokenSource, api: ProtectedAPI,
-                               idp: FakeProvider) -> None:
+                               fake_idp: FakeProvider) -> None:
     status, history = send(client, OIDCAuth(source), "GET", api.url + "/data")
     assert (status, history) == (200, 0)
     assert [s.authorization for s in api.seen] == ["Bearer at-1"]
-    assert idp.counts["refresh"] == 1
+    assert fake_idp.counts["refresh"] == 1
 
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_rejected_token_is_retried_once_with_a_new_one(
-    client: str, source: OAuthTokenSource, api: ProtectedAPI, idp: FakeProvider
+    client: str, source: OAuthTokenSource, api: ProtectedAPI, fake_idp: FakeProvider
 ) -> None:
     api.rejected_tokens.add("at-1")
     status, history = send(client, OIDCAuth(source), "GET", api.url + "/data")
     assert status == 200
     assert history == 1
     assert [s.authorization for s in api.seen] == ["Bearer at-1", "Bearer at-2"]
-    assert idp.counts["refresh"] == 2
+    assert fake_idp.counts["refresh"] == 2
 
 
 @pytest.mark.parametrize("client", CLIENTS)
@@ -131,12 +126,12 @@ def test_always_401_is_sent_twice_then_returned(
 @pytest.mark.parametrize(("mode", "status"), [("insufficient_scope", 401), ("forbidden", 403)])
 def test_no_retry_when_a_new_token_would_not_help(
     client: str, mode: str, status: int, source: OAuthTokenSource, api: ProtectedAPI,
-    idp: FakeProvider,
+    fake_idp: FakeProvider,
 ) -> None:
     api.mode = mode
     assert send(client, OIDCAuth(source), "GET", api.url + "/data")[0] == status
     assert api.count() == 1
-    assert idp.counts["refresh"] == 1
+    assert fake_idp.counts["refresh"] == 1
 
 
 # httpx.AsyncClient takes no sync file objects as content, so that pair is not a case.
@@ -213,7 +208,7 @@ REDIRECT_BODY_CASES = [
 @pytest.mark.parametrize(("client", "status", "kind"), REDIRECT_BODY_CASES)
 def test_a_body_redirected_to_another_origin_never_carries_a_token(
     client: str, status: int, kind: str, source: OAuthTokenSource, api: ProtectedAPI,
-    api_factory: Callable[..., ProtectedAPI], idp: FakeProvider,
+    api_factory: Callable[..., ProtectedAPI], fake_idp: FakeProvider,
 ) -> None:
     """A POST redirected to another host that answers 401: no token, old or fresh, goes
     there (a file body once made requests retry the 401 at the other host)."""
@@ -226,7 +221,7 @@ def test_a_body_redirected_to_another_origin_never_carries_a_token(
     assert [s.authorization for s in api.seen] == ["Bearer at-1"]
     assert [s.authorization for s in other.seen] == [None]
     assert other.seen[0].method == ("POST" if status in (307, 308) else "GET")
-    assert idp.counts["refresh"] == 1  # the 401 from elsewhere invalidated nothing
+    assert fake_idp.counts["refresh"] == 1  # the 401 from elsewhere invalidated nothing
 
 
 @pytest.mark.parametrize(("client", "status"),
@@ -279,12 +274,12 @@ def test_a_source_with_nothing_newer_still_gets_its_one_retry(
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-def test_token_source_errors_reach_the_caller_typed(client: str, idp: FakeProvider,
+def test_token_source_errors_reach_the_caller_typed(client: str, fake_idp: FakeProvider,
                                                     clock: FakeClock, tmp_path: Any,
                                                     api: ProtectedAPI) -> None:
     empty = OAuthTokenSource(OIDCParams(ISSUER, "cli"), key_provider=lambda: KEY,
                              secrets_provider=MemorySecrets(), clock=clock,
-                             transport=idp.transport(), lock_dir=str(tmp_path))
+                             transport=fake_idp.transport(), lock_dir=str(tmp_path))
     with pytest.raises(LoginRequiredError):
         send(client, OIDCAuth(empty), "GET", api.url + "/data")
     assert api.count() == 0
@@ -336,7 +331,7 @@ def test_requests_retry_goes_out_with_the_same_send_options(
 
 
 def test_one_auth_shared_by_threads(source: OAuthTokenSource, api: ProtectedAPI,
-                                    idp: FakeProvider) -> None:
+                                    fake_idp: FakeProvider) -> None:
     auth = OIDCAuth(source)
     statuses: list[int] = []
     with requests.Session() as s:
@@ -352,11 +347,11 @@ def test_one_auth_shared_by_threads(source: OAuthTokenSource, api: ProtectedAPI,
         for t in threads:
             t.join()
     assert statuses == [200] * 40
-    assert idp.counts["refresh"] == 1
+    assert fake_idp.counts["refresh"] == 1
 
 
 def test_requests_serves_memory_then_refreshes_at_the_window(
-    source: OAuthTokenSource, api: ProtectedAPI, idp: FakeProvider, clock: FakeClock
+    source: OAuthTokenSource, api: ProtectedAPI, fake_idp: FakeProvider, clock: FakeClock
 ) -> None:
     """requests reads an OAuthTokenSource's memory tier itself (a measured shortcut): it
     must serve exactly what token() would, and hand over to token() at the window."""
@@ -371,11 +366,11 @@ def test_requests_serves_memory_then_refreshes_at_the_window(
         assert s.get(api.url + "/d", timeout=10).status_code == 200
     assert [x.authorization for x in api.seen] == [
         "Bearer at-1", "Bearer at-1", "Bearer at-2", "Bearer at-3"]
-    assert idp.counts["refresh"] == 3
+    assert fake_idp.counts["refresh"] == 3
 
 
 async def test_50_concurrent_async_requests_during_expiry_make_one_refresh(
-    source: OAuthTokenSource, api: ProtectedAPI, idp: FakeProvider, clock: FakeClock
+    source: OAuthTokenSource, api: ProtectedAPI, fake_idp: FakeProvider, clock: FakeClock
 ) -> None:
     auth = OIDCAuth(source)
     async with httpx.AsyncClient(auth=auth, timeout=10) as c:
@@ -383,7 +378,7 @@ async def test_50_concurrent_async_requests_during_expiry_make_one_refresh(
         clock.advance(3600)  # expired
         responses = await asyncio.gather(*(c.get(api.url + f"/r{i}") for i in range(50)))
     assert [r.status_code for r in responses] == [200] * 50
-    assert idp.counts["refresh"] == 2
+    assert fake_idp.counts["refresh"] == 2
     assert {s.authorization for s in api.seen[1:]} == {"Bearer at-2"}
 
 

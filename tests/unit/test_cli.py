@@ -57,11 +57,11 @@ pytestmark = pytest.mark.usefixtures("isolated_config")
 
 
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch, provider: FakeProvider) -> MemorySecrets:
+def store(monkeypatch: pytest.MonkeyPatch, fake_idp: FakeProvider) -> MemorySecrets:
     """The CLI's secrets store and provider transport, injected for in-process runs."""
     secrets = MemorySecrets()
     monkeypatch.setattr(cli_module, "_session_options", {
-        "secrets_provider": secrets, "transport": provider.transport(), "max_retries": 0,
+        "secrets_provider": secrets, "transport": fake_idp.transport(), "max_retries": 0,
     })
     return secrets
 
@@ -84,40 +84,40 @@ def _one_error_line(err: str) -> str:
 
 
 def test_token_cache_hit_prints_exactly_the_token(
-    capsys: pytest.CaptureFixture[str], store: MemorySecrets, provider: FakeProvider
+    capsys: pytest.CaptureFixture[str], store: MemorySecrets, fake_idp: FakeProvider
 ) -> None:
     store.set_secret(ADHOC_KEY + "_AT", _at("cached-at", 3600))
     code, out, err = run(capsys, "token", *ADHOC)
     assert (code, out, err) == (0, "cached-at\n", "")
-    assert sum(provider.counts.values()) == 0
+    assert sum(fake_idp.counts.values()) == 0
 
 
 def test_token_refreshes_with_the_stored_refresh_token(
-    capsys: pytest.CaptureFixture[str], store: MemorySecrets, provider: FakeProvider
+    capsys: pytest.CaptureFixture[str], store: MemorySecrets, fake_idp: FakeProvider
 ) -> None:
-    store.set_secret(ADHOC_KEY, provider.seed("rt-0"))
+    store.set_secret(ADHOC_KEY, fake_idp.seed("rt-0"))
     code, out, err = run(capsys, "token", *ADHOC)
     assert (code, out, err) == (0, "at-1\n", "")
-    assert provider.counts["refresh"] == 1
+    assert fake_idp.counts["refresh"] == 1
     assert store.get_secret(ADHOC_KEY) == "rt-1"
     # A second run is served from the shared cache: no second refresh.
     assert run(capsys, "token", *ADHOC) == (0, "at-1\n", "")
-    assert provider.counts["refresh"] == 1
+    assert fake_idp.counts["refresh"] == 1
 
 
 def test_token_nothing_stored_exits_4_with_the_login_command(
-    capsys: pytest.CaptureFixture[str], store: MemorySecrets, provider: FakeProvider
+    capsys: pytest.CaptureFixture[str], store: MemorySecrets, fake_idp: FakeProvider
 ) -> None:
     code, out, err = run(capsys, "token", *ADHOC)
     assert code == 4
     assert out == ""
     line = _one_error_line(err)
     assert line.endswith(f"run: oauth-auth login --issuer {ISSUER} --client-id {CLIENT}")
-    assert sum(provider.counts.values()) == 0
+    assert sum(fake_idp.counts.values()) == 0
 
 
 def test_token_dead_session_exits_4(
-    capsys: pytest.CaptureFixture[str], store: MemorySecrets, provider: FakeProvider
+    capsys: pytest.CaptureFixture[str], store: MemorySecrets, fake_idp: FakeProvider
 ) -> None:
     store.set_secret(ADHOC_KEY, "rt-revoked")
     code, out, err = run(capsys, "token", *ADHOC)
@@ -126,15 +126,15 @@ def test_token_dead_session_exits_4(
     assert "invalid_grant" in line
     assert "run: oauth-auth login" in line
     assert "rt-revoked" not in err
-    assert provider.counts["invalid_grant"] == 1
+    assert fake_idp.counts["invalid_grant"] == 1
     assert store.get_secret(ADHOC_KEY) is None
 
 
 def test_token_provider_down_exits_1(
-    capsys: pytest.CaptureFixture[str], store: MemorySecrets, provider: FakeProvider
+    capsys: pytest.CaptureFixture[str], store: MemorySecrets, fake_idp: FakeProvider
 ) -> None:
-    store.set_secret(ADHOC_KEY, provider.seed("rt-0"))
-    provider.faults.append((503, {"error": "temporarily_unavailable"}, {}))
+    store.set_secret(ADHOC_KEY, fake_idp.seed("rt-0"))
+    fake_idp.faults.append((503, {"error": "temporarily_unavailable"}, {}))
     code, out, err = run(capsys, "token", *ADHOC)
     assert (code, out) == (1, "")
     _one_error_line(err)
@@ -228,7 +228,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_status_reports_tiers_without_secrets(
-    capsys: pytest.CaptureFixture[str], store: MemorySecrets, provider: FakeProvider
+    capsys: pytest.CaptureFixture[str], store: MemorySecrets, fake_idp: FakeProvider
 ) -> None:
     store.set_secret(ADHOC_KEY, "refresh-secret-value")
     store.set_secret(ADHOC_KEY + "_AT", _at("access-secret-value", 1800))
@@ -240,7 +240,7 @@ def test_status_reports_tiers_without_secrets(
     assert "refresh token: stored" in out
     assert "access token:  cached, valid until" in out
     assert "usable:        yes" in out
-    assert sum(provider.counts.values()) == 0
+    assert sum(fake_idp.counts.values()) == 0
 
     code, out, err = run(capsys, "status", *ADHOC, "--json")
     assert code == 0
@@ -285,18 +285,18 @@ def test_status_refresh_token_alone_is_usable(
 
 
 def test_logout_revokes_deletes_and_clears_the_config_ref(
-    capsys: pytest.CaptureFixture[str], store: MemorySecrets, provider: FakeProvider,
+    capsys: pytest.CaptureFixture[str], store: MemorySecrets, fake_idp: FakeProvider,
 ) -> None:
     key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, ISSUER)
     Config().set_entry("registries", REGISTRY_URL, {
         "issuer": ISSUER, "client_id": CLIENT, "cached_refresh_token_ref": key,
         "cached_token_expiry": "2099-01-01T00:00:00Z"})
-    store.set_secret(key, provider.seed("rt-0"))
+    store.set_secret(key, fake_idp.seed("rt-0"))
     store.set_secret(key + "_AT", _at("at-0", 3600))
     code, out, err = run(capsys, "registry", "logout", "--registry", REGISTRY_URL)
     assert (code, out) == (0, "")
     assert "revoked" in err
-    assert provider.revoked == ["rt-0"]
+    assert fake_idp.revoked == ["rt-0"]
     assert len(store) == 0
     assert Config().entry("registries", REGISTRY_URL) == {"issuer": ISSUER,
                                                           "client_id": CLIENT}
@@ -304,31 +304,31 @@ def test_logout_revokes_deletes_and_clears_the_config_ref(
     code, out, err = run(capsys, "registry", "logout", "--registry", REGISTRY_URL)
     assert (code, out) == (0, "")
     assert "no session was stored" in err
-    assert provider.counts["revocation"] == 1
+    assert fake_idp.counts["revocation"] == 1
 
 
 def test_logout_with_nothing_stored_is_0(
-    capsys: pytest.CaptureFixture[str], store: MemorySecrets, provider: FakeProvider,
+    capsys: pytest.CaptureFixture[str], store: MemorySecrets, fake_idp: FakeProvider,
     cfg_file: Path,
 ) -> None:
     code, out, _ = run(capsys, "logout", *ADHOC)
     assert (code, out) == (0, "")
-    assert sum(provider.counts.values()) == 0
+    assert sum(fake_idp.counts.values()) == 0
     assert not cfg_file.exists()
 
 
 def test_logout_when_revocation_fails_still_deletes(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-    provider: FakeProvider,
+    fake_idp: FakeProvider,
 ) -> None:
     import httpx
 
     def handle(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/revoke":
             return httpx.Response(400, json={"error": "unsupported_token_type"})
-        return provider.handle(request)
+        return fake_idp.handle(request)
 
-    secrets = MemorySecrets({ADHOC_KEY: provider.seed(), ADHOC_KEY + "_AT": _at("a", 60)})
+    secrets = MemorySecrets({ADHOC_KEY: fake_idp.seed(), ADHOC_KEY + "_AT": _at("a", 60)})
     monkeypatch.setattr(cli_module, "_session_options", {
         "secrets_provider": secrets, "transport": httpx.MockTransport(handle),
         "max_retries": 0})
@@ -369,25 +369,25 @@ def test_unknown_profile_or_registry_is_login_required(
 
 
 def test_registry_token_uses_the_config_entry_and_persists(
-    capsys: pytest.CaptureFixture[str], store: MemorySecrets, provider: FakeProvider
+    capsys: pytest.CaptureFixture[str], store: MemorySecrets, fake_idp: FakeProvider
 ) -> None:
     Config().set_entry("registries", REGISTRY_URL, {"issuer": ISSUER, "client_id": CLIENT})
     key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, ISSUER)
-    store.set_secret(key, provider.seed())
+    store.set_secret(key, fake_idp.seed())
     assert run(capsys, "registry", "token", "--registry", REGISTRY_URL) == (0, "at-1\n", "")
     entry = Config().entry("registries", REGISTRY_URL)
     assert entry is not None
     assert entry["cached_refresh_token_ref"] == key
     # The library's registry_auth shares the session: served with no provider call.
     auth = registry_auth(REGISTRY_URL, interactive=False, secrets_provider=store,
-                         transport=provider.transport())
+                         transport=fake_idp.transport())
     assert auth.source.token() == "at-1"
-    assert provider.counts["refresh"] == 1
+    assert fake_idp.counts["refresh"] == 1
 
 
 def test_llm_token_from_the_environment(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-    store: MemorySecrets, provider: FakeProvider,
+    store: MemorySecrets, fake_idp: FakeProvider,
 ) -> None:
     monkeypatch.setenv(llm_access_token_env_var(GATEWAY_URL, ISSUER), _at("env-at", 3600))
     argv = ["--gateway", GATEWAY_URL, *ADHOC]
@@ -397,7 +397,7 @@ def test_llm_token_from_the_environment(
     assert "env-at" not in out + err
     assert "environment variable TOOLHIVE_SECRET___thv_llm_LLM_OAUTH_" in out
     assert len(store) == 0
-    assert sum(provider.counts.values()) == 0
+    assert sum(fake_idp.counts.values()) == 0
 
 
 class PlaintextMemoryKeyring(KeyringBackend):
@@ -449,7 +449,7 @@ def _free_port() -> int:
 
 
 def test_login_profile_round_trip_in_process(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, idp: IdP,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, real_idp: IdP,
     cfg_file: Path,
 ) -> None:
     from tests.support.browser import Background, http_browser_login
@@ -459,14 +459,14 @@ def test_login_profile_round_trip_in_process(
     monkeypatch.setattr(cli_module, "_session_options",
                         {"secrets_provider": secrets, "open_browser": browser})
     port = _free_port()
-    code, out, err = run(capsys, "login", "--profile", "work", "--issuer", idp.issuer,
-                         "--client-id", idp.client_id, "--scope", "email",
+    code, out, err = run(capsys, "login", "--profile", "work", "--issuer", real_idp.issuer,
+                         "--client-id", real_idp.client_id, "--scope", "email",
                          "--callback-port", str(port))
     assert (code, out) == (0, "")
-    assert f"Logged in to {idp.issuer}" in err
+    assert f"Logged in to {real_idp.issuer}" in err
     browser.wait()
-    assert idp.token_requests("authorization_code") == 1
-    key = derive_secret_key("OAUTH_AUTH_", idp.client_id, idp.issuer)
+    assert real_idp.token_requests("authorization_code") == 1
+    key = derive_secret_key("OAUTH_AUTH_", real_idp.client_id, real_idp.issuer)
     assert secrets.names() == [key, key + "_AT"]
     refresh_token = secrets.get_secret(key)
     access = (secrets.get_secret(key + "_AT") or "").rpartition("|")[0]
@@ -478,8 +478,8 @@ def test_login_profile_round_trip_in_process(
     assert stat.S_IMODE(cfg_file.stat().st_mode) == 0o600
     entry = Config().entry("profiles", "work")
     assert entry is not None
-    assert entry["issuer"] == idp.issuer
-    assert entry["client_id"] == idp.client_id
+    assert entry["issuer"] == real_idp.issuer
+    assert entry["client_id"] == real_idp.client_id
     assert entry["scopes"] == ["email"]
     assert entry["callback_port"] == port
     assert entry["cached_refresh_token_ref"] == key
@@ -490,12 +490,12 @@ def test_login_profile_round_trip_in_process(
     assert "profile:       profile work" in out
     assert refresh_token not in out + err
     assert access not in out + err
-    assert refresh_count(idp.counts(), "ok") == 0
+    assert refresh_count(real_idp.counts(), "ok") == 0
     # Logout revokes at the provider and deletes; then token needs a login again.
     code, out, err = run(capsys, "logout", "--profile", "work")
     assert (code, out) == (0, "")
     assert "revoked" in err
-    assert idp.counts()["revocation"] == 1
+    assert real_idp.counts()["revocation"] == 1
     assert secrets.names() == []
     assert "cached_refresh_token_ref" not in (Config().entry("profiles", "work") or {})
     code, out, err = run(capsys, "token", "--profile", "work")
@@ -504,26 +504,26 @@ def test_login_profile_round_trip_in_process(
 
 
 def test_login_runs_a_new_login_even_when_logged_in(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, idp: IdP
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, real_idp: IdP
 ) -> None:
     from tests.support.browser import Background, http_browser_login
 
-    key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, idp.issuer)
+    key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, real_idp.issuer)
     secrets = MemorySecrets({key: "old-refresh", key + "_AT": _at("old-access", 3600)})
     browser = Background(http_browser_login)
     monkeypatch.setattr(cli_module, "_session_options",
                         {"secrets_provider": secrets, "open_browser": browser})
     code, _, err = run(capsys, "registry", "login", "--registry", REGISTRY_URL,
-                       "--issuer", idp.issuer, "--client-id", idp.client_id,
+                       "--issuer", real_idp.issuer, "--client-id", real_idp.client_id,
                        "--callback-port", str(_free_port()))
     assert code == 0, err
     browser.wait()
-    assert idp.token_requests("authorization_code") == 1
+    assert real_idp.token_requests("authorization_code") == 1
     assert secrets.get_secret(key) not in (None, "old-refresh")
     assert not (secrets.get_secret(key + "_AT") or "").startswith("old-access|")
     entry = Config().entry("registries", REGISTRY_URL)
     assert entry is not None
-    assert entry["issuer"] == idp.issuer
+    assert entry["issuer"] == real_idp.issuer
     assert entry["cached_refresh_token_ref"] == key
     # Registry token needs no flags now.
     code, out, _ = run(capsys, "registry", "token", "--registry", REGISTRY_URL)
@@ -532,7 +532,7 @@ def test_login_runs_a_new_login_even_when_logged_in(
 
 
 def test_llm_login_status_token_logout_round_trip(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, idp: IdP
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, real_idp: IdP
 ) -> None:
     """The LLM group against the real provider: entries live under the `llm` scope
     (`__thv_llm_<key>`), the gateway's settings are saved, logout revokes and deletes."""
@@ -543,17 +543,17 @@ def test_llm_login_status_token_logout_round_trip(
     monkeypatch.setattr(cli_module, "_session_options",
                         {"secrets_provider": secrets, "open_browser": browser})
     code, out, err = run(capsys, "llm", "login", "--gateway", GATEWAY_URL,
-                         "--issuer", idp.issuer, "--client-id", idp.client_id,
+                         "--issuer", real_idp.issuer, "--client-id", real_idp.client_id,
                          "--callback-port", str(_free_port()))
     assert (code, out) == (0, ""), err
     browser.wait()
-    assert idp.token_requests("authorization_code") == 1
-    key = derive_secret_key("LLM_OAUTH_", GATEWAY_URL, idp.issuer)
+    assert real_idp.token_requests("authorization_code") == 1
+    key = derive_secret_key("LLM_OAUTH_", GATEWAY_URL, real_idp.issuer)
     assert secrets.names() == [f"__thv_llm_{key}", f"__thv_llm_{key}_AT"]
     access = (secrets.get_secret(f"__thv_llm_{key}_AT") or "").rpartition("|")[0]
     entry = Config().entry("llm_gateways", GATEWAY_URL)
     assert entry is not None
-    assert entry["issuer"] == idp.issuer
+    assert entry["issuer"] == real_idp.issuer
     assert entry["cached_refresh_token_ref"] == key
 
     assert run(capsys, "llm", "token", "--gateway", GATEWAY_URL) == (0, access + "\n", "")
@@ -564,7 +564,7 @@ def test_llm_login_status_token_logout_round_trip(
     code, out, err = run(capsys, "llm", "logout", "--gateway", GATEWAY_URL)
     assert (code, out) == (0, "")
     assert "revoked" in err
-    assert idp.counts()["revocation"] == 1
+    assert real_idp.counts()["revocation"] == 1
     assert secrets.names() == []
     code, out, err = run(capsys, "llm", "token", "--gateway", GATEWAY_URL)
     assert (code, out) == (4, "")
@@ -655,11 +655,11 @@ def test_console_script_fail_backend_status_and_logout(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def keyring_env(secret_service: Any, tmp_path: Path, idp: IdP) -> Iterator[dict[str, str]]:
+def keyring_env(secret_service: Any, tmp_path: Path, real_idp: IdP) -> Iterator[dict[str, str]]:
     """The Secret Service bench's environment, with this test's config, and the ad-hoc
     key's entries removed before and after."""
     store = KeyringSecrets(service="oauth-auth")
-    key = derive_secret_key("OAUTH_AUTH_", idp.client_id, idp.issuer)
+    key = derive_secret_key("OAUTH_AUTH_", real_idp.client_id, real_idp.issuer)
     for name in (key, key + "_AT"):
         store.delete_secret(name)
     yield _env(tmp_path, secret_service.subprocess_env())
@@ -667,10 +667,10 @@ def keyring_env(secret_service: Any, tmp_path: Path, idp: IdP) -> Iterator[dict[
         store.delete_secret(name)
 
 
-def test_console_script_end_to_end(idp: IdP, keyring_env: dict[str, str],
+def test_console_script_end_to_end(real_idp: IdP, keyring_env: dict[str, str],
                                    tmp_path: Path) -> None:
-    flags = ["--issuer", idp.issuer, "--client-id", idp.client_id]
-    key = derive_secret_key("OAUTH_AUTH_", idp.client_id, idp.issuer)
+    flags = ["--issuer", real_idp.issuer, "--client-id", real_idp.client_id]
+    key = derive_secret_key("OAUTH_AUTH_", real_idp.client_id, real_idp.issuer)
     store = KeyringSecrets(service="oauth-auth")
     script = _script()
 
@@ -678,21 +678,21 @@ def test_console_script_end_to_end(idp: IdP, keyring_env: dict[str, str],
     result = _sh([*script, "token", *flags], keyring_env)
     assert (result.returncode, result.stdout) == (4, "")
     assert _one_error_line(result.stderr).endswith(
-        f"run: oauth-auth login --issuer {idp.issuer} --client-id {idp.client_id}")
+        f"run: oauth-auth login --issuer {real_idp.issuer} --client-id {real_idp.client_id}")
     assert _sh([*script, "status", *flags], keyring_env).returncode == 4
     assert _sh([*script, "logout", *flags], keyring_env).returncode == 0
 
     # A session in the keyring (as a login would leave it): token refreshes once.
-    tokens = obtain_tokens(idp)
+    tokens = obtain_tokens(real_idp)
     store.set_secret(key, tokens["refresh_token"])
-    idp.reset_counts()
+    real_idp.reset_counts()
     result = _sh([*script, "token", *flags], keyring_env)
     assert result.returncode == 0, result.stderr
     access = result.stdout[:-1]
     assert result.stdout == access + "\n"
     assert access
     assert "\n" not in access
-    assert refresh_count(idp.counts()) == 1
+    assert refresh_count(real_idp.counts()) == 1
     rotated = store.get_secret(key)
     assert rotated
     assert rotated != tokens["refresh_token"]
@@ -702,7 +702,7 @@ def test_console_script_end_to_end(idp: IdP, keyring_env: dict[str, str],
     assert result.stdout == access + "\n"
     assert report["code"] == 0
     assert not set(report["loaded"]) & set(HEAVY), report
-    assert refresh_count(idp.counts()) == 1
+    assert refresh_count(real_idp.counts()) == 1
 
     # status: usable, and no secret anywhere in its output.
     result = _sh([*script, "status", *flags], keyring_env)
@@ -716,7 +716,7 @@ def test_console_script_end_to_end(idp: IdP, keyring_env: dict[str, str],
     result = _sh([*script, "logout", *flags], keyring_env)
     assert (result.returncode, result.stdout) == (0, ""), result.stderr
     assert "revoked" in result.stderr
-    assert idp.counts()["revocation"] == 1
+    assert real_idp.counts()["revocation"] == 1
     assert store.get_secret(key) is None
     assert store.get_secret(key + "_AT") is None
     assert _sh([*script, "token", *flags], keyring_env).returncode == 4
@@ -724,7 +724,7 @@ def test_console_script_end_to_end(idp: IdP, keyring_env: dict[str, str],
 
 
 def test_console_script_login_with_a_browser_command(
-    idp: IdP, keyring_env: dict[str, str], tmp_path: Path, cfg_file: Path
+    real_idp: IdP, keyring_env: dict[str, str], tmp_path: Path, cfg_file: Path
 ) -> None:
     browser = tmp_path / "browser"
     browser.write_text(
@@ -737,20 +737,20 @@ def test_console_script_login_with_a_browser_command(
     browser.chmod(0o755)
     env = {**keyring_env, "BROWSER": str(browser)}
     env.pop("DISPLAY", None)
-    result = _sh([*_script(), "login", "--profile", "e2e", "--issuer", idp.issuer,
-                  "--client-id", idp.client_id, "--callback-port", str(_free_port())], env)
+    result = _sh([*_script(), "login", "--profile", "e2e", "--issuer", real_idp.issuer,
+                  "--client-id", real_idp.client_id, "--callback-port", str(_free_port())], env)
     assert (result.returncode, result.stdout) == (0, ""), result.stderr
     assert "Logged in" in result.stderr
-    assert idp.token_requests("authorization_code") == 1
+    assert real_idp.token_requests("authorization_code") == 1
     assert stat.S_IMODE(cfg_file.stat().st_mode) == 0o600
     entry = Config(cfg_file).entry("profiles", "e2e")
     assert entry is not None
-    assert entry["issuer"] == idp.issuer
+    assert entry["issuer"] == real_idp.issuer
     result = _sh([*_script(), "token", "--profile", "e2e"], env)
     assert result.returncode == 0
     assert result.stdout.strip()
     assert result.stdout.strip() not in result.stderr
-    assert refresh_count(idp.counts()) == 0  # served from the shared cache
+    assert refresh_count(real_idp.counts()) == 0  # served from the shared cache
 
 
 def test_examples_are_present_and_runnable(tmp_path: Path) -> None:
@@ -798,7 +798,7 @@ def test_registry_client_example_calls_the_api_with_the_stored_session(
 
 
 def test_console_script_ctrl_c_during_a_login_exits_1_and_frees_the_port(
-    idp: IdP, keyring_env: dict[str, str]
+    real_idp: IdP, keyring_env: dict[str, str]
 ) -> None:
     """A user who gives up on the browser presses Ctrl-C: the command ends at once with
     exit 1 (the contract has no other failure code) and the callback port is free again."""
@@ -808,7 +808,7 @@ def test_console_script_ctrl_c_during_a_login_exits_1_and_frees_the_port(
 
     port = _free_port()
     proc = subprocess.Popen(
-        [*_script(), "login", "--issuer", idp.issuer, "--client-id", idp.client_id,
+        [*_script(), "login", "--issuer", real_idp.issuer, "--client-id", real_idp.client_id,
          "--no-browser", "--callback-port", str(port)],
         env=keyring_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -849,4 +849,4 @@ def test_console_script_ctrl_c_during_a_login_exits_1_and_frees_the_port(
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("127.0.0.1", port))
         again.listen()
-    assert idp.counts()["token"] == {}
+    assert real_idp.counts()["token"] == {}

@@ -23,20 +23,20 @@ TOKEN_BODY = {"access_token": "an-access-token-of-some-length", "token_type": "B
 
 
 def test_a_token_endpoint_with_an_escape_character_is_a_config_error(
-    provider: FakeProvider, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+    fake_idp: FakeProvider, tmp_path: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OAUTH_AUTH_LOCK_DIR", str(tmp_path))
-    provider.metadata_overrides["token_endpoint"] = f"{ISSUER}/tok\x1b[2Jen"
+    fake_idp.metadata_overrides["token_endpoint"] = f"{ISSUER}/tok\x1b[2Jen"
     secrets = MemorySecrets()
-    secrets.set_secret("k", provider.seed())
+    secrets.set_secret("k", fake_idp.seed())
     source = OAuthTokenSource(OIDCParams(ISSUER, "cli"), key_provider=lambda: "k",
-                              secrets_provider=secrets, transport=provider.transport())
+                              secrets_provider=secrets, transport=fake_idp.transport())
     with pytest.raises(OAuthAuthError) as caught:
         source.token()
     assert isinstance(caught.value, ConfigError), type(caught.value)
     assert "\x1b" not in str(caught.value)
     assert secrets.get_secret("k") == "rt-0"  # a bad URL never ends the session
-    assert provider.counts["refresh"] == 0
+    assert fake_idp.counts["refresh"] == 0
 
 
 def test_a_malformed_url_never_raises_a_raw_httpx_error() -> None:

@@ -132,7 +132,7 @@ def test_round_trip_modes_and_atomicity(cfg_file: Path) -> None:
 
 
 def test_a_toml_config_is_read_and_written_back_as_toml(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, provider: FakeProvider
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_idp: FakeProvider
 ) -> None:
     """DESIGN: the config file is TOML or JSON. A `.toml` file stays TOML through the
     persister's write-back, and what the user wrote (comments aside) survives."""
@@ -149,8 +149,8 @@ def test_a_toml_config_is_read_and_written_back_as_toml(
     )
     monkeypatch.setenv(CONFIG_ENV, str(path))
     key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, ISSUER)
-    secrets = MemorySecrets({key: provider.seed("rt-0")})
-    source = _source(registry_auth(REGISTRY_URL, interactive=False, **_opts(provider, secrets)))
+    secrets = MemorySecrets({key: fake_idp.seed("rt-0")})
+    source = _source(registry_auth(REGISTRY_URL, interactive=False, **_opts(fake_idp, secrets)))
     assert source.oidc.callback_port == 9123
     assert source.oidc.scopes == ("openid", "registry:read", "offline_access")
     assert source.token() == "at-1"
@@ -304,18 +304,18 @@ def test_registry_auth_needs_settings_and_names_the_command() -> None:
 
 
 def test_registry_auth_from_arguments_refreshes_and_persists_to_config(
-    provider: FakeProvider, cfg_file: Path
+    fake_idp: FakeProvider, cfg_file: Path
 ) -> None:
     secrets = MemorySecrets()
     key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, ISSUER)
-    secrets.set_secret(key, provider.seed("rt-0"))
+    secrets.set_secret(key, fake_idp.seed("rt-0"))
     auth = registry_auth(REGISTRY_URL, issuer=ISSUER, client_id=CLIENT, interactive=False,
-                         **_opts(provider, secrets))
+                         **_opts(fake_idp, secrets))
     assert isinstance(auth, OIDCAuth)
     source = _source(auth)
     assert source.oidc.scopes == ("openid", "offline_access")
     assert source.token() == "at-1"
-    assert provider.counts["refresh"] == 1
+    assert fake_idp.counts["refresh"] == 1
     assert secrets.get_secret(key) == "rt-1"
     assert secrets.get_secret(key + "_AT", ).startswith("at-1|")  # type: ignore[union-attr]
     entry = Config().entry("registries", REGISTRY_URL)
@@ -329,58 +329,58 @@ def test_registry_auth_from_arguments_refreshes_and_persists_to_config(
     assert stat.S_IMODE(cfg_file.stat().st_mode) == 0o600
 
 
-def test_registry_auth_reads_config_and_uses_cached_ref(provider: FakeProvider) -> None:
+def test_registry_auth_reads_config_and_uses_cached_ref(fake_idp: FakeProvider) -> None:
     Config().set_entry("registries", REGISTRY_URL, {
         "issuer": ISSUER, "client_id": CLIENT, "scopes": ["registry:read"],
         "audience": "https://api.example.test", "callback_port": 9123,
         "cached_refresh_token_ref": "REGISTRY_OAUTH_custom0",
     })
-    secrets = MemorySecrets({"REGISTRY_OAUTH_custom0": provider.seed("rt-0")})
+    secrets = MemorySecrets({"REGISTRY_OAUTH_custom0": fake_idp.seed("rt-0")})
     source = _source(registry_auth(REGISTRY_URL, interactive=False,
-                                   **_opts(provider, secrets)))
+                                   **_opts(fake_idp, secrets)))
     assert source.oidc.issuer == ISSUER
     assert source.oidc.client_id == CLIENT
     assert source.oidc.audience == "https://api.example.test"
     assert source.oidc.callback_port == 9123
     assert source.oidc.scopes == ("openid", "registry:read", "offline_access")
     assert source.token() == "at-1"
-    assert provider.requests[0]["resource"] == "https://api.example.test"
+    assert fake_idp.requests[0]["resource"] == "https://api.example.test"
     assert secrets.get_secret("REGISTRY_OAUTH_custom0") == "rt-1"
 
 
-def test_cached_ref_of_another_issuer_is_ignored(provider: FakeProvider) -> None:
+def test_cached_ref_of_another_issuer_is_ignored(fake_idp: FakeProvider) -> None:
     Config().set_entry("registries", REGISTRY_URL, {
         "issuer": "https://old-idp.example.test", "client_id": CLIENT,
         "cached_refresh_token_ref": "REGISTRY_OAUTH_0ld00000",
     })
     session = open_session(REGISTRY, REGISTRY_URL, issuer=ISSUER,
-                           **_opts(provider, MemorySecrets()))
+                           **_opts(fake_idp, MemorySecrets()))
     assert session.key == derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, ISSUER)
 
 
-def test_registry_fallback_error_names_the_command(provider: FakeProvider) -> None:
+def test_registry_fallback_error_names_the_command(fake_idp: FakeProvider) -> None:
     Config().set_entry("registries", REGISTRY_URL, {"issuer": ISSUER, "client_id": CLIENT})
     source = _source(registry_auth(REGISTRY_URL, interactive=False,
-                                   **_opts(provider, MemorySecrets())))
+                                   **_opts(fake_idp, MemorySecrets())))
     with pytest.raises(LoginRequiredError) as info:
         source.token()
     assert "run: oauth-auth registry login --registry https://registry.example.test" in str(
         info.value)
-    assert provider.counts["refresh"] == 0
+    assert fake_idp.counts["refresh"] == 0
 
 
-def test_dead_refresh_token_is_invalid_grant(provider: FakeProvider) -> None:
+def test_dead_refresh_token_is_invalid_grant(fake_idp: FakeProvider) -> None:
     key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, ISSUER)
     secrets = MemorySecrets({key: "rt-dead"})
     source = _source(registry_auth(REGISTRY_URL, issuer=ISSUER, client_id=CLIENT,
-                                   interactive=False, **_opts(provider, secrets)))
+                                   interactive=False, **_opts(fake_idp, secrets)))
     with pytest.raises(InvalidGrantError):
         source.token()
     assert secrets.get_secret(key) is None
 
 
 def test_interactive_defaults_to_terminals(monkeypatch: pytest.MonkeyPatch,
-                                           provider: FakeProvider) -> None:
+                                           fake_idp: FakeProvider) -> None:
     class Tty:
         def __init__(self, tty: bool) -> None:
             self.tty = tty
@@ -392,24 +392,24 @@ def test_interactive_defaults_to_terminals(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(sys, "stderr", Tty(True))
     assert default_interactive() is True
     auth = registry_auth(REGISTRY_URL, issuer=ISSUER, client_id=CLIENT,
-                         **_opts(provider, MemorySecrets()))
+                         **_opts(fake_idp, MemorySecrets()))
     assert _source(auth).interactive is True
     monkeypatch.setattr(sys, "stderr", Tty(False))
     assert default_interactive() is False
     monkeypatch.setattr(sys, "stdin", None)
     assert default_interactive() is False
     auth = registry_auth(REGISTRY_URL, issuer=ISSUER, client_id=CLIENT,
-                         **_opts(provider, MemorySecrets()))
+                         **_opts(fake_idp, MemorySecrets()))
     assert _source(auth).interactive is False
 
 
-def test_extra_options_pass_through(provider: FakeProvider) -> None:
+def test_extra_options_pass_through(fake_idp: FakeProvider) -> None:
     clock = FakeClock()
     opened: list[str] = []
     auth = registry_auth(REGISTRY_URL, issuer=ISSUER, client_id=CLIENT, interactive=False,
                          clock=clock, open_browser=opened.append, skip_browser=True,
                          login_method="device", preemptive_refresh_window=5,
-                         **_opts(provider, MemorySecrets()))
+                         **_opts(fake_idp, MemorySecrets()))
     source = _source(auth)
     assert source.skip_browser is True
     assert source.login_method == "device"
@@ -448,32 +448,32 @@ def test_llm_key_scope_and_window() -> None:
 
 
 def test_llm_env_token_is_served_without_touching_the_store(
-    monkeypatch: pytest.MonkeyPatch, provider: FakeProvider
+    monkeypatch: pytest.MonkeyPatch, fake_idp: FakeProvider
 ) -> None:
     monkeypatch.setenv(llm_access_token_env_var(GATEWAY_URL, ISSUER), _at("env-token", 3600))
     store = BrokenStore()
     auth = llm_gateway_auth(GATEWAY_URL, issuer=ISSUER, client_id="llm-cli",
-                            interactive=False, **_opts(provider, store))
+                            interactive=False, **_opts(fake_idp, store))
     assert _source(auth).token() == "env-token"
     assert store.calls == 0
-    assert sum(provider.counts.values()) == 0
+    assert sum(fake_idp.counts.values()) == 0
 
 
 def test_llm_env_token_inside_the_ten_minute_window_is_not_served(
-    monkeypatch: pytest.MonkeyPatch, provider: FakeProvider
+    monkeypatch: pytest.MonkeyPatch, fake_idp: FakeProvider
 ) -> None:
     monkeypatch.setenv(llm_access_token_env_var(GATEWAY_URL, ISSUER), _at("env-token", 300))
     auth = llm_gateway_auth(GATEWAY_URL, issuer=ISSUER, client_id="llm-cli",
-                            interactive=False, **_opts(provider, MemorySecrets()))
+                            interactive=False, **_opts(fake_idp, MemorySecrets()))
     with pytest.raises(LoginRequiredError, match="oauth-auth llm login --gateway"):
         _source(auth).token()
 
 
-def test_llm_writes_scoped_names_and_persists(provider: FakeProvider) -> None:
+def test_llm_writes_scoped_names_and_persists(fake_idp: FakeProvider) -> None:
     key = derive_secret_key("LLM_OAUTH_", GATEWAY_URL, ISSUER)
-    store = CountingSecrets(MemorySecrets({f"__thv_llm_{key}": provider.seed()}))
+    store = CountingSecrets(MemorySecrets({f"__thv_llm_{key}": fake_idp.seed()}))
     auth = llm_gateway_auth(GATEWAY_URL, issuer=ISSUER, client_id="llm-cli",
-                            interactive=False, **_opts(provider, store))
+                            interactive=False, **_opts(fake_idp, store))
     assert _source(auth).token() == "at-1"
     assert store.inner.names() == [f"__thv_llm_{key}", f"__thv_llm_{key}_AT"]
     entry = Config().entry("llm_gateways", GATEWAY_URL)
@@ -481,9 +481,9 @@ def test_llm_writes_scoped_names_and_persists(provider: FakeProvider) -> None:
     assert entry["cached_refresh_token_ref"] == key
 
 
-def test_llm_no_keyring_and_no_env_is_the_backend_error(provider: FakeProvider) -> None:
+def test_llm_no_keyring_and_no_env_is_the_backend_error(fake_idp: FakeProvider) -> None:
     auth = llm_gateway_auth(GATEWAY_URL, issuer=ISSUER, client_id="llm-cli",
-                            interactive=False, **_opts(provider, BrokenStore()))
+                            interactive=False, **_opts(fake_idp, BrokenStore()))
     with pytest.raises(SecretsError, match="no usable keyring"):
         _source(auth).token()
 

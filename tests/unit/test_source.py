@@ -36,11 +36,6 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def idp() -> FakeProvider:
-    return FakeProvider()
-
-
-@pytest.fixture
 def secrets() -> CountingSecrets:
     return CountingSecrets(MemorySecrets())
 
@@ -66,22 +61,22 @@ def make_source(
 
 
 @pytest.fixture
-def source(idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets,
+def source(fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets,
            tmp_path: Any) -> OAuthTokenSource:
-    return make_source(idp, clock, secrets, tmp_path)
+    return make_source(fake_idp, clock, secrets, tmp_path)
 
 
 def test_tier3_restores_session_and_persists_rotation(
-    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+    fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
 ) -> None:
     persisted: list[tuple[str, datetime]] = []
-    source = make_source(idp, clock, secrets, tmp_path,
+    source = make_source(fake_idp, clock, secrets, tmp_path,
                          config_persister=lambda k, e: persisted.append((k, e)))
-    secrets.inner.set_secret(KEY, idp.seed("rt-0"))
+    secrets.inner.set_secret(KEY, fake_idp.seed("rt-0"))
 
     assert source.token() == "at-1"
 
-    assert idp.counts["refresh"] == 1
+    assert fake_idp.counts["refresh"] == 1
     assert secrets.inner.get_secret(KEY) == "rt-1"  # rotated token written back
     entry = decode_at_entry(secrets.inner.get_secret(KEY + "_AT"))
     assert entry is not None
@@ -97,23 +92,23 @@ def test_tier3_restores_session_and_persists_rotation(
 
 
 def test_persister_not_called_on_routine_refresh(
-    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+    fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
 ) -> None:
-    idp.rotate = False
+    fake_idp.rotate = False
     persisted: list[str] = []
-    source = make_source(idp, clock, secrets, tmp_path,
+    source = make_source(fake_idp, clock, secrets, tmp_path,
                          config_persister=lambda k, e: persisted.append(k))
-    secrets.inner.set_secret(KEY, idp.seed("rt-0"))
+    secrets.inner.set_secret(KEY, fake_idp.seed("rt-0"))
     assert source.token() == "at-1"
     clock.advance(3600)
     assert source.token() == "at-2"
-    assert idp.counts["refresh"] == 2
+    assert fake_idp.counts["refresh"] == 2
     assert persisted == []
     assert secrets.inner.get_secret(KEY) == "rt-0"
 
 
 def test_rotation_order_refresh_token_before_access_token(
-    idp: FakeProvider, clock: FakeClock, tmp_path: Any
+    fake_idp: FakeProvider, clock: FakeClock, tmp_path: Any
 ) -> None:
     order: list[str] = []
 
@@ -123,65 +118,65 @@ def test_rotation_order_refresh_token_before_access_token(
             super().set_secret(name, value)
 
     store = Recording()
-    source = make_source(idp, clock, store, tmp_path,
+    source = make_source(fake_idp, clock, store, tmp_path,
                          config_persister=lambda k, e: order.append("persister"))
-    store.set_secret(KEY, idp.seed())
+    store.set_secret(KEY, fake_idp.seed())
     order.clear()
     source.token()
     assert order == [KEY, KEY + "_AT", "persister"]
 
 
-def test_memory_hit_costs_no_io(source: OAuthTokenSource, idp: FakeProvider,
+def test_memory_hit_costs_no_io(source: OAuthTokenSource, fake_idp: FakeProvider,
                                 secrets: CountingSecrets) -> None:
-    secrets.inner.set_secret(KEY, idp.seed())
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     first = source.token()
     calls = dict(secrets.calls)
     for _ in range(1000):
         assert source.token() == first
     assert dict(secrets.calls) == calls
-    assert idp.counts["refresh"] == 1
+    assert fake_idp.counts["refresh"] == 1
 
 
-def test_exactly_one_refresh_per_window(source: OAuthTokenSource, idp: FakeProvider,
+def test_exactly_one_refresh_per_window(source: OAuthTokenSource, fake_idp: FakeProvider,
                                         clock: FakeClock, secrets: CountingSecrets) -> None:
-    secrets.inner.set_secret(KEY, idp.seed())
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     assert source.token() == "at-1"
     clock.advance(3600 - 30 - 1)  # just outside the window
     assert source.token() == "at-1"
     clock.advance(2)  # inside the 30 s window
     results = {source.token() for _ in range(500)}
     assert results == {"at-2"}
-    assert idp.counts["refresh"] == 2
+    assert fake_idp.counts["refresh"] == 2
 
 
 def test_short_lived_tokens_cannot_cause_a_refresh_loop(
-    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+    fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
 ) -> None:
-    idp.expires_in = 10  # shorter than the 30 s window
-    source = make_source(idp, clock, secrets, tmp_path)
-    secrets.inner.set_secret(KEY, idp.seed())
+    fake_idp.expires_in = 10  # shorter than the 30 s window
+    source = make_source(fake_idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     for _ in range(200):
         source.token()
-    assert idp.counts["refresh"] == 1
+    assert fake_idp.counts["refresh"] == 1
     clock.advance(4.9)
     source.token()
-    assert idp.counts["refresh"] == 1
+    assert fake_idp.counts["refresh"] == 1
     clock.advance(0.2)  # past half the life: one more refresh, then quiet again
     for _ in range(200):
         source.token()
-    assert idp.counts["refresh"] == 2
+    assert fake_idp.counts["refresh"] == 2
 
 
 def test_tier2_shared_cache_serves_second_source_without_token_request(
-    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+    fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
 ) -> None:
-    first = make_source(idp, clock, secrets, tmp_path)
-    secrets.inner.set_secret(KEY, idp.seed())
+    first = make_source(fake_idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     token = first.token()
-    second = make_source(idp, clock, secrets, tmp_path)
+    second = make_source(fake_idp, clock, secrets, tmp_path)
     before = secrets.calls["get"]
     assert second.token() == token
-    assert idp.counts["refresh"] == 1
+    assert fake_idp.counts["refresh"] == 1
     # a tier-2 hit stays in memory: a hot loop does not touch the backend
     reads = secrets.calls["get"]
     assert reads == before + 1
@@ -191,14 +186,14 @@ def test_tier2_shared_cache_serves_second_source_without_token_request(
 
 
 def test_tier2_entry_inside_reader_window_is_not_served(
-    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+    fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
 ) -> None:
-    source = make_source(idp, clock, secrets, tmp_path, preemptive_refresh_window=600)
+    source = make_source(fake_idp, clock, secrets, tmp_path, preemptive_refresh_window=600)
     expiry = datetime.fromtimestamp(clock.now + 300, tz=timezone.utc)
     secrets.inner.set_secret(KEY + "_AT", f"cached|{expiry:%Y-%m-%dT%H:%M:%SZ}")
-    secrets.inner.set_secret(KEY, idp.seed())
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     assert source.token() == "at-1"
-    assert idp.counts["refresh"] == 1
+    assert fake_idp.counts["refresh"] == 1
 
 
 @pytest.mark.parametrize(
@@ -215,23 +210,23 @@ def test_tier2_entry_inside_reader_window_is_not_served(
     ],
 )
 def test_malformed_or_expired_tier2_entries_are_ignored(
-    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any, entry: str
+    fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any, entry: str
 ) -> None:
     clock.now = datetime(2026, 6, 1, tzinfo=timezone.utc).timestamp()
-    source = make_source(idp, clock, secrets, tmp_path)
+    source = make_source(fake_idp, clock, secrets, tmp_path)
     secrets.inner.set_secret(KEY + "_AT", entry)
-    secrets.inner.set_secret(KEY, idp.seed())
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     assert source.token() == "at-1"
 
 
 def test_go_style_offset_timestamp_is_accepted(
-    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+    fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
 ) -> None:
     clock.now = datetime(2026, 6, 1, tzinfo=timezone.utc).timestamp()
-    source = make_source(idp, clock, secrets, tmp_path)
+    source = make_source(fake_idp, clock, secrets, tmp_path)
     secrets.inner.set_secret(KEY + "_AT", "shared|2026-06-01T03:00:00+02:00")
     assert source.token() == "shared"
-    assert idp.counts["refresh"] == 0
+    assert fake_idp.counts["refresh"] == 0
 
 
 def test_empty_stored_refresh_token_is_a_miss(source: OAuthTokenSource,
@@ -242,35 +237,35 @@ def test_empty_stored_refresh_token_is_a_miss(source: OAuthTokenSource,
 
 
 def test_fallback_error_is_raised_when_nothing_went_wrong(
-    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+    fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
 ) -> None:
     class Custom(Exception):
         pass
 
-    source = make_source(idp, clock, secrets, tmp_path, fallback_error=Custom("run login"))
+    source = make_source(fake_idp, clock, secrets, tmp_path, fallback_error=Custom("run login"))
     with pytest.raises(Custom, match="run login"):
         source.token()
-    assert idp.counts["refresh"] == 0
+    assert fake_idp.counts["refresh"] == 0
 
 
 def test_invalid_grant_deletes_dead_refresh_token(
-    source: OAuthTokenSource, idp: FakeProvider, secrets: CountingSecrets
+    source: OAuthTokenSource, fake_idp: FakeProvider, secrets: CountingSecrets
 ) -> None:
     secrets.inner.set_secret(KEY, "rt-dead")
     with pytest.raises(InvalidGrantError) as info:
         source.token()
     assert info.value.error == "invalid_grant"
     assert secrets.inner.get_secret(KEY) is None
-    assert idp.counts["invalid_grant"] == 1
+    assert fake_idp.counts["invalid_grant"] == 1
     # next call: a plain miss now
     with pytest.raises(LoginRequiredError):
         source.token()
 
 
 def test_invalid_grant_retries_once_with_a_sibling_rotated_token(
-    idp: FakeProvider, clock: FakeClock, tmp_path: Any
+    fake_idp: FakeProvider, clock: FakeClock, tmp_path: Any
 ) -> None:
-    idp.seed("rt-new")
+    fake_idp.seed("rt-new")
 
     class Rotating(MemorySecrets):
         """The first read returns a stale token; then a 'sibling' has written the new one."""
@@ -284,10 +279,10 @@ def test_invalid_grant_retries_once_with_a_sibling_rotated_token(
             return super().get_secret(name)
 
     store = Rotating()
-    source = make_source(idp, clock, store, tmp_path)
+    source = make_source(fake_idp, clock, store, tmp_path)
     assert source.token() == "at-1"
-    assert idp.counts["invalid_grant"] == 1
-    assert idp.counts["refresh"] == 1
+    assert fake_idp.counts["invalid_grant"] == 1
+    assert fake_idp.counts["refresh"] == 1
 
 
 @pytest.mark.parametrize(
@@ -299,11 +294,11 @@ def test_invalid_grant_retries_once_with_a_sibling_rotated_token(
     ],
 )
 def test_transient_failure_keeps_refresh_token(
-    source: OAuthTokenSource, idp: FakeProvider, secrets: CountingSecrets,
+    source: OAuthTokenSource, fake_idp: FakeProvider, secrets: CountingSecrets,
     status: int, body: Any, headers: dict[str, str],
 ) -> None:
-    secrets.inner.set_secret(KEY, idp.seed("rt-0"))
-    idp.faults.append((status, body, headers))
+    secrets.inner.set_secret(KEY, fake_idp.seed("rt-0"))
+    fake_idp.faults.append((status, body, headers))
     with pytest.raises(TransportError) as info:
         source.token()
     assert info.value.status_code == status
@@ -313,50 +308,50 @@ def test_transient_failure_keeps_refresh_token(
 
 
 def test_retries_honour_retry_after_and_are_bounded(
-    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+    fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
 ) -> None:
-    source = make_source(idp, clock, secrets, tmp_path, max_retries=2)
+    source = make_source(fake_idp, clock, secrets, tmp_path, max_retries=2)
     sleeps: list[float] = []
     source._http()._sleep = sleeps.append
-    secrets.inner.set_secret(KEY, idp.seed())
-    idp.faults.extend([(503, "", {"Retry-After": "2"}), (500, "", {})])
+    secrets.inner.set_secret(KEY, fake_idp.seed())
+    fake_idp.faults.extend([(503, "", {"Retry-After": "2"}), (500, "", {})])
     assert source.token() == "at-1"
     assert sleeps == [2.0, 1.0]  # Retry-After honoured, then backoff 0.5 * 2
-    idp.faults.extend([(503, "", {})] * 3)
+    fake_idp.faults.extend([(503, "", {})] * 3)
     clock.advance(4000)
     with pytest.raises(TransportError):
         source.token()
-    assert idp.counts["fault_503"] == 4
+    assert fake_idp.counts["fault_503"] == 4
 
 
 def test_proactive_refresh_failure_serves_valid_token_and_backs_off(
-    source: OAuthTokenSource, idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets,
+    source: OAuthTokenSource, fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    secrets.inner.set_secret(KEY, idp.seed())
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     assert source.token() == "at-1"
     clock.advance(3600 - 20)  # inside the window, still valid
-    idp.faults.extend([(503, "", {})] * 10)
+    fake_idp.faults.extend([(503, "", {})] * 10)
     with caplog.at_level(logging.WARNING, logger="oauth_auth"):
         for _ in range(50):
             assert source.token() == "at-1"
-    assert idp.counts["fault_503"] == 1  # not one attempt per call
+    assert fake_idp.counts["fault_503"] == 1  # not one attempt per call
     assert any("serving the current one" in r.getMessage() for r in caplog.records)
-    idp.faults.clear()
+    fake_idp.faults.clear()
     clock.advance(6)  # past the 5 s backoff
     assert source.token() == "at-2"
 
 
-def test_no_secrets_provider_gives_actionable_error(idp: FakeProvider,
+def test_no_secrets_provider_gives_actionable_error(fake_idp: FakeProvider,
                                                      clock: FakeClock) -> None:
-    source = make_source(idp, clock, None)
+    source = make_source(fake_idp, clock, None)
     with pytest.raises(SecretsError, match="no secrets provider") as info:
         source.token()
     assert "KeyringSecrets" in str(info.value)
 
 
 def test_without_a_secrets_provider_no_lock_is_ever_taken(
-    idp: FakeProvider, clock: FakeClock, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    fake_idp: FakeProvider, clock: FakeClock, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Nothing is shared, so there is nothing to serialize across processes: neither a
     refresh nor a miss touches the lock directory or the lock."""
@@ -367,71 +362,71 @@ def test_without_a_secrets_provider_no_lock_is_ever_taken(
 
     monkeypatch.setattr(_locking, "process_lock", no_lock)
     locks = tmp_path / "locks"
-    source = make_source(idp, clock, None, locks)
+    source = make_source(fake_idp, clock, None, locks)
     with pytest.raises(SecretsError):
         source.token()
-    source._refresh_token = idp.seed("rt-mem")  # as after a login in this process
+    source._refresh_token = fake_idp.seed("rt-mem")  # as after a login in this process
     assert source.token() == "at-1"
     clock.advance(3600)
     assert source.token() == "at-2"
-    assert idp.counts["refresh"] == 2
+    assert fake_idp.counts["refresh"] == 2
     assert not locks.exists()
 
 
 def test_secrets_read_failure_is_raised_not_fallback(
-    source: OAuthTokenSource, secrets: CountingSecrets, idp: FakeProvider
+    source: OAuthTokenSource, secrets: CountingSecrets, fake_idp: FakeProvider
 ) -> None:
-    secrets.inner.set_secret(KEY, idp.seed())
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     secrets.fail_reads.update({KEY, KEY + "_AT"})
     with pytest.raises(SecretsError, match="locked"):
         source.token()
-    assert idp.counts["refresh"] == 0  # a failed read is not a miss that refreshes
+    assert fake_idp.counts["refresh"] == 0  # a failed read is not a miss that refreshes
 
 
 def test_access_cache_write_failure_does_not_fail_token(
-    source: OAuthTokenSource, secrets: CountingSecrets, idp: FakeProvider
+    source: OAuthTokenSource, secrets: CountingSecrets, fake_idp: FakeProvider
 ) -> None:
-    secrets.inner.set_secret(KEY, idp.seed())
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     secrets.fail_writes.add(KEY + "_AT")
     assert source.token() == "at-1"
 
 
-def test_audience_is_sent_as_resource(idp: FakeProvider, clock: FakeClock,
+def test_audience_is_sent_as_resource(fake_idp: FakeProvider, clock: FakeClock,
                                       secrets: CountingSecrets, tmp_path: Any) -> None:
-    source = make_source(idp, clock, secrets, tmp_path, audience="https://api.example.test")
-    secrets.inner.set_secret(KEY, idp.seed())
+    source = make_source(fake_idp, clock, secrets, tmp_path, audience="https://api.example.test")
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     source.token()
-    assert idp.requests[-1]["resource"] == "https://api.example.test"
-    assert idp.requests[-1]["client_id"] == "cli"
-    assert "scope" not in idp.requests[-1]
+    assert fake_idp.requests[-1]["resource"] == "https://api.example.test"
+    assert fake_idp.requests[-1]["client_id"] == "cli"
+    assert "scope" not in fake_idp.requests[-1]
 
 
-def test_discovery_happens_once_per_process(idp: FakeProvider, clock: FakeClock,
+def test_discovery_happens_once_per_process(fake_idp: FakeProvider, clock: FakeClock,
                                             tmp_path: Any) -> None:
     for _ in range(3):
         store = MemorySecrets()
-        store.set_secret(KEY, idp.seed(f"seed-{_}"))
-        make_source(idp, clock, store, tmp_path).token()
-    assert idp.counts["discovery"] == 1
-    assert idp.counts["refresh"] == 3
+        store.set_secret(KEY, fake_idp.seed(f"seed-{_}"))
+        make_source(fake_idp, clock, store, tmp_path).token()
+    assert fake_idp.counts["discovery"] == 1
+    assert fake_idp.counts["refresh"] == 3
 
 
-def test_discovery_issuer_mismatch_is_refused(idp: FakeProvider, clock: FakeClock,
+def test_discovery_issuer_mismatch_is_refused(fake_idp: FakeProvider, clock: FakeClock,
                                               secrets: CountingSecrets, tmp_path: Any) -> None:
-    idp.metadata_overrides["issuer"] = "https://evil.example.test"
-    source = make_source(idp, clock, secrets, tmp_path)
-    secrets.inner.set_secret(KEY, idp.seed())
+    fake_idp.metadata_overrides["issuer"] = "https://evil.example.test"
+    source = make_source(fake_idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     with pytest.raises(ConfigError, match="evil"):
         source.token()
     assert secrets.inner.get_secret(KEY) == "rt-0"
 
 
 def test_http_endpoint_refused_for_non_loopback_issuer(
-    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+    fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
 ) -> None:
-    idp.metadata_overrides["token_endpoint"] = "http://idp.example.test/token"
-    source = make_source(idp, clock, secrets, tmp_path)
-    secrets.inner.set_secret(KEY, idp.seed())
+    fake_idp.metadata_overrides["token_endpoint"] = "http://idp.example.test/token"
+    source = make_source(fake_idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     with pytest.raises(ConfigError, match="not https"):
         source.token()
 
@@ -442,23 +437,23 @@ def test_http_endpoint_refused_for_non_loopback_issuer(
      ("soon", "Bearer", "not a number"), (3600, "mac", "not Bearer")],
 )
 def test_bad_token_responses_are_typed_errors(
-    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any,
+    fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any,
     expires_in: Any, token_type: str, message: str,
 ) -> None:
-    idp.expires_in = expires_in
-    idp.token_type = token_type
-    source = make_source(idp, clock, secrets, tmp_path)
-    secrets.inner.set_secret(KEY, idp.seed())
+    fake_idp.expires_in = expires_in
+    fake_idp.token_type = token_type
+    source = make_source(fake_idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     with pytest.raises(OAuthError, match=message) as info:
         source.token()
     assert info.value.error == "invalid_response"
 
 
-def test_huge_expires_in_is_clamped(idp: FakeProvider, clock: FakeClock,
+def test_huge_expires_in_is_clamped(fake_idp: FakeProvider, clock: FakeClock,
                                     secrets: CountingSecrets, tmp_path: Any) -> None:
-    idp.expires_in = 10**30
-    source = make_source(idp, clock, secrets, tmp_path)
-    secrets.inner.set_secret(KEY, idp.seed())
+    fake_idp.expires_in = 10**30
+    source = make_source(fake_idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     assert source.token() == "at-1"
     assert source._memory is not None
     assert source._memory.expiry is not None
@@ -466,9 +461,9 @@ def test_huge_expires_in_is_clamped(idp: FakeProvider, clock: FakeClock,
 
 
 def test_invalidate_only_drops_the_rejected_token(
-    source: OAuthTokenSource, idp: FakeProvider, secrets: CountingSecrets, clock: FakeClock
+    source: OAuthTokenSource, fake_idp: FakeProvider, secrets: CountingSecrets, clock: FakeClock
 ) -> None:
-    secrets.inner.set_secret(KEY, idp.seed())
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     token = source.token()
     # another process wrote a fresher token meanwhile: it must survive
     expiry = datetime.fromtimestamp(clock.now + 3000, tz=timezone.utc)
@@ -480,11 +475,11 @@ def test_invalidate_only_drops_the_rejected_token(
     source.invalidate("sibling")
     assert secrets.inner.get_secret(KEY + "_AT") is None
     assert source.token() == "at-2"
-    assert idp.counts["refresh"] == 2
+    assert fake_idp.counts["refresh"] == 2
 
 
 def test_invalidate_leaves_the_entry_to_a_process_that_is_refreshing(
-    source: OAuthTokenSource, idp: FakeProvider, secrets: CountingSecrets, tmp_path: Any
+    source: OAuthTokenSource, fake_idp: FakeProvider, secrets: CountingSecrets, tmp_path: Any
 ) -> None:
     """The check-and-delete of `_AT` runs under the refresh lock, without waiting: while
     another process holds it (it is refreshing and will replace the entry), nothing is
@@ -493,7 +488,7 @@ def test_invalidate_leaves_the_entry_to_a_process_that_is_refreshing(
 
     from oauth_auth._locking import lock_path, process_lock
 
-    secrets.inner.set_secret(KEY, idp.seed())
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     token = source.token()
     with process_lock(lock_path(KEY, str(tmp_path)), 5):  # "another process" refreshing
         started = time.monotonic()
@@ -507,9 +502,9 @@ def test_invalidate_leaves_the_entry_to_a_process_that_is_refreshing(
 
 
 def test_invalidate_without_argument_drops_tiers_1_and_2(
-    source: OAuthTokenSource, idp: FakeProvider, secrets: CountingSecrets
+    source: OAuthTokenSource, fake_idp: FakeProvider, secrets: CountingSecrets
 ) -> None:
-    secrets.inner.set_secret(KEY, idp.seed())
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     source.token()
     source.invalidate()
     assert secrets.inner.get_secret(KEY + "_AT") is None
@@ -518,9 +513,9 @@ def test_invalidate_without_argument_drops_tiers_1_and_2(
 
 
 def test_rejected_token_is_not_served_again_even_if_backend_keeps_it(
-    source: OAuthTokenSource, idp: FakeProvider, secrets: CountingSecrets, clock: FakeClock
+    source: OAuthTokenSource, fake_idp: FakeProvider, secrets: CountingSecrets, clock: FakeClock
 ) -> None:
-    secrets.inner.set_secret(KEY, idp.seed())
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     expiry = datetime.fromtimestamp(clock.now + 3000, tz=timezone.utc)
     secrets.inner.set_secret(KEY + "_AT", f"bad|{expiry:%Y-%m-%dT%H:%M:%SZ}")
     assert source.token() == "bad"
@@ -531,14 +526,14 @@ def test_rejected_token_is_not_served_again_even_if_backend_keeps_it(
     assert source.token() == "at-1"
 
 
-def test_logout_revokes_and_deletes(source: OAuthTokenSource, idp: FakeProvider,
+def test_logout_revokes_and_deletes(source: OAuthTokenSource, fake_idp: FakeProvider,
                                     secrets: CountingSecrets) -> None:
-    secrets.inner.set_secret(KEY, idp.seed())
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     source.token()
     result = source.logout_result()
     assert result.revoked
     assert result.deleted
-    assert idp.revoked == ["rt-1"]
+    assert fake_idp.revoked == ["rt-1"]
     assert secrets.inner.get_secret(KEY) is None
     assert secrets.inner.get_secret(KEY + "_AT") is None
     with pytest.raises(LoginRequiredError):
@@ -546,15 +541,15 @@ def test_logout_revokes_and_deletes(source: OAuthTokenSource, idp: FakeProvider,
 
 
 def test_logout_deletes_locally_when_revocation_fails(
-    source: OAuthTokenSource, idp: FakeProvider, secrets: CountingSecrets
+    source: OAuthTokenSource, fake_idp: FakeProvider, secrets: CountingSecrets
 ) -> None:
-    secrets.inner.set_secret(KEY, idp.seed())
-    idp.metadata_overrides["revocation_endpoint"] = f"{ISSUER}/missing"
+    secrets.inner.set_secret(KEY, fake_idp.seed())
+    fake_idp.metadata_overrides["revocation_endpoint"] = f"{ISSUER}/missing"
     source.logout()
     assert secrets.inner.get_secret(KEY) is None
 
 
-def test_constructor_validation(idp: FakeProvider, clock: FakeClock) -> None:
+def test_constructor_validation(fake_idp: FakeProvider, clock: FakeClock) -> None:
     oidc = OIDCParams(ISSUER, "cli")
     with pytest.raises(TypeError, match="key_provider"):
         OAuthTokenSource(oidc)
@@ -574,25 +569,25 @@ def test_constructor_validation(idp: FakeProvider, clock: FakeClock) -> None:
     assert OIDCParams(ISSUER, "cli").callback_port == 8666
     plain = OAuthTokenSource(OIDCParams("http://idp.example.test", "cli"),
                              key_provider=lambda: KEY, secrets_provider=MemorySecrets({KEY: "rt"}),
-                             transport=idp.transport())
+                             transport=fake_idp.transport())
     with pytest.raises(ConfigError, match="https"):  # plain http off loopback: at discovery
         plain.token()
     with pytest.raises(ConfigError):
         OIDCParams(ISSUER, "cli", scopes="openid email")
 
 
-def test_key_provider_must_return_a_key(idp: FakeProvider, clock: FakeClock,
+def test_key_provider_must_return_a_key(fake_idp: FakeProvider, clock: FakeClock,
                                         tmp_path: Any) -> None:
     source = OAuthTokenSource(OIDCParams(ISSUER, "cli"), key_provider=lambda: "",
                               secrets_provider=MemorySecrets(), clock=clock,
-                              transport=idp.transport(), lock_dir=str(tmp_path))
+                              transport=fake_idp.transport(), lock_dir=str(tmp_path))
     with pytest.raises(ConfigError, match="empty"):
         source.token()
 
 
-def test_reprs_hold_no_secret(source: OAuthTokenSource, idp: FakeProvider,
+def test_reprs_hold_no_secret(source: OAuthTokenSource, fake_idp: FakeProvider,
                               secrets: CountingSecrets) -> None:
-    secrets.inner.set_secret(KEY, idp.seed("rt-secret-value"))
+    secrets.inner.set_secret(KEY, fake_idp.seed("rt-secret-value"))
     token = source.token()
     assert token not in repr(source)
     assert source._memory is not None
@@ -603,11 +598,11 @@ def test_reprs_hold_no_secret(source: OAuthTokenSource, idp: FakeProvider,
 
 
 def test_64_threads_make_exactly_one_refresh(
-    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+    fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
 ) -> None:
-    idp.delay = 0.05  # a slow provider widens the race window
-    source = make_source(idp, clock, secrets, tmp_path)
-    secrets.inner.set_secret(KEY, idp.seed())
+    fake_idp.delay = 0.05  # a slow provider widens the race window
+    source = make_source(fake_idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     barrier = threading.Barrier(64)
     results: list[str] = []
     errors: list[BaseException] = []
@@ -627,15 +622,15 @@ def test_64_threads_make_exactly_one_refresh(
     assert errors == []
     assert len(results) == 64
     assert set(results) == {"at-1"}
-    assert idp.counts["refresh"] == 1
+    assert fake_idp.counts["refresh"] == 1
 
 
 async def test_1000_tasks_make_one_refresh_and_the_loop_keeps_serving(
-    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+    fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
 ) -> None:
-    idp.delay = 0.3  # the refresh blocks a worker thread for 300 ms
+    fake_idp.delay = 0.3  # the refresh blocks a worker thread for 300 ms
     window: list[float] = []
-    handle = idp.handle
+    handle = fake_idp.handle
 
     def timed(request: Any) -> Any:
         if request.url.path == "/token":
@@ -646,9 +641,9 @@ async def test_1000_tasks_make_one_refresh_and_the_loop_keeps_serving(
                 window.append(time.perf_counter())
         return handle(request)
 
-    idp.handle = timed  # type: ignore[method-assign]
-    source = make_source(idp, clock, secrets, tmp_path)
-    secrets.inner.set_secret(KEY, idp.seed())
+    fake_idp.handle = timed  # type: ignore[method-assign]
+    source = make_source(fake_idp, clock, secrets, tmp_path)
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     ticks: list[float] = []
     stop = asyncio.Event()
 
@@ -663,7 +658,7 @@ async def test_1000_tasks_make_one_refresh_and_the_loop_keeps_serving(
     await tick
     assert set(results) == {"at-1"}
     assert len(results) == 1000
-    assert idp.counts["refresh"] == 1
+    assert fake_idp.counts["refresh"] == 1
     # The loop kept running other tasks while the refresh was in flight: a loop blocked by
     # the refresh would show no tick at all inside that 300 ms window.
     begin, end = window
@@ -675,14 +670,14 @@ async def test_1000_tasks_make_one_refresh_and_the_loop_keeps_serving(
 
 
 def test_waiting_for_another_process_is_bounded_and_names_the_lock_file(
-    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
+    fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any
 ) -> None:
     import filelock
 
     from oauth_auth import LockTimeoutError
 
-    source = make_source(idp, clock, secrets, tmp_path, lock_timeout=0.3)
-    secrets.inner.set_secret(KEY, idp.seed())
+    source = make_source(fake_idp, clock, secrets, tmp_path, lock_timeout=0.3)
+    secrets.inner.set_secret(KEY, fake_idp.seed())
     path = source.lock_file
     assert path.parent == tmp_path
     holder = filelock.FileLock(str(path), thread_local=False, mode=0o600)
@@ -693,7 +688,7 @@ def test_waiting_for_another_process_is_bounded_and_names_the_lock_file(
         assert time.monotonic() - started < 2
     assert str(path) in str(info.value)
     assert info.value.path == str(path)
-    assert idp.counts["refresh"] == 0
+    assert fake_idp.counts["refresh"] == 0
     assert source.token() == "at-1"  # free again
     path.unlink()
     source.invalidate()
@@ -730,13 +725,13 @@ def test_default_lock_file_is_private_and_not_in_the_working_directory(
     ],
 )
 def test_interactive_logs_in_only_when_a_login_can_cure_the_refresh_error(
-    idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any,
+    fake_idp: FakeProvider, clock: FakeClock, secrets: CountingSecrets, tmp_path: Any,
     fault: tuple[int, Any, dict[str, str]], expect_login: bool,
 ) -> None:
     from oauth_auth import OAuthAuthError
     from oauth_auth._token import Token
 
-    source = make_source(idp, clock, secrets, tmp_path, interactive=True)
+    source = make_source(fake_idp, clock, secrets, tmp_path, interactive=True)
     logins: list[str] = []
 
     def fake_login(store: Any, held: str | None) -> Token:
@@ -744,8 +739,8 @@ def test_interactive_logs_in_only_when_a_login_can_cure_the_refresh_error(
         return source._install(store, Token("login-token", clock.now + 3600, "rt-login"), held)
 
     source._login_and_store = fake_login  # type: ignore[method-assign]
-    secrets.inner.set_secret(KEY, idp.seed())
-    idp.faults.append(fault)
+    secrets.inner.set_secret(KEY, fake_idp.seed())
+    fake_idp.faults.append(fault)
     if expect_login:
         assert source.token() == "login-token"
         assert logins == [KEY]
