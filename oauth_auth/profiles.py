@@ -155,9 +155,26 @@ def default_interactive() -> bool:
         return False
 
 
-def default_store() -> SecretsProvider:
+def default_store(config: Config | None = None) -> SecretsProvider:
     """The store shared by the library and the command: the OS keychain, service
-    "oauth-auth". The backend is looked up (and keyring imported) only when first used."""
+    "oauth-auth". The backend is looked up (and keyring imported) only when first used.
+
+    A fleet names a shared server instead, by URL: the environment variable
+    ``OAUTH_AUTH_STORE``, else the config file's top-level ``store`` (``redis://...`` or
+    ``postgresql://...``; see `oauth_auth._store_url` for its key and parameters).
+    """
+    import os
+
+    from ._store_url import STORE_ENV, store_from_url
+
+    url = os.environ.get(STORE_ENV, "").strip()
+    if not url and config is not None:
+        value = config.load().get("store") or ""
+        if not isinstance(value, str):
+            raise ConfigError(f"the config file's `store` must be a URL string ({config.path})")
+        url = value.strip()
+    if url:
+        return store_from_url(url)
     return KeyringSecrets(service=KEYRING_SERVICE)
 
 
@@ -285,7 +302,7 @@ def open_session(
 
     store = more.pop("secrets_provider", _UNSET)
     if store is _UNSET:
-        store = default_store()
+        store = default_store(config)
     secrets: SecretsProvider | None = store
     if store is not None and kind.env_first:
         secrets = ChainSecrets(EnvironmentSecrets(), store)
