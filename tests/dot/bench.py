@@ -33,7 +33,8 @@ ENDPOINTS = {
     "device-authorization": "device_authorization",
     "oidc-connect-discovery-info": "discovery",
     "oauth-server-metadata": "oauth_metadata",
-    "oauth-server-metadata-issuer": "oauth_metadata",
+    # RFC 8414 section 3.1's path-inserted form (/.well-known/oauth-authorization-server/o)
+    "oauth-server-metadata-issuer": "oauth_metadata_inserted",
     "jwks-info": "jwks",
     "user-info": "userinfo",
 }

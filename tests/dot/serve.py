@@ -33,6 +33,7 @@ PUBLIC_CLIENT_ID = "dot-native"
 CONFIDENTIAL_CLIENT_ID = "dot-confidential"
 SERVICE_CLIENT_ID = "dot-service"
 DEVICE_CLIENT_ID = "dot-device"
+HS256_CLIENT_ID = "dot-hs256"
 USERS = (("alice", "alice-password", "alice@example.test", "Alice", "Liddell"),
          ("bob", "bob-password", "bob@example.test", "Bob", "Builder"))
 
@@ -64,6 +65,7 @@ def _seed(bench: dict[str, Any]) -> dict[str, Any]:
     secrets = {
         CONFIDENTIAL_CLIENT_ID: os.urandom(24).hex(),
         SERVICE_CLIENT_ID: os.urandom(24).hex(),
+        HS256_CLIENT_ID: os.urandom(24).hex(),
     }
     common = {"algorithm": app.RS256_ALGORITHM, "skip_authorization": False}
     app.objects.create(name="Native app", client_id=PUBLIC_CLIENT_ID,
@@ -74,6 +76,12 @@ def _seed(bench: dict[str, Any]) -> dict[str, Any]:
                        client_secret=secrets[CONFIDENTIAL_CLIENT_ID],
                        client_type=app.CLIENT_CONFIDENTIAL, redirect_uris=loopback,
                        authorization_grant_type=app.GRANT_AUTHORIZATION_CODE, **common)
+    # ID tokens signed HS256 with the client secret, which DOT then keeps in clear.
+    app.objects.create(name="HS256 app", client_id=HS256_CLIENT_ID,
+                       client_secret=secrets[HS256_CLIENT_ID], hash_client_secret=False,
+                       client_type=app.CLIENT_CONFIDENTIAL, redirect_uris=loopback,
+                       authorization_grant_type=app.GRANT_AUTHORIZATION_CODE,
+                       algorithm=app.HS256_ALGORITHM, skip_authorization=False)
     app.objects.create(name="Service", client_id=SERVICE_CLIENT_ID,
                        client_secret=secrets[SERVICE_CLIENT_ID],
                        client_type=app.CLIENT_CONFIDENTIAL, redirect_uris="",
@@ -88,6 +96,8 @@ def _seed(bench: dict[str, Any]) -> dict[str, Any]:
         "service_client_id": SERVICE_CLIENT_ID,
         "service_client_secret": secrets[SERVICE_CLIENT_ID],
         "device_client_id": DEVICE_CLIENT_ID,
+        "hs256_client_id": HS256_CLIENT_ID,
+        "hs256_client_secret": secrets[HS256_CLIENT_ID],
         "users": {u[0]: u[1] for u in USERS},
     }
 

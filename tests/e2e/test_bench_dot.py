@@ -125,3 +125,19 @@ def test_a_second_server_has_its_own_settings(dot_factory: object) -> None:
     assert response.status_code == 200
     assert response.json()["issuer"] == other.issuer
     assert bench_login(other)["expires_in"] == 60
+    assert other.counts()["oauth_metadata_inserted"] == {"ok": 1}
+
+
+def test_the_hs256_client_gets_id_tokens_signed_with_its_secret(dot: DOT) -> None:
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    tokens = bench_login(dot, client_id=dot.hs256_client_id,
+                         client_secret=dot.hs256_client_secret)
+    header, payload, signature = tokens["id_token"].split(".")
+    assert json.loads(base64.urlsafe_b64decode(header + "=="))["alg"] == "HS256"
+    expected = hmac.new(dot.hs256_client_secret.encode(), f"{header}.{payload}".encode(),
+                        hashlib.sha256).digest()
+    assert base64.urlsafe_b64encode(expected).rstrip(b"=").decode() == signature

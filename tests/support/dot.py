@@ -10,6 +10,7 @@ Its clients (see tests/dot/serve.py): `client_id`, a public native client with t
 loopback redirect URIs `http://127.0.0.1/callback` and `http://[::1]/callback` (RFC 8252,
 any port) and `http://localhost:<localhost_port>/callback` (that port only, as DOT matches
 `localhost` exactly); `confidential_client_id` with a secret and the same redirect URIs;
+`hs256_client_id`, a confidential client whose ID tokens DOT signs HS256 with its secret;
 `service_client_id`, a client-credentials client; `device_client_id`, a public device-grant
 client (DOT registers one grant type per application). Users `alice` and `bob`.
 
@@ -117,6 +118,8 @@ class DOT:
     service_client_id: str = ""
     service_client_secret: str = ""
     device_client_id: str = ""
+    hs256_client_id: str = ""
+    hs256_client_secret: str = ""
     localhost_port: int = 0
     users: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -189,7 +192,9 @@ class DOT:
     def counts(self) -> dict[str, Any]:
         """Requests answered since the last reset: {"token": {grant_type: {outcome: n}},
         "authorization" | "revocation" | "introspection" | "device_authorization" |
-        "discovery" | "oauth_metadata" | "jwks" | "userinfo": {outcome: n},
+        "discovery" | "oauth_metadata" (issuer + /.well-known/oauth-authorization-server) |
+        "oauth_metadata_inserted" (RFC 8414 section 3.1's form, with root_metadata) |
+        "jwks" | "userinfo": {outcome: n},
         "faults": {path: n}, "client_auth": {"<endpoint>:<method>": n}}. The outcome is
         "ok" (HTTP 200), the OAuth error code ("invalid_grant"...), "http_<status>" (e.g.
         the login redirect) or "fault". The method is how the client authenticated:
@@ -372,6 +377,7 @@ def start_dot(directory: str | os.PathLike[str], *, timeout: float = READY_TIMEO
     # The session's secret-hygiene check looks for the client secrets in every text too.
     LEDGER.secret(ready["confidential_client_secret"], "DOT confidential client secret")
     LEDGER.secret(ready["service_client_secret"], "DOT service client secret")
+    LEDGER.secret(ready["hs256_client_secret"], "DOT HS256 client secret")
     return DOT(
         issuer=ready["issuer"], origin=ready["origin"], process=process,
         client_id=ready["client_id"],
@@ -380,6 +386,8 @@ def start_dot(directory: str | os.PathLike[str], *, timeout: float = READY_TIMEO
         service_client_id=ready["service_client_id"],
         service_client_secret=ready["service_client_secret"],
         device_client_id=ready["device_client_id"],
+        hs256_client_id=ready["hs256_client_id"],
+        hs256_client_secret=ready["hs256_client_secret"],
         localhost_port=int(ready["localhost_port"]),
         users=dict(ready["users"]), settings=settings, timings=dict(ready["timings"]),
         versions=dict(ready["versions"]), start_seconds=round(time.monotonic() - begun, 3),
