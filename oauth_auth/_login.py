@@ -27,6 +27,7 @@ from ._authorize import (
 from ._device import device_login
 from ._idtoken import validate_id_token
 from ._loopback import CallbackServer
+from ._scrub import scrubs
 from .errors import ConfigError, LoginError, OAuthError
 
 if TYPE_CHECKING:
@@ -247,6 +248,7 @@ def _browser_login(
     return token
 
 
+@scrubs
 def interactive_login(
     *,
     oidc: OIDCParams,

@@ -22,6 +22,7 @@ import requests
 import requests.auth
 
 from ._protocol import should_retry_401
+from ._scrub import scrubbed
 from .source import OAuthTokenSource, TokenSourceLike, has_fast_path
 
 if TYPE_CHECKING:
@@ -132,10 +133,12 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
         fast = self._fast
         if fast is not None:
             access, until = fast.fast_path
-            token = access if fast.clock() < until else fast.token()
+            if fast.clock() >= until:
+                del access  # not left in this frame's locals if the refresh fails
+                access = fast.token()
         else:
-            token = self._token()
-        r.headers["Authorization"] = f"Bearer {token}"
+            access = self._token()
+        r.headers["Authorization"] = f"Bearer {access}"
         body: Any = r.body
         if body is None or isinstance(body, (bytes, str)):
             r.hooks["response"].append(self._hook)  # shared: nothing to remember
@@ -149,31 +152,42 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        """httpx.Client: send; on a retry-worthy 401, once more with a fresh token."""
+        """httpx.Client: send; on a retry-worthy 401, once more with a fresh token.
+
+        No token is kept in this generator's locals (its frame is in the traceback of
+        whatever fails here, and nothing of the library's clears a running frame): the
+        one sent is read back from the request.
+        """
         fast = self._fast
         if fast is not None:
             access, until = fast.fast_path
-            token = access if fast.clock() < until else fast.token()
+            if fast.clock() >= until:
+                del access
+                access = fast.token()
         else:
-            token = self._token()
+            access = self._token()
         rewind = _httpx_rewinder(request)
-        request.headers["Authorization"] = f"Bearer {token}"
+        request.headers["Authorization"] = f"Bearer {access}"
+        del access  # this generator's frame outlives the request
         response = yield request
         if not _httpx_should_retry(request, response, rewind):
             return
-        yield _httpx_resend(request, rewind, self._replacement(token))
+        with scrubbed:
+            fresh = self._replacement(_sent_token(request))
+        yield _httpx_resend(request, rewind, fresh)
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """httpx.AsyncClient: the same shape with `atoken()`; nothing blocks the loop."""
-        token = await self.source.atoken()
         rewind = _httpx_rewinder(request)
-        request.headers["Authorization"] = f"Bearer {token}"
+        request.headers["Authorization"] = f"Bearer {await self.source.atoken()}"
         response = yield request
         if not _httpx_should_retry(request, response, rewind):
             return
-        yield _httpx_resend(request, rewind, await self._areplacement(token))
+        with scrubbed:
+            fresh = await self._areplacement(_sent_token(request))
+        yield _httpx_resend(request, rewind, fresh)
 
 
 def _shared_requests_hook(auth: OIDCAuth) -> Callable[..., Response]:
@@ -199,7 +213,8 @@ def _shared_requests_hook(auth: OIDCAuth) -> Callable[..., Response]:
             return response
         kwargs = {"timeout": timeout, "verify": verify, "proxies": proxies, "stream": stream,
                   "cert": cert, **more}
-        return _requests_retry(auth, response, None, kwargs)
+        with scrubbed:
+            return _requests_retry(auth, response, None, kwargs)
 
     return hook
 
@@ -217,7 +232,8 @@ class _RequestsRetry:
     def __call__(self, response: Response, **kwargs: Any) -> Response:
         if response.status_code != 401:
             return response
-        return _requests_retry(self.auth, response, self.position, kwargs)
+        with scrubbed:
+            return _requests_retry(self.auth, response, self.position, kwargs)
 
 
 def _requests_retry(
@@ -336,6 +352,11 @@ def _httpx_should_retry(
     if _origin(str(response.request.url)) != _origin(str(request.url)):
         return False
     return _should_retry(401, rewind is not None, response.headers.get_list("www-authenticate"))
+
+
+def _sent_token(request: Any) -> str:
+    """The bearer token an httpx (or httpx2) request carries."""
+    return str(request.headers.get("Authorization", ""))[len("Bearer "):]
 
 
 def _httpx_resend(

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO, TypeGuard, get_args
 
 from ._params import OIDCParams
+from ._scrub import scrubbed
 from ._token import DEFAULT_PREEMPTIVE_WINDOW, Token, fingerprint, parse_token_response
 from .errors import (
     ConfigError,
@@ -318,7 +319,8 @@ class OAuthTokenSource:
         access, until = self.fast_path
         if self.clock() < until:
             return access
-        with self._lock:
+        del access  # a stale token must not stay in this frame's locals if this fails
+        with self._lock, scrubbed:
             return self._obtain().access_token
 
     async def atoken(self) -> str:
@@ -331,12 +333,14 @@ class OAuthTokenSource:
         access, until = self.fast_path
         if self.clock() < until:
             return access
+        del access
         import anyio.to_thread
 
         async with self._async_lock():
             access, until = self.fast_path
             if self.clock() < until:
                 return access
+            del access
             return await anyio.to_thread.run_sync(self.token)
 
     def invalidate(self, token: str | None = None) -> None:
@@ -363,7 +367,7 @@ class OAuthTokenSource:
                 return
             try:
                 store = self._store_of(self._key())
-                with store.lock(0):
+                with scrubbed, store.lock(0):
                     store.delete_access_token_if(token)
             except LockTimeoutError:
                 log.debug("another process is refreshing; it replaces the shared access token")
@@ -444,6 +448,10 @@ class OAuthTokenSource:
 
     def logout_result(self) -> LogoutResult:
         """`logout()`, returning what it did (revoked or not, and why not)."""
+        with scrubbed:
+            return self._logout()
+
+    def _logout(self) -> LogoutResult:
         with self._lock:
             key = self._key()
             store = self._store_of(key) if self._secrets is not None else None

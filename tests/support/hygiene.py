@@ -20,6 +20,12 @@ Texts come from:
 
 - every record of the "oauth_auth" logger at DEBUG (message and formatted traceback),
   through a handler installed for the whole session;
+- the locals of the traceback frames of every exception the run sees leave a call:
+  each one `pytest.raises` catches, each one a test fails with (both through
+  `pytest.ExceptionInfo`), and each one a log record carries, rendered the way error
+  trackers and `pytest -l` render them
+  (`traceback.TracebackException(..., capture_locals=True)`). The frames of test code
+  (tests/) and of pytest are left out: they hold the secrets a test works with;
 - every `OAuthAuthError` (and `StateMismatch`) the library builds: `str`, `repr` and its
   string attributes (description, hint, ...);
 - the `repr` of every library class that defines one;
@@ -47,6 +53,7 @@ import pkgutil
 import stat
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +171,8 @@ class _LogTap(logging.Handler):
             if record.exc_info:
                 LEDGER.text(f"log-traceback:{record.name}",
                             self._formatter.formatException(record.exc_info))
+                if record.exc_info[1] is not None:
+                    traceback_locals(record.exc_info[1], f"log:{record.name}")
         except Exception:  # a broken record is not this plugin's business
             LEDGER.text("log:unformattable", repr(record.msg))
 
@@ -299,6 +308,9 @@ def _install() -> None:
 
     _PATCHES.set(_authorize.StateMismatch, "__init__", tapped_mismatch)
 
+    # -- texts: the locals of traceback frames -----------------------------------------
+    _install_traceback_taps()
+
     # -- texts: reprs --------------------------------------------------------------------
     import oauth_auth
 
@@ -392,6 +404,72 @@ def _tap_result(module: Any, name: str, origin: str) -> None:
         return value
 
     _PATCHES.set(module, name, tapped)
+
+
+_OWN_CODE = (
+    str(Path(__file__).resolve().parents[1]) + os.sep,  # tests/
+    os.sep + "_pytest" + os.sep,
+    os.sep + "pluggy" + os.sep,
+)
+_in_traceback_check = threading.local()
+
+
+def traceback_locals(exc: BaseException, where: str) -> None:
+    """Record the locals of `exc`'s traceback frames (and of the exceptions chained to
+    it, as a traceback printer follows them), rendered with `capture_locals=True`."""
+    if getattr(_in_traceback_check, "active", False):
+        return  # a repr of a local raised: that exception is not the library's
+    _in_traceback_check.active = True
+    try:
+        te = traceback.TracebackException(
+            type(exc), exc, exc.__traceback__, capture_locals=True
+        )
+        pending = [te]
+        seen: set[int] = set()
+        while pending:
+            current = pending.pop()
+            if id(current) in seen:
+                continue
+            seen.add(id(current))
+            for frame in current.stack:
+                if frame.locals and not any(part in frame.filename for part in _OWN_CODE):
+                    LEDGER.text(
+                        f"traceback-locals:{where}:{frame.name}",
+                        "\n".join(f"{k} = {v}" for k, v in frame.locals.items()),
+                    )
+            pending.extend(e for e in (current.__cause__, current.__context__) if e)
+            pending.extend(getattr(current, "exceptions", None) or ())
+    except Exception:  # a local whose repr fails is not this check's business
+        pass
+    finally:
+        _in_traceback_check.active = False
+
+
+def _install_traceback_taps() -> None:
+    """Every exception pytest wraps in an ExceptionInfo: `pytest.raises` fills one, and
+    a test's failure is made into one."""
+    info_cls = pytest.ExceptionInfo
+    fill = info_cls.fill_unfilled
+
+    @functools.wraps(fill)
+    def tapped_fill(self: Any, exc_info: Any) -> None:
+        fill(self, exc_info)
+        if exc_info[1] is not None:
+            traceback_locals(exc_info[1], "pytest.raises")
+
+    _PATCHES.set(info_cls, "fill_unfilled", tapped_fill)
+
+    from_exc_info = info_cls.__dict__["from_exc_info"].__func__
+
+    @functools.wraps(from_exc_info)
+    def tapped_from_exc_info(cls: Any, exc_info: Any, exprinfo: Any = None) -> Any:
+        if exc_info[1] is not None and not isinstance(
+            exc_info[1], (pytest.skip.Exception, pytest.xfail.Exception)
+        ):
+            traceback_locals(exc_info[1], "test failure")
+        return from_exc_info(cls, exc_info, exprinfo)
+
+    _PATCHES.set(info_cls, "from_exc_info", classmethod(tapped_from_exc_info))
 
 
 def _exception_texts(exc: BaseException) -> None:
