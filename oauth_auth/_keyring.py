@@ -15,7 +15,6 @@ import os
 import sys
 import threading
 import time
-import traceback
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -25,6 +24,7 @@ from typing import Any, TypeVar
 from . import _workers
 from ._keyring_choice import BackendChoice, cached_choice, record_choice
 from ._locking import keyring_lock_path, path_locks
+from ._scrub import clear_frames
 from ._secret_service import SCHEMES, SecretServiceConnection
 from .errors import SecretsError
 
@@ -663,7 +663,8 @@ def _scrub_traceback(exc: BaseException) -> None:
     keyring's SecretService backend opens a D-Bus connection per call and leaks it when the
     call fails before its ``closing()`` block (a locked or missing collection, a daemon that
     is gone): close any such connection. Then clear the finished frames' locals, which also
-    hold the value being stored, so no traceback printed with its locals shows it.
+    hold the value being stored, so no traceback printed with its locals shows it (the
+    library's one frame-clearing rule, `_scrub.clear_frames`).
     """
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -677,9 +678,8 @@ def _scrub_traceback(exc: BaseException) -> None:
                     with contextlib.suppress(Exception):
                         local.close()
             tb = tb.tb_next
-        if current.__traceback__ is not None:
-            traceback.clear_frames(current.__traceback__)
         current = current.__cause__ or current.__context__
+    clear_frames(exc)
 
 
 def _sensitive_fragments(value: str | None) -> list[str]:

@@ -13,9 +13,10 @@ import os
 import queue
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from ._scrub import clear_frames
 
 __all__ = ["CallTimedOut", "Job", "run_bounded"]
 
@@ -147,6 +148,6 @@ def run_bounded(fn: Callable[[Job], _T], timeout: float) -> _T:
     if job.error is not None:
         error = job.error
         job.error = None  # no cycle through the traceback
-        traceback.clear_frames(error.__traceback__)
+        clear_frames(error)  # the worker's frames are finished: drop their locals
         raise error
     return job.result  # type: ignore[no-any-return]
