@@ -57,9 +57,9 @@ def secrets() -> MemorySecrets:
     return MemorySecrets()
 
 
-def source_for(provider: FakeProvider, secrets: MemorySecrets, **kw: Any) -> OAuthTokenSource:
+def source_for(fake_idp: FakeProvider, secrets: MemorySecrets, **kw: Any) -> OAuthTokenSource:
     return OAuthTokenSource(OIDCParams(ISSUER, "cli"), key_provider=lambda: "k",
-                            secrets_provider=secrets, transport=provider.transport(),
+                            secrets_provider=secrets, transport=fake_idp.transport(),
                             max_retries=0, **kw)
 
 
@@ -69,12 +69,12 @@ def _lock_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_refresh_answered_503_leaves_no_refresh_token_in_frame_locals(
-    provider: FakeProvider, secrets: MemorySecrets
+    fake_idp: FakeProvider, secrets: MemorySecrets
 ) -> None:
-    secrets.set_secret("k", provider.seed(LONG_RT))
-    provider.faults = [(503, {"error": "temporarily_unavailable"}, {})]
+    secrets.set_secret("k", fake_idp.seed(LONG_RT))
+    fake_idp.faults = [(503, {"error": "temporarily_unavailable"}, {})]
     with pytest.raises(TransportError) as caught:
-        source_for(provider, secrets).token()
+        source_for(fake_idp, secrets).token()
     text = locals_text(caught.value)
     assert "[frame _refresh_and_store]" in text
     assert "[frame _send]" in text
@@ -122,12 +122,12 @@ def test_a_login_whose_id_token_fails_leaves_no_code_or_tokens_in_frame_locals(
     assert secrets.get_secret("k") is None
 
 
-def _refused_then_down(provider: FakeProvider, secrets: MemorySecrets) -> OAuthTokenSource:
+def _refused_then_down(fake_idp: FakeProvider, secrets: MemorySecrets) -> OAuthTokenSource:
     """A source serving LONG_AT from the shared cache; the refresh after a 401 fails."""
-    secrets.set_secret("k", provider.seed(LONG_RT))
+    secrets.set_secret("k", fake_idp.seed(LONG_RT))
     secrets.set_secret("k_AT", f"{LONG_AT}|2099-01-01T00:00:00Z")
-    provider.faults = [(503, {"error": "temporarily_unavailable"}, {})]
-    return source_for(provider, secrets)
+    fake_idp.faults = [(503, {"error": "temporarily_unavailable"}, {})]
+    return source_for(fake_idp, secrets)
 
 
 def api_401(request: httpx.Request) -> httpx.Response:
@@ -135,9 +135,9 @@ def api_401(request: httpx.Request) -> httpx.Response:
 
 
 def test_httpx_a_401_whose_refresh_fails_leaves_no_token_in_frame_locals(
-    provider: FakeProvider, secrets: MemorySecrets
+    fake_idp: FakeProvider, secrets: MemorySecrets
 ) -> None:
-    auth = OIDCAuth(_refused_then_down(provider, secrets))
+    auth = OIDCAuth(_refused_then_down(fake_idp, secrets))
     with httpx.Client(auth=auth, transport=httpx.MockTransport(api_401)) as client, \
             pytest.raises(TransportError) as caught:
         client.get("https://api.example.test/x")
@@ -147,9 +147,9 @@ def test_httpx_a_401_whose_refresh_fails_leaves_no_token_in_frame_locals(
 
 
 async def test_httpx_async_a_401_whose_refresh_fails_leaves_no_token_in_frame_locals(
-    provider: FakeProvider, secrets: MemorySecrets
+    fake_idp: FakeProvider, secrets: MemorySecrets
 ) -> None:
-    auth = OIDCAuth(_refused_then_down(provider, secrets))
+    auth = OIDCAuth(_refused_then_down(fake_idp, secrets))
     async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api_401)) as client:
         with pytest.raises(TransportError) as caught:
             await client.get("https://api.example.test/x")
@@ -173,11 +173,11 @@ class Always401(requests.adapters.BaseAdapter):
 
 
 def test_requests_a_401_whose_refresh_fails_leaves_no_token_in_frame_locals(
-    provider: FakeProvider, secrets: MemorySecrets
+    fake_idp: FakeProvider, secrets: MemorySecrets
 ) -> None:
     session = requests.Session()
     session.mount("https://", Always401())
-    session.auth = OIDCAuth(_refused_then_down(provider, secrets))
+    session.auth = OIDCAuth(_refused_then_down(fake_idp, secrets))
     with pytest.raises(TransportError) as caught:
         session.get("https://api.example.test/x")
     text = locals_text(caught.value)
