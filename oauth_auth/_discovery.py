@@ -2,7 +2,8 @@
 
 Discovery happens once per process per issuer, not on every refresh. The document must
 name the configured issuer (a mismatch is the classic mix-up attack), and every endpoint
-must be https unless the issuer itself is on a loopback host (local test providers).
+must be https unless both it and the issuer are on a loopback address (local test
+providers).
 """
 
 from __future__ import annotations
@@ -58,16 +59,26 @@ class ProviderMetadata:
 
 
 def is_loopback_host(host: str | None) -> bool:
-    """True for localhost and loopback IP addresses (127.0.0.0/8, ::1)."""
+    """True for a loopback IP address (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104) and for
+    the name `localhost` itself; the one rule of "loopback" everywhere in the library.
+
+    Decided by address: any other name (`idp.localhost`, `localhost.example`) goes to
+    the resolver, which may answer with any address, so it is not loopback. `localhost`
+    is the one name kept (RFC 6761 section 6.3: resolvers answer it with loopback
+    themselves, from the hosts file, without asking DNS), because the redirect URI and
+    every local test provider use it.
+    """
     if not host:
         return False
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def same_issuer(a: str, b: str) -> bool:
@@ -132,10 +143,13 @@ def parse_metadata(doc: Mapping[str, Any], expected_issuer: str) -> ProviderMeta
         parts = _split(value, f"discovery document member {name!r}")
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise ConfigError(f"discovery document member {name!r} is not an absolute URL")
-        if parts.scheme != "https" and not loopback:
+        if parts.scheme != "https" and not (loopback and is_loopback_host(parts.hostname)):
+            # The endpoint's own host counts too: a loopback issuer naming a plain-http
+            # endpoint elsewhere would send the refresh token there in clear text.
             raise ConfigError(
                 f"the provider's {name} is not https",
-                hint="plain http endpoints are accepted only for a loopback issuer",
+                hint="plain http endpoints are accepted only on a loopback address, for a"
+                " loopback issuer",
             )
         endpoints[name] = value
     if "token_endpoint" not in endpoints:

@@ -51,15 +51,15 @@ POLL_INTERVAL = 0.05
 def listen_addresses(host: str) -> list[str]:
     """The loopback addresses to listen on for a redirect URI host.
 
-    `localhost` (and `*.localhost`) means both 127.0.0.1 and ::1; an IP literal means
-    itself. Anything else is refused: RFC 8252 requires the loopback interface.
+    `localhost` means both 127.0.0.1 and ::1; an IP literal means itself. Anything else
+    is refused: RFC 8252 requires the loopback interface.
 
     Raises:
         ConfigError: the host is not a loopback host.
     """
     format_redirect_uri(host, 1)  # validates the host
     bare = host.strip("[]").lower()
-    if bare == "localhost" or bare.endswith(".localhost"):
+    if bare == "localhost":
         return ["127.0.0.1", "::1"]
     return [bare]
 
