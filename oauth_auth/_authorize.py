@@ -17,12 +17,13 @@ import hashlib
 import hmac
 import secrets
 import string
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from ._discovery import ProviderMetadata, is_loopback_host
+from ._params import PROTECTED_AUTH_PARAMS
 from .errors import ConfigError, LoginError
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     "new_random_token",
     "parse_callback",
     "parse_device_authorization",
+    "prompt_value",
+    "wants_offline_access",
 ]
 
 #: The redirect URI's path; ToolHive's, so one client registration serves both tools.
@@ -65,17 +68,8 @@ TOKEN_BYTES = 32
 
 #: Authorization parameters that tie the response to this very request; callers may not
 #: override them through `extra_params`, or the state/nonce/PKCE checks would be void.
-PROTECTED_PARAMS = frozenset(
-    {
-        "response_type",
-        "client_id",
-        "redirect_uri",
-        "state",
-        "nonce",
-        "code_challenge",
-        "code_challenge_method",
-    }
-)
+#: (One rule: the same set `OIDCParams.auth_params` is checked against.)
+PROTECTED_PARAMS = PROTECTED_AUTH_PARAMS
 
 RandBytes = Callable[[int], bytes]
 
@@ -103,18 +97,45 @@ def new_random_token(randbytes: RandBytes = secrets.token_bytes) -> str:
     return _b64url(randbytes(TOKEN_BYTES))
 
 
-def login_scopes(scopes: Iterable[str]) -> list[str]:
+def login_scopes(
+    scopes: Iterable[str], *, openid: bool = True, offline_access: bool = True
+) -> list[str]:
     """The scopes a login asks for: the configured ones, then `openid` and `offline_access`.
 
     Order is kept and duplicates dropped, so the scope string is stable and readable.
-    `openid` makes the provider return an ID token we can check the nonce in;
-    `offline_access` asks for the refresh token that lets the session outlive the process.
+    `openid` makes the provider return an ID token we can check the nonce in (not for an
+    OAuth-only server); `offline_access` asks for the refresh token that lets the session
+    outlive the process (see `wants_offline_access` for when).
     """
     result: list[str] = []
-    for scope in (*scopes, "openid", "offline_access"):
+    extra = (*(("openid",) if openid else ()), *(("offline_access",) if offline_access else ()))
+    for scope in (*scopes, *extra):
         if scope not in result:
             result.append(scope)
     return result
+
+
+def wants_offline_access(setting: bool | None, scopes_supported: Sequence[str]) -> bool:
+    """Whether a login asks for `offline_access` (pure).
+
+    True and False are the caller's word (True is ToolHive's rule: always). None asks
+    for it when the provider lists it in `scopes_supported` or lists no scopes at all.
+    """
+    if setting is not None:
+        return setting
+    return not scopes_supported or "offline_access" in scopes_supported
+
+
+def prompt_value(setting: str | None, offline_access: bool) -> str:
+    """The `prompt` parameter to send, "" for none (pure).
+
+    None: `consent` exactly when `offline_access` is asked for (OIDC Core section 11 lets
+    a provider ignore `offline_access` without it); "" sends none (tenants that restrict
+    user consent answer `consent` with "Need admin approval"); any other value as given.
+    """
+    if setting is None:
+        return "consent" if offline_access else ""
+    return setting
 
 
 def format_redirect_uri(host: str, port: int) -> str:
@@ -163,12 +184,14 @@ def build_authorization_request(
     audience: str = "",
     extra_params: Mapping[str, str] | None = None,
     randbytes: RandBytes = secrets.token_bytes,
+    prompt: str | None = None,
+    audience_param: str = "resource",
 ) -> AuthorizationRequest:
     """Build the authorization URL for the code flow with PKCE (S256), state and nonce.
 
-    `scopes` are sent as given (callers pass `login_scopes(...)`). `prompt=consent` is
-    added when `offline_access` is requested, because OIDC Core section 11 lets a provider
-    ignore `offline_access` otherwise. `resource` carries the audience (RFC 8707).
+    `scopes` are sent as given (callers pass `login_scopes(...)`). `prompt` follows
+    `prompt_value` (None: `consent` when `offline_access` is requested). The audience
+    travels as `audience_param` (RFC 8707 `resource` by default).
     `extra_params` add or override parameters; an empty value removes one (for example
     `{"prompt": ""}`); the parameters in `PROTECTED_PARAMS` cannot be overridden.
 
@@ -211,16 +234,23 @@ def build_authorization_request(
         "code_challenge": code_challenge_s256(verifier),
         "code_challenge_method": "S256",
     }
-    if audience:
-        params["resource"] = audience
-    if "offline_access" in scope_list:
-        params["prompt"] = "consent"
+    if audience and audience_param:
+        params[audience_param] = audience
+    prompt_param = prompt_value(prompt, "offline_access" in scope_list)
+    if prompt_param:
+        params["prompt"] = prompt_param
     for name, value in extra.items():
         if value == "":
             params.pop(name, None)
         else:
             params[name] = value
     final_scopes = tuple(params.get("scope", "").split())
+    if not final_scopes:
+        params.pop("scope", None)  # optional in OAuth (RFC 6749 3.3): the server's default
+    if "openid" not in final_scopes:
+        # `nonce` is OpenID Connect's: an OAuth-only request must not carry it (servers
+        # refuse it without `openid`), and there is no ID token to find it in.
+        params.pop("nonce", None)
 
     parts = urlsplit(metadata.authorization_endpoint)
     # Keep any query the provider put in its endpoint URL (OAuth 2.0 section 3.1 allows it),
@@ -370,12 +400,13 @@ def build_code_exchange(
     client_id: str,
     code_verifier: str,
     audience: str = "",
+    audience_param: str = "resource",
 ) -> dict[str, str]:
-    """The token request form that exchanges an authorization code as a public client.
+    """The token request form that exchanges an authorization code.
 
     The redirect URI must be identical to the authorization request's (RFC 6749 4.1.3);
-    client_id goes in the body because a public client has no credentials to put in an
-    Authorization header.
+    client_id is in the form for a public client, and `_protocol.encode_client_auth`
+    moves it where a confidential client's method wants it.
     """
     form = {
         "grant_type": "authorization_code",
@@ -384,8 +415,8 @@ def build_code_exchange(
         "client_id": client_id,
         "code_verifier": code_verifier,
     }
-    if audience:
-        form["resource"] = audience
+    if audience and audience_param:
+        form[audience_param] = audience
     return form
 
 
@@ -412,6 +443,12 @@ def check_token_response(doc: Mapping[str, Any]) -> None:
             hint="oauth-auth sends only Bearer tokens",
         )
     expires_in = doc.get("expires_in")
+    if isinstance(expires_in, str):
+        # Entra v1 and B2C send a numeric string; `_token.parse_token_response` takes it.
+        try:
+            expires_in = float(expires_in.strip())
+        except ValueError:
+            expires_in = "?"
     if expires_in is not None and (
         isinstance(expires_in, bool) or not isinstance(expires_in, (int, float))
     ):
@@ -424,12 +461,33 @@ def check_token_response(doc: Mapping[str, Any]) -> None:
 
 
 def build_device_authorization_request(
-    *, client_id: str, scopes: Iterable[str], audience: str = ""
+    *,
+    client_id: str,
+    scopes: Iterable[str],
+    audience: str = "",
+    audience_param: str = "resource",
+    extra_params: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The form posted to the device authorization endpoint (RFC 8628 section 3.1)."""
+    """The form posted to the device authorization endpoint (RFC 8628 section 3.1).
+
+    `extra_params` (the `auth_params`) are added; an empty value removes one; they cannot
+    override `client_id`.
+    """
     form = {"client_id": client_id, "scope": " ".join(scopes)}
-    if audience:
-        form["resource"] = audience
+    if audience and audience_param:
+        form[audience_param] = audience
+    extra = dict(extra_params or {})
+    forbidden = sorted(PROTECTED_PARAMS.intersection(extra))
+    if forbidden:
+        raise ConfigError(
+            f"extra authorization parameters may not override {', '.join(forbidden)}",
+            hint="these parameters bind the response to this login request",
+        )
+    for name, value in extra.items():
+        if value == "":
+            form.pop(name, None)
+        else:
+            form[name] = value
     return form
 
 
@@ -515,7 +573,7 @@ def parse_device_authorization(doc: Mapping[str, Any]) -> DeviceAuthorization:
 
 
 def build_device_token_request(
-    *, device_code: str, client_id: str, audience: str = ""
+    *, device_code: str, client_id: str, audience: str = "", audience_param: str = "resource"
 ) -> dict[str, str]:
     """The token request form one device-grant poll sends (RFC 8628 section 3.4)."""
     form = {
@@ -523,8 +581,8 @@ def build_device_token_request(
         "device_code": device_code,
         "client_id": client_id,
     }
-    if audience:
-        form["resource"] = audience
+    if audience and audience_param:
+        form[audience_param] = audience
     return form
 
 

@@ -11,7 +11,7 @@ sleep, so tests run instantly; Ctrl-C (KeyboardInterrupt from `sleep`) ends it a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._authorize import (
@@ -27,6 +27,7 @@ from .errors import LoginError, OAuthError, TransportError
 if TYPE_CHECKING:
     from ._discovery import ProviderMetadata
     from ._http import IdPHttp
+    from ._protocol import ClientAuthentication
 
 __all__ = ["MAX_INTERVAL", "device_login"]
 
@@ -55,6 +56,9 @@ def device_login(
     scopes: Iterable[str],
     audience: str,
     metadata: ProviderMetadata,
+    client: ClientAuthentication | None = None,
+    audience_param: str = "resource",
+    extra_params: Mapping[str, str] | None = None,
     http: IdPHttp,
     open_url: Callable[[str], object] | None,
     stderr: TextIO,
@@ -69,6 +73,9 @@ def device_login(
         scopes: the scopes to request (already with openid/offline_access as wanted).
         audience: RFC 8707 resource, "" for none.
         metadata: the provider's metadata; must name a device authorization endpoint.
+        client: how the client authenticates on both requests (None: client_id only).
+        audience_param: how the audience travels ("resource", "audience", "").
+        extra_params: the `auth_params`, added to the device authorization request.
         http: the IdP client.
         open_url: called with the verification URI (complete form preferred); failures
             are ignored, the printed instructions are enough. None: don't open anything.
@@ -94,8 +101,13 @@ def device_login(
         _, doc = http.post_form(
             endpoint,
             build_device_authorization_request(
-                client_id=client_id, scopes=scope_list, audience=audience
+                client_id=client_id,
+                scopes=scope_list,
+                audience=audience,
+                audience_param=audience_param,
+                extra_params=extra_params,
             ),
+            client=client,
         )
     except OAuthError as exc:
         raise _login_error_from(exc, "device login request") from exc
@@ -119,7 +131,10 @@ def device_login(
             log.debug("could not open the verification URI", exc_info=True)
 
     form = build_device_token_request(
-        device_code=grant.device_code, client_id=client_id, audience=audience
+        device_code=grant.device_code,
+        client_id=client_id,
+        audience=audience,
+        audience_param=audience_param,
     )
     interval = grant.interval
     backoff = 0.0  # extra wait after transport failures (RFC 8628 section 3.5: back off)
@@ -136,7 +151,10 @@ def device_login(
             )
         sleep(min(interval + backoff, remaining))
         try:
-            _, token = http.post_form(metadata.token_endpoint, form)
+            # Not replayed by the HTTP layer: polling again is this loop's decision.
+            _, token = http.post_form(
+                metadata.token_endpoint, form, client=client, replayable=False
+            )
         except OAuthError as exc:
             last_transport_error = None
             backoff = 0.0

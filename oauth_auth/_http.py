@@ -44,6 +44,7 @@ from typing import Any
 
 import httpx
 
+from ._protocol import ClientAuthentication, encode_client_auth
 from .errors import ConfigError, InvalidGrantError, OAuthError, TransportError
 
 __all__ = ["DEFAULT_TIMEOUT", "IdPHttp"]
@@ -203,7 +204,10 @@ class IdPHttp:
             verify=ssl_verify(verify),
             follow_redirects=False,
             headers={"Accept": "application/json", "User-Agent": "oauth-auth"},
-            trust_env=False,
+            # HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, SSL_CERT_FILE and SSL_CERT_DIR
+            # apply as httpx reads them: behind a corporate proxy, refreshes work as the
+            # API calls do. A transport passed in (tests, custom TLS) bypasses them.
+            trust_env=True,
             # One connection per attempt, so the watchdog always knows its socket (and
             # never shuts down a pooled one another call reuses). IdP calls are rare.
             limits=httpx.Limits(max_keepalive_connections=0),
@@ -218,6 +222,7 @@ class IdPHttp:
     def _attempt(
         self, method: str, url: str, data: Mapping[str, str] | None,
         json_body: Mapping[str, Any] | None = None,
+        client: ClientAuthentication | None = None,
     ) -> _Answer:
         """One request and its body, all within `timeout` seconds.
 
@@ -230,8 +235,14 @@ class IdPHttp:
         deadline = time.monotonic() + self.timeout
         try:
             try:
+                form_body: str | None = None
+                headers: dict[str, str] | None = None
+                if client is not None and data is not None:
+                    # client authentication (authlib's encoding) decides the body's shape
+                    headers, form_body = encode_client_auth(client, url, data)
+                    data = None
                 request = self._client.build_request(
-                    method, url, data=data, json=json_body,
+                    method, url, data=data, json=json_body, content=form_body, headers=headers,
                     extensions={"trace": watchdog.trace},
                 )
             except (httpx.InvalidURL, ValueError, TypeError):
@@ -257,11 +268,13 @@ class IdPHttp:
     def _send(
         self, method: str, url: str, *, data: Mapping[str, str] | None,
         json_body: Mapping[str, Any] | None = None,
+        client: ClientAuthentication | None = None,
+        replayable: bool = True,
     ) -> _Answer:
         attempt = 0
         while True:
             try:
-                answer = self._attempt(method, url, data, json_body)
+                answer = self._attempt(method, url, data, json_body, client)
             except httpx.ConnectError as exc:
                 # The request never reached the server: safe to retry, even a POST.
                 if attempt < self.max_retries:
@@ -293,7 +306,13 @@ class IdPHttp:
                 ) from None
             if answer.status_code >= 500 or answer.status_code == 429:
                 wait = _retry_after(answer.retry_after, time.time())
-                if attempt < self.max_retries and (wait is None or wait <= MAX_RETRY_AFTER):
+                # A one-time code (authorization code, device code) is never posted twice:
+                # the server may have spent it before failing (RFC 6749 section 4.1.2).
+                if (
+                    replayable
+                    and attempt < self.max_retries
+                    and (wait is None or wait <= MAX_RETRY_AFTER)
+                ):
                     self._pause(attempt, wait)
                     attempt += 1
                     continue
@@ -324,21 +343,39 @@ class IdPHttp:
             )
         return doc
 
-    def post_form(self, url: str, data: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+    def post_form(
+        self,
+        url: str,
+        data: Mapping[str, str],
+        *,
+        client: ClientAuthentication | None = None,
+        replayable: bool = True,
+    ) -> tuple[int, dict[str, Any]]:
         """POST a form to a token-like endpoint; return (status, JSON object).
 
         Only a 2xx answer is a success: a redirect is never a token response, whatever
         its body says (this client does not follow redirects).
 
+        Args:
+            url: the endpoint.
+            data: the form (with `client_id` for a public client).
+            client: how the client authenticates (`_protocol.choose_client_auth`); None
+                sends `data` as it is.
+            replayable: False for a form carrying a one-time code: a 5xx or 429 answer is
+                then not retried (a refused connection still is: nothing was sent).
+
         Raises:
-            OAuthError: an OAuth error response (4xx with an `error` member), a success
+            OAuthError: an OAuth error response (4xx with an `error` member, or a 2xx with
+                an `error` member and no access token, as GitHub answers), a success
                 status with a body that is not a JSON object, or any other status.
             TransportError: network failure, or 5xx/429 after the retries.
         """
-        answer = self._send("POST", url, data=data)
+        answer = self._send("POST", url, data=data, client=client, replayable=replayable)
         status = answer.status_code
         doc = _json_object(answer)
-        if doc is not None and "error" in doc and status >= 400:
+        if doc is not None and isinstance(doc.get("error"), str) and (
+            status >= 400 or "access_token" not in doc
+        ):
             raise oauth_error_from(doc, status)
         if not 200 <= status < 300:
             raise OAuthError(
@@ -357,9 +394,11 @@ class IdPHttp:
             )
         return status, doc
 
-    def post_form_status(self, url: str, data: Mapping[str, str]) -> int:
+    def post_form_status(
+        self, url: str, data: Mapping[str, str], *, client: ClientAuthentication | None = None
+    ) -> int:
         """POST a form and return only the status code (revocation, RFC 7009)."""
-        return self._send("POST", url, data=data).status_code
+        return self._send("POST", url, data=data, client=client).status_code
 
     def post_json(self, url: str, doc: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         """POST a JSON object (RFC 7591 registration); return (status, JSON object).

@@ -6,13 +6,15 @@ code or a token response could log the user in as someone else.
 
 Rules, each of which raises `LoginError` with a message that never contains the token:
 
-- the JWS `alg` is an asymmetric algorithm the provider advertises (never `none`, never
-  an HMAC, which a public client cannot verify and an attacker could forge with the
-  public client id as key);
+- the JWS `alg` is one the provider advertises, never `none`: an asymmetric one, or an
+  HMAC (HS256/384/512) only for a client that holds a client secret, which is then the
+  key (OIDC Core section 10.1); never a public key used as an HMAC secret;
 - the signature verifies against the provider's JWKS; a `kid` we do not know triggers
   one refetch of the JWKS (key rotation), not more;
-- `iss` equals the issuer, `aud` contains the client id (and `azp` equals it when there
-  are several audiences or when it is present), `sub` is present;
+- `iss` equals the issuer, with the two exceptions presets bring (Google's
+  `accounts.google.com` alias; Entra's multi-tenant `{tenantid}` template, filled in
+  with the token's own `tid`); `aud` contains the client id (and `azp` equals it when
+  there are several audiences or when it is present), `sub` is present;
 - `exp` is in the future and `iat` is not in the future, both within `CLOCK_SKEW`;
 - `nonce` equals the one sent in the authorization request (flows that send none, like
   the device grant, skip this check only).
@@ -21,6 +23,7 @@ Rules, each of which raises `LoginError` with a message that never contains the 
 from __future__ import annotations
 
 import hmac
+import re
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -28,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, OctKey
 
 from .errors import LoginError
 
@@ -41,7 +44,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ASYMMETRIC_ALGS",
     "CLOCK_SKEW",
+    "HMAC_ALGS",
     "clear_jwks_cache",
+    "expected_issuers",
     "validate_id_token",
 ]
 
@@ -65,6 +70,14 @@ ASYMMETRIC_ALGS: Mapping[str, str] = {
     "Ed25519": "OKP",
     "Ed448": "OKP",
 }
+
+#: JWS algorithms keyed with the client secret (OIDC Core section 10.1).
+HMAC_ALGS = frozenset({"HS256", "HS384", "HS512"})
+#: Shortest client secret an HMAC-signed ID token is verified with (112 bits, NIST
+#: SP 800-131A, as joserfc warns below it).
+MIN_HMAC_SECRET_BYTES = 14
+#: What an Entra tenant id (`tid`) looks like: a GUID.
+_TENANT_ID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 #: OIDC Core section 15.1: RS256 is the algorithm to assume when a provider names none.
 _DEFAULT_ALGS = ("RS256",)
@@ -140,12 +153,36 @@ def _number(claims: Mapping[str, Any], name: str) -> float:
     return float(value)
 
 
+def expected_issuers(
+    metadata: ProviderMetadata, claims: Mapping[str, Any], aliases: Collection[str] = ()
+) -> tuple[str, ...]:
+    """The `iss` values an ID token with these claims may carry (pure).
+
+    The issuer, or for Entra's multi-tenant template (`metadata.tenant_issuer_template`)
+    the template with `{tenantid}` replaced by the token's own `tid`, which must be a
+    GUID; then the preset's aliases (Google's `accounts.google.com`).
+    """
+    issuer = metadata.issuer
+    if metadata.tenant_issuer_template:
+        tid = claims.get("tid")
+        if not isinstance(tid, str) or not _TENANT_ID.fullmatch(tid):
+            raise _fail("its 'tid' claim is missing or not a tenant id")
+        issuer = issuer.replace("{tenantid}", tid)
+    return (issuer, *aliases)
+
+
 def _check_claims(
-    claims: Mapping[str, Any], *, issuer: str, client_id: str, nonce: str | None, now: float
+    claims: Mapping[str, Any],
+    *,
+    issuer: str | Collection[str],
+    client_id: str,
+    nonce: str | None,
+    now: float,
 ) -> None:
-    if claims.get("iss") != issuer:
+    accepted = (issuer,) if isinstance(issuer, str) else tuple(issuer)
+    if claims.get("iss") not in accepted:
         raise _fail(
-            f"it was issued by {str(claims.get('iss'))[:200]!r}, not {issuer!r}",
+            f"it was issued by {str(claims.get('iss'))[:200]!r}, not {accepted[0]!r}",
             hint="the token may come from another provider; log in again",
         )
     aud = claims.get("aud")
@@ -195,6 +232,8 @@ def validate_id_token(
     nonce: str | None,
     http: IdPHttp,
     now: Callable[[], float] = time.time,
+    client_secret: str = "",
+    issuer_aliases: Collection[str] = (),
 ) -> dict[str, Any]:
     """Verify an ID token's signature and claims; return its claims.
 
@@ -206,6 +245,8 @@ def validate_id_token(
             (the device grant), which skips only that check.
         http: used to fetch the JWKS (cached per process; refetched once on an unknown kid).
         now: wall-clock seconds since the epoch (tests inject a fixed time).
+        client_secret: the client's secret; only with one may the token be HMAC-signed.
+        issuer_aliases: further accepted `iss` values (the preset's).
 
     Raises:
         LoginError: any check failed.
@@ -218,10 +259,25 @@ def validate_id_token(
     advertised: Collection[str] = (
         metadata.id_token_signing_alg_values_supported or _DEFAULT_ALGS
     )
+    if isinstance(alg, str) and alg in HMAC_ALGS and client_secret:
+        if alg not in advertised:
+            raise _fail(f"it is signed with {alg!r}, which the provider does not advertise")
+        claims = _verify_hmac(id_token, alg, client_secret)
+        _check_claims(
+            claims,
+            issuer=expected_issuers(metadata, claims, issuer_aliases),
+            client_id=client_id,
+            nonce=nonce,
+            now=now(),
+        )
+        return claims
     if not isinstance(alg, str) or alg not in ASYMMETRIC_ALGS:
         raise _fail(
             f"it is signed with {str(alg)[:20]!r}, not a public-key algorithm",
-            hint="only asymmetrically signed ID tokens can be verified by a public client",
+            hint="an HMAC-signed ID token can only be verified with the client secret;"
+            " a public client needs asymmetrically signed ones"
+            if isinstance(alg, str) and alg in HMAC_ALGS
+            else "only asymmetrically signed ID tokens can be verified by a public client",
         )
     if alg not in advertised:
         raise _fail(f"it is signed with {alg!r}, which the provider does not advertise")
@@ -260,5 +316,32 @@ def validate_id_token(
             hint="the token may be forged; log in again",
         )
     claims = dict(token.claims)
-    _check_claims(claims, issuer=metadata.issuer, client_id=client_id, nonce=nonce, now=now())
+    _check_claims(
+        claims,
+        issuer=expected_issuers(metadata, claims, issuer_aliases),
+        client_id=client_id,
+        nonce=nonce,
+        now=now(),
+    )
     return claims
+
+
+def _verify_hmac(id_token: str, alg: str, client_secret: str) -> dict[str, Any]:
+    """Verify an HMAC-signed ID token with the client secret (and nothing else: never a
+    key of the JWKS, so a public key can never serve as an HMAC secret)."""
+    secret = client_secret.encode("utf-8")
+    if len(secret) < MIN_HMAC_SECRET_BYTES:
+        raise _fail(
+            f"it is signed with {alg}, and the client secret is too short to verify it"
+            f" safely (under {MIN_HMAC_SECRET_BYTES} bytes)",
+            hint="use a longer client secret, or have the provider sign with RS256",
+        )
+    try:
+        key = OctKey.import_key(secret)
+        token = jwt.decode(id_token, key, algorithms=[alg])
+    except (JoseError, ValueError):
+        raise _fail(
+            "its signature does not verify with the client secret",
+            hint="the token may be forged, or the client secret is wrong",
+        ) from None
+    return dict(token.claims)

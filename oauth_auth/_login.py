@@ -23,10 +23,12 @@ from ._authorize import (
     check_token_response,
     format_redirect_uri,
     login_scopes,
+    wants_offline_access,
 )
 from ._device import device_login
 from ._idtoken import validate_id_token
 from ._loopback import CallbackServer
+from ._protocol import ClientAuthentication, client_auth_for
 from ._scrub import scrubs
 from .errors import ConfigError, LoginError, OAuthError
 
@@ -193,8 +195,10 @@ def _browser_login(
         metadata=metadata,
         client_id=oidc.client_id,
         redirect_uri=format_redirect_uri(callback_host, port),
-        scopes=login_scopes(oidc.scopes),
+        scopes=_scopes(oidc, metadata),
         audience=oidc.audience,
+        audience_param=oidc.audience_param,
+        prompt=oidc.prompt,
         extra_params=extra_params,
     )
     # Listen before showing the URL: the browser may come back very fast.
@@ -224,27 +228,69 @@ def _browser_login(
                 client_id=oidc.client_id,
                 code_verifier=request.code_verifier,
                 audience=oidc.audience,
+                audience_param=oidc.audience_param,
             ),
+            client=_client(oidc, metadata),
+            replayable=False,  # an authorization code is single-use (RFC 6749 4.1.2)
         )
     except OAuthError as exc:
         raise _exchange_error(exc) from exc
     check_token_response(token)
+    return _checked_id_token(
+        token, oidc=oidc, metadata=metadata, http=http, nonce=request.nonce,
+        required=request.wants_id_token,
+    )
+
+
+def _scopes(oidc: OIDCParams, metadata: ProviderMetadata) -> list[str]:
+    """The login's scopes: `openid` unless the server is OAuth-only, `offline_access`
+    as `OIDCParams.offline_access` and the provider's `scopes_supported` say."""
+    return login_scopes(
+        oidc.scopes,
+        openid=metadata.issues_id_tokens,
+        offline_access=wants_offline_access(oidc.offline_access, metadata.scopes_supported),
+    )
+
+
+def _client(oidc: OIDCParams, metadata: ProviderMetadata) -> ClientAuthentication:
+    return client_auth_for(
+        oidc.client_id, oidc.client_secret, metadata,
+        fallback=oidc.provider_preset.client_auth_methods,
+    )
+
+
+def _checked_id_token(
+    token: dict[str, Any],
+    *,
+    oidc: OIDCParams,
+    metadata: ProviderMetadata,
+    http: IdPHttp,
+    nonce: str | None,
+    required: bool,
+) -> dict[str, Any]:
+    """The token response, its ID token validated; an OAuth-only login (no `openid`
+    asked for) keeps what the response gave without an ID token."""
     id_token = token.get("id_token")
     if id_token is None:
-        if request.wants_id_token:
+        if required:
             raise LoginError(
                 "the identity provider returned no ID token although openid was requested",
                 error="invalid_response",
                 hint="check that the client may use the openid scope",
             )
-    else:
-        validate_id_token(
-            id_token,
-            metadata=metadata,
-            client_id=oidc.client_id,
-            nonce=request.nonce,
-            http=http,
-        )
+        return token
+    if not required and not metadata.issues_id_tokens:
+        # Nothing to verify it with, and nothing asked for it: keep no unverified token.
+        return {k: v for k, v in token.items() if k != "id_token"}
+    validate_id_token(
+        id_token,
+        metadata=metadata,
+        client_id=oidc.client_id,
+        nonce=nonce,
+        http=http,
+        client_secret=oidc.client_secret,
+        issuer_aliases=oidc.provider_preset.id_token_issuers,
+    )
     return token
 
 
@@ -314,10 +360,14 @@ def interactive_login(
             opener = open_browser
             if opener is None and not unavailable():
                 opener = webbrowser.open
+        scopes = _scopes(oidc, metadata)
         token = device_login(
             client_id=oidc.client_id,
-            scopes=login_scopes(oidc.scopes),
+            scopes=scopes,
             audience=oidc.audience,
+            audience_param=oidc.audience_param,
+            client=_client(oidc, metadata),
+            extra_params=extra_params,
             metadata=metadata,
             http=http,
             open_url=opener,
@@ -327,13 +377,12 @@ def interactive_login(
             sleep=sleep,
         )
         check_token_response(token)
-        id_token = token.get("id_token")
-        if id_token is not None:
-            # No nonce in the device grant: the rest of the checks still apply.
-            validate_id_token(
-                id_token, metadata=metadata, client_id=oidc.client_id, nonce=None, http=http
-            )
-        return token
+        # No nonce in the device grant: the rest of the checks still apply. An ID token
+        # is not required: providers differ on whether the device grant returns one.
+        return _checked_id_token(
+            token, oidc=oidc, metadata=metadata, http=http, nonce=None,
+            required=False,
+        )
 
     return _browser_login(
         oidc=oidc,

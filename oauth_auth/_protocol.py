@@ -1,32 +1,133 @@
 """Sans-IO OAuth pieces shared by the token source and the auth adapters.
 
-Pure functions only: build the refresh and revocation forms, read a Bearer challenge,
-decide whether a 401 deserves one retry. The drivers do the I/O.
+Pure functions only: build the refresh and revocation forms, choose and apply the client
+authentication method, read a Bearer challenge, decide whether a 401 deserves one retry.
+The drivers do the I/O.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode
+
+if TYPE_CHECKING:
+    from ._discovery import ProviderMetadata
 
 __all__ = [
+    "CLIENT_AUTH_METHODS",
     "BearerChallenge",
+    "ClientAuthentication",
+    "add_audience",
+    "choose_client_auth",
+    "client_auth_for",
+    "encode_client_auth",
     "parse_bearer_challenges",
     "refresh_form",
     "revocation_form",
     "should_retry_401",
 ]
 
+#: The token endpoint client authentication methods oauth-auth speaks (RFC 6749 2.3.1,
+#: OIDC Core section 9).
+CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+#: What a form post with client authentication is sent as.
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
-def refresh_form(refresh_token: str, client_id: str, audience: str = "") -> dict[str, str]:
-    """The refresh_token grant of a public client (RFC 6749 section 6, RFC 8707).
+
+@dataclass(frozen=True)
+class ClientAuthentication:
+    """How this client authenticates at the provider's endpoints; the secret never shows."""
+
+    client_id: str
+    client_secret: str = field(default="", repr=False)
+    method: str = "none"
+
+
+def choose_client_auth(
+    client_id: str, client_secret: str, supported: Sequence[str] = ()
+) -> ClientAuthentication:
+    """The client authentication to use (pure).
+
+    Without a secret: `none` (client_id in the form, a public client). With one:
+    `client_secret_basic`, the method every server must support (RFC 6749 2.3.1), unless
+    the provider lists only `client_secret_post` among `supported` (its
+    `token_endpoint_auth_methods_supported`).
+    """
+    if not client_secret:
+        return ClientAuthentication(client_id, "", "none")
+    if "client_secret_post" in supported and "client_secret_basic" not in supported:
+        return ClientAuthentication(client_id, client_secret, "client_secret_post")
+    return ClientAuthentication(client_id, client_secret, "client_secret_basic")
+
+
+def client_auth_for(
+    client_id: str,
+    client_secret: str,
+    metadata: ProviderMetadata,
+    *,
+    revocation: bool = False,
+    fallback: Sequence[str] = (),
+) -> ClientAuthentication:
+    """`choose_client_auth` with the methods the provider's metadata lists for the token
+    endpoint (or, for `revocation`, the revocation endpoint's when it lists its own);
+    `fallback` (the preset's) when it lists none."""
+    methods = metadata.token_endpoint_auth_methods_supported
+    if revocation and metadata.revocation_endpoint_auth_methods_supported:
+        methods = metadata.revocation_endpoint_auth_methods_supported
+    return choose_client_auth(client_id, client_secret, methods or fallback)
+
+
+def encode_client_auth(
+    auth: ClientAuthentication, url: str, form: Mapping[str, str]
+) -> tuple[dict[str, str], str]:
+    """The headers and body of a form post to `url`, authenticated as `auth` says.
+
+    The encoding is authlib's (`authlib.oauth2.auth.ClientAuth`): an `Authorization: Basic`
+    header, or `client_id` and `client_secret` in the body, or `client_id` alone. Any
+    client_id the form already has is dropped first, so it is sent exactly once. For
+    Basic, id and secret are form-urlencoded before authlib joins them, as RFC 6749 2.3.1
+    asks (a secret with ":" or "%" must survive the server's decoding).
+    """
+    from authlib.oauth2.auth import ClientAuth
+
+    body = urlencode(
+        [(k, v) for k, v in form.items() if k not in ("client_id", "client_secret")]
+    )
+    if auth.method == "client_secret_basic":
+        client = ClientAuth(
+            quote(auth.client_id, safe=""), quote(auth.client_secret, safe=""), auth.method
+        )
+    elif auth.method in CLIENT_AUTH_METHODS:
+        client = ClientAuth(auth.client_id, auth.client_secret, auth.method)
+    else:  # pragma: no cover - choose_client_auth never returns another method
+        raise ValueError(f"unsupported client authentication method {auth.method!r}")
+    _, headers, encoded = client.prepare(
+        "POST", url, {"Content-Type": FORM_CONTENT_TYPE}, body
+    )
+    return dict(headers), str(encoded)
+
+
+def add_audience(form: dict[str, str], audience: str, audience_param: str = "resource") -> None:
+    """Add the audience to a request form the way the provider reads it (RFC 8707
+    `resource`, Auth0's `audience`), or not at all when `audience_param` is ""."""
+    if audience and audience_param:
+        form[audience_param] = audience
+
+
+def refresh_form(
+    refresh_token: str, client_id: str, audience: str = "", audience_param: str = "resource"
+) -> dict[str, str]:
+    """The refresh_token grant (RFC 6749 section 6, RFC 8707).
 
     No `scope` is sent: the provider keeps the granted scopes, and sending a scope that is
-    not a subset of the grant is `invalid_scope`.
+    not a subset of the grant is `invalid_scope`. `client_id` is in the form for a public
+    client; `encode_client_auth` moves it where the client's method wants it.
     """
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id}
-    if audience:
-        form["resource"] = audience
+    add_audience(form, audience, audience_param)
     return form
 
 

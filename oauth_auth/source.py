@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO, TypeGuard, get_args
 
-from ._params import OIDCParams
+from ._params import OIDCParams, merge_auth_params
 from ._scrub import scrubbed
 from ._token import DEFAULT_PREEMPTIVE_WINDOW, Token, fingerprint, parse_token_response
 from .errors import (
@@ -192,8 +192,10 @@ class OAuthTokenSource:
             (None: login_timeout + 60 s).
         lock_dir: directory of the cross-process lock files (default: the user's runtime
             directory, or $OAUTH_AUTH_LOCK_DIR).
-        callback_host: host of the loopback redirect URI (`localhost` or `127.0.0.1`).
-        auth_params: extra or overriding authorization request parameters.
+        callback_host: host of the loopback redirect URI ("localhost", "127.0.0.1" or
+            "::1"); None uses `oidc.callback_host`.
+        auth_params: extra or overriding authorization request parameters, merged over
+            `oidc.auth_params`.
         clock: seconds since the epoch; tests inject a fake one.
         transport: an httpx transport for provider calls (tests, proxies, custom TLS).
         verify: TLS verification for provider calls: a bool, an `ssl.SSLContext`, or a CA
@@ -219,7 +221,7 @@ class OAuthTokenSource:
         max_retries: int = 2,
         lock_timeout: float | None = None,
         lock_dir: str | os.PathLike[str] | None = None,
-        callback_host: str = "localhost",
+        callback_host: str | None = None,
         auth_params: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         transport: Any = None,
@@ -268,8 +270,8 @@ class OAuthTokenSource:
             float(lock_timeout) if lock_timeout is not None else self.login_timeout + LOCK_GRACE
         )
         self._lock_dir = lock_dir
-        self._callback_host = callback_host
-        self._auth_params = dict(auth_params or {})
+        self._callback_host = callback_host or oidc.callback_host
+        self._auth_params = merge_auth_params(oidc.auth_params, auth_params)
         self._transport = transport
         self._verify = verify
         self._stderr = stderr
@@ -588,12 +590,20 @@ class OAuthTokenSource:
         self, store: SecretsSessionStore | None, refresh: str, held: str | None
     ) -> Token:
         """Spend `refresh` at the token endpoint, then keep and persist the result."""
-        from ._protocol import refresh_form
+        from ._protocol import client_auth_for, refresh_form
 
         meta = self._metadata()
-        form = refresh_form(refresh, self.oidc.client_id, self.oidc.audience)
+        oidc = self.oidc
+        form = refresh_form(refresh, oidc.client_id, oidc.audience, oidc.audience_param)
         log.debug("refreshing with refresh token %s", fingerprint(refresh))
-        _, doc = self._http().post_form(meta.token_endpoint, form)
+        _, doc = self._http().post_form(
+            meta.token_endpoint,
+            form,
+            client=client_auth_for(
+                oidc.client_id, oidc.client_secret, meta,
+                fallback=oidc.provider_preset.client_auth_methods,
+            ),
+        )
         token = parse_token_response(doc, self.clock(), previous_refresh_token=refresh)
         return self._install(store, token, held)
 
@@ -624,7 +634,12 @@ class OAuthTokenSource:
         (what the store held when the lock was taken)."""
         from ._login import interactive_login
 
-        meta = self._metadata()
+        # The device endpoint may be only in an RFC 8414 document: look there when the
+        # device grant may be chosen.
+        device_possible = self.login_method == "device" or (
+            self.login_method == "auto" and self._open_browser is None and not self.skip_browser
+        )
+        meta = self._metadata(want=("device_authorization_endpoint",) if device_possible else ())
         doc = interactive_login(
             oidc=self.oidc,
             metadata=meta,
@@ -703,20 +718,32 @@ class OAuthTokenSource:
             )
         return self._http_client
 
-    def _metadata(self) -> ProviderMetadata:
+    def _metadata(self, want: tuple[str, ...] = ()) -> ProviderMetadata:
         from ._discovery import discover
 
-        return discover(self.oidc.issuer, self._http())
+        return discover(
+            self.oidc.issuer,
+            self._http(),
+            endpoints=self.oidc.endpoints,
+            tenant_issuers=self.oidc.provider_preset.tenant_issuers,
+            want=want,
+        )
 
     def _revoke(self, refresh: str) -> tuple[bool, str]:
-        from ._protocol import revocation_form
+        from ._protocol import client_auth_for, revocation_form
 
+        oidc = self.oidc
         try:
-            meta = self._metadata()
+            meta = self._metadata(want=("revocation_endpoint",))
             if not meta.revocation_endpoint:
                 return False, "the provider advertises no revocation endpoint"
             status = self._http().post_form_status(
-                meta.revocation_endpoint, revocation_form(refresh, self.oidc.client_id)
+                meta.revocation_endpoint,
+                revocation_form(refresh, oidc.client_id),
+                client=client_auth_for(
+                    oidc.client_id, oidc.client_secret, meta, revocation=True,
+                    fallback=oidc.provider_preset.client_auth_methods,
+                ),
             )
         except OAuthAuthError as exc:
             log.warning("revoking the refresh token failed: %s", short_error(exc))

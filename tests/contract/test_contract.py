@@ -554,7 +554,15 @@ def test_oidc_params_is_frozen_with_the_documented_defaults() -> None:
     assert explicit.audience == "api://x"
     assert OIDCParams("https://i", "c", callback_port=0).callback_port == 8666
     fields = [f.name for f in dataclasses.fields(OIDCParams)]
-    assert fields == ["issuer", "client_id", "scopes", "audience", "callback_port"]
+    assert fields == ["issuer", "client_id", "scopes", "audience", "callback_port",
+                      # Release 2, keyword-only
+                      "client_secret", "preset", "offline_access", "prompt", "audience_param",
+                      "auth_params", "endpoints", "callback_host"]
+    assert [f.name for f in dataclasses.fields(OIDCParams) if f.kw_only] == fields[5:]
+    assert (params.client_secret, params.preset, params.offline_access, params.prompt,
+            params.audience_param, dict(params.auth_params), dict(params.endpoints),
+            params.callback_host) == ("", None, None, None, "resource", {}, {}, "localhost")
+    hash(params)
 
 
 def test_token_source_signature_is_keyword_only_with_the_documented_defaults() -> None:

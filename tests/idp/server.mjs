@@ -24,6 +24,13 @@
 //   api_client_id          "api"   a confidential client (client_secret_basic/post) that may
 //   api_client_secret      "api-secret"  introspect any token
 //   extra_clients          []      more client metadata objects (oidc-provider format)
+//   client_secret          ""      when set, the main client is confidential: it must
+//                                  authenticate with this secret (client_secret_basic, or
+//                                  client_secret_post in the "github" mode)
+//   tenant_id              "8eaef023-2b34-4da1-9baa-8bc8c9d6a490"  the "entra" mode's tenant
+//   mode                   ""      a cloud provider's documented quirks (see MODES below):
+//                                  "google", "entra", "auth0", "cognito", "gitlab",
+//                                  "github", "rfc8414"; "" is plain oidc-provider
 // access_token_ttl, refresh_token_ttl, id_token_ttl, device_code_ttl, rotate_refresh_token and
 // device_interval can be changed at run time with POST /__admin/config.
 //
@@ -90,6 +97,9 @@ const DEFAULTS = {
   api_client_id: 'api',
   api_client_secret: 'api-secret',
   extra_clients: [],
+  client_secret: '',
+  tenant_id: '8eaef023-2b34-4da1-9baa-8bc8c9d6a490',
+  mode: '',
 };
 const MUTABLE = new Set([
   'access_token_ttl', 'refresh_token_ttl', 'id_token_ttl', 'device_code_ttl',
@@ -119,7 +129,117 @@ function checkSettings(settings) {
   if (settings.device_interval !== null && !Number.isInteger(settings.device_interval)) {
     throw new Error('device_interval must be a whole number of seconds or null');
   }
+  if (!(settings.mode in MODES)) {
+    throw new Error(`mode must be one of ${Object.keys(MODES).map((m) => JSON.stringify(m)).join(', ')}`);
+  }
 }
+
+// --- modes: cloud providers' documented behaviour, reproduced on oidc-provider ----------------
+//
+// Each mode cites the documentation it follows. The bench's tests log in through the
+// library's preset for that provider and must pass; the generic rules must hit the quirk.
+const MODES = {
+  '': { docs: [] },
+  // Google: "offline_access" is not a Google scope (invalid_scope); a refresh token comes
+  // for access_type=offline; installed ("desktop") clients send their client secret at the
+  // token endpoint even with PKCE; ID tokens carry iss "accounts.google.com" or
+  // "https://accounts.google.com".
+  google: {
+    docs: [
+      'https://developers.google.com/identity/protocols/oauth2/native-app',
+      'https://developers.google.com/identity/openid-connect/openid-connect#validatinganidtoken',
+    ],
+    rejectScope: 'offline_access',
+    accessTypeOffline: true,
+    idTokenClaims: () => ({ iss: 'accounts.google.com' }),
+  },
+  // Microsoft Entra ID v2: the multi-tenant endpoints (/common/v2.0, /organizations/v2.0,
+  // /consumers/v2.0) publish issuer ".../{tenantid}/v2.0" and tokens carry the tenant's own
+  // issuer and `tid`; the v2 endpoints refuse `resource` (AADSTS901002) and take API scopes.
+  // No RFC 9207 `iss` in authorization responses.
+  entra: {
+    docs: [
+      'https://learn.microsoft.com/en-us/entra/identity-platform/access-tokens#validate-the-issuer',
+      'https://learn.microsoft.com/en-us/entra/identity-platform/v2-protocols-oidc',
+      'https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes',
+    ],
+    tenantPaths: ['/common/v2.0', '/organizations/v2.0', '/consumers/v2.0'],
+    rejectParam: {
+      name: 'resource',
+      description: "AADSTS901002: The 'resource' request parameter isn't supported.",
+    },
+    stripIss: true,
+    // Entra issues a refresh token for offline_access without prompt=consent (which, in
+    // tenants that restrict user consent, answers "Need admin approval").
+    offlineWithoutConsent: true,
+    idTokenClaims: () => ({ iss: `${baseUrl}/${settings.tenant_id}/v2.0`, tid: settings.tenant_id }),
+  },
+  // Auth0: the API is named by `audience` (not `resource`, which it ignores: the token is
+  // then an opaque one for /userinfo).
+  auth0: {
+    docs: ['https://auth0.com/docs/secure/tokens/access-tokens/get-access-tokens'],
+    audienceParam: true,
+    ignoreParam: 'resource',
+  },
+  // Amazon Cognito: scopes are openid, email, phone, profile, aws.cognito.signin.user.admin
+  // and resource-server scopes (offline_access is invalid_scope); the code grant returns a
+  // refresh token anyway; the discovery document names no revocation endpoint, and there
+  // is no RFC 8414 document.
+  cognito: {
+    docs: [
+      'https://docs.aws.amazon.com/cognito/latest/developerguide/authorization-endpoint.html',
+      'https://docs.aws.amazon.com/cognito/latest/developerguide/token-endpoint.html',
+      'https://docs.aws.amazon.com/cognito/latest/developerguide/revocation-endpoint.html',
+    ],
+    rejectScope: 'offline_access',
+    alwaysRefresh: true,
+    scopesSupported: ['openid', 'email', 'phone', 'profile'],
+    hideMembers: ['revocation_endpoint'],
+    noOAuthMetadata: true,
+  },
+  // GitLab: OIDC scopes openid, profile, email (no offline_access); refresh tokens always.
+  gitlab: {
+    docs: [
+      'https://docs.gitlab.com/integration/openid_connect_provider/',
+      'https://docs.gitlab.com/api/oauth2/',
+    ],
+    rejectScope: 'offline_access',
+    alwaysRefresh: true,
+    scopesSupported: ['openid', 'profile', 'email', 'api', 'read_user'],
+  },
+  // GitHub: no discovery document at all; /login/oauth/authorize, /login/oauth/access_token
+  // and /login/device/code; OAuth only (no ID token); the client secret in the form; token
+  // errors answered with HTTP 200 and an `error` member; GitHub Apps' expiring user tokens
+  // come with a refresh token.
+  github: {
+    docs: [
+      'https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps',
+      'https://docs.github.com/en/apps/oauth-apps/maintaining-oauth-apps/troubleshooting-oauth-app-access-token-request-errors',
+      'https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/refreshing-user-access-tokens',
+    ],
+    noDiscovery: true,
+    noOAuthMetadata: true,
+    paths: {
+      '/login/oauth/authorize': '/auth',
+      '/login/oauth/access_token': '/token',
+      '/login/device/code': '/device_authorization',
+    },
+    errorsWith200: true,
+    alwaysRefresh: true,
+    authMethod: 'client_secret_post',
+  },
+  // An OAuth 2.0 authorization server that publishes only RFC 8414 metadata (as MCP
+  // authorization servers do), with a path in its issuer: no openid-configuration, no
+  // jwks_uri, no openid scope.
+  rfc8414: {
+    docs: ['https://www.rfc-editor.org/rfc/rfc8414#section-3.1'],
+    issuerPath: '/tenant1',
+    noDiscovery: true,
+    oauthMetadataInserted: true,
+    hideMembers: ['jwks_uri', 'userinfo_endpoint', 'id_token_signing_alg_values_supported'],
+    scopesSupported: ['profile', 'email', 'offline_access'],
+  },
+};
 
 const initialSettings = parseSettings();
 let settings = structuredClone(initialSettings);
@@ -336,20 +456,26 @@ function rsaKey() {
   return { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), use: 'sig', alg: 'RS256' };
 }
 
+const signingKey = rsaKey();
 const server = http.createServer();
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(0, '127.0.0.1', resolve);
 });
 const { port } = server.address();
-const issuer = `http://127.0.0.1:${port}`;
+const baseUrl = `http://127.0.0.1:${port}`;
+const MODE = MODES[initialSettings.mode];
+const issuer = `${baseUrl}${MODE.issuerPath ?? ''}`;
 
 const clients = [
   {
     client_id: settings.client_id,
     client_name: 'oauth-auth test client',
     application_type: 'native',
-    token_endpoint_auth_method: 'none',
+    ...(settings.client_secret
+      ? { client_secret: settings.client_secret,
+        token_endpoint_auth_method: MODE.authMethod ?? 'client_secret_basic' }
+      : { token_endpoint_auth_method: 'none' }),
     redirect_uris: ['http://127.0.0.1/callback', 'http://localhost/callback'],
     post_logout_redirect_uris: ['http://127.0.0.1/logout', 'http://localhost/logout'],
     grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
@@ -382,7 +508,7 @@ const account = (sub) => ({
 
 const provider = new Provider(issuer, {
   clients,
-  jwks: { keys: [rsaKey()] },
+  jwks: { keys: [signingKey] },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   routes: ROUTES,
   scopes: ['openid', 'offline_access', 'profile', 'email', ...settings.scopes],
@@ -418,7 +544,7 @@ const provider = new Provider(issuer, {
     },
   },
   issueRefreshToken: (ctx, client, source) => client.grantTypeAllowed('refresh_token')
-    && source.scopes.has('offline_access'),
+    && (MODE.alwaysRefresh || source.scopes.has('offline_access')),
   rotateRefreshToken: () => settings.rotate_refresh_token,
   ttl: {
     AccessToken: (ctx, token) => token.resourceServer?.accessTokenTTL ?? settings.access_token_ttl,
@@ -440,6 +566,140 @@ for (const event of ['access_token.saved', 'refresh_token.saved', 'authorization
   });
 }
 
+// --- the modes' request and response rewriting ----------------------------------------------
+
+function redirectError(ctx, query, error, description) {
+  // The authorization endpoint's error answer, at the (loopback) redirect URI.
+  const target = new URL(query.get('redirect_uri'));
+  target.searchParams.set('error', error);
+  target.searchParams.set('error_description', description);
+  if (query.has('state')) target.searchParams.set('state', query.get('state'));
+  if (!MODE.stripIss) target.searchParams.set('iss', issuer); // RFC 9207, as oidc-provider
+  ctx.status = 303;
+  ctx.redirect(target.toString());
+}
+
+function b64url(data) {
+  return Buffer.from(data).toString('base64url');
+}
+
+// Re-sign an ID token with claims changed (the provider's own key and kid).
+function resignIdToken(token, changes) {
+  const [header, payload] = token.split('.');
+  const claims = { ...JSON.parse(Buffer.from(payload, 'base64url')), ...changes };
+  const input = `${header}.${b64url(JSON.stringify(claims))}`;
+  const key = crypto.createPrivateKey({ key: signingKey, format: 'jwk' });
+  return `${input}.${b64url(crypto.sign('sha256', Buffer.from(input), key))}`;
+}
+
+const OIDC_DISCOVERY = '/.well-known/openid-configuration';
+const OAUTH_METADATA = '/.well-known/oauth-authorization-server';
+let discoveryTemplate = false;
+
+// Returns true when the request was answered here.
+async function modeBefore(ctx) {
+  const mapped = MODE.paths?.[ctx.path];
+  if (mapped) ctx.path = mapped;
+  if (MODE.noDiscovery && ctx.path.startsWith('/.well-known/openid-configuration')) {
+    ctx.status = 404;
+    ctx.body = { error: 'not_found' };
+    return true;
+  }
+  if (MODE.noOAuthMetadata && ctx.path.startsWith(OAUTH_METADATA)) {
+    ctx.status = 404;
+    ctx.body = { error: 'not_found' };
+    return true;
+  }
+  if (MODE.oauthMetadataInserted) {
+    if (ctx.path === OAUTH_METADATA) { // only the path-inserted name exists
+      ctx.status = 404;
+      ctx.body = { error: 'not_found' };
+      return true;
+    }
+    if (ctx.path === `${OAUTH_METADATA}${MODE.issuerPath}`) ctx.path = OAUTH_METADATA;
+  }
+  discoveryTemplate = false;
+  if (MODE.tenantPaths) {
+    const tenant = MODE.tenantPaths.find((p) => ctx.path === `${p}${OIDC_DISCOVERY}`);
+    if (tenant) {
+      ctx.path = OIDC_DISCOVERY;
+      discoveryTemplate = true;
+    }
+  }
+  if (ctx.method === 'GET' && ctx.path === ROUTES.authorization) {
+    const query = new URLSearchParams(ctx.querystring);
+    const scopes = (query.get('scope') ?? '').split(' ').filter(Boolean);
+    if (MODE.rejectScope && scopes.includes(MODE.rejectScope) && query.get('redirect_uri')) {
+      redirectError(ctx, query, 'invalid_scope',
+        `Some requested scopes were invalid: ${MODE.rejectScope}`);
+      return true;
+    }
+    if (MODE.rejectParam && query.has(MODE.rejectParam.name) && query.get('redirect_uri')) {
+      redirectError(ctx, query, 'invalid_request', MODE.rejectParam.description);
+      return true;
+    }
+    if (MODE.ignoreParam) query.delete(MODE.ignoreParam);
+    if (MODE.offlineWithoutConsent && scopes.includes('offline_access') && !query.has('prompt')) {
+      query.set('prompt', 'consent'); // what oidc-provider needs to grant it
+    }
+    if (MODE.accessTypeOffline && query.get('access_type') === 'offline') {
+      // oidc-provider grants offline_access only with prompt=consent (OIDC Core 11);
+      // Google asks for consent itself the first time.
+      query.delete('access_type');
+      query.set('scope', [...scopes, 'offline_access'].join(' '));
+      if (!query.has('prompt')) query.set('prompt', 'consent');
+    }
+    ctx.querystring = query.toString();
+  }
+  const isForm = ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded');
+  if (isForm && (ctx.path === ROUTES.token || ctx.path === ROUTES.device_authorization)
+      && (MODE.rejectParam || MODE.ignoreParam || MODE.audienceParam)) {
+    // Read the form here; oidc-provider then parses `ctx.req.body` (its documented fallback).
+    const form = new URLSearchParams(await readBody(ctx.req));
+    if (MODE.rejectParam && form.has(MODE.rejectParam.name)) {
+      ctx.status = 400;
+      ctx.body = { error: 'invalid_request', error_description: MODE.rejectParam.description };
+      if (ctx.path === ROUTES.token) countToken(form.get('grant_type') ?? 'unknown', 'invalid_request');
+      return true;
+    }
+    if (MODE.ignoreParam) form.delete(MODE.ignoreParam);
+    if (MODE.audienceParam && ctx.path === ROUTES.device_authorization && form.has('audience')) {
+      form.set('resource', form.get('audience'));
+    }
+    if (MODE.audienceParam) form.delete('audience');
+    ctx.req.body = form.toString();
+  }
+  return false;
+}
+
+function modeAfter(ctx) {
+  const body = ctx.body && typeof ctx.body === 'object' && !Buffer.isBuffer(ctx.body)
+    ? ctx.body : null;
+  if (body && (ctx.path === OIDC_DISCOVERY || ctx.path === OAUTH_METADATA)
+      && ctx.method === 'GET') {
+    const doc = { ...body };
+    for (const name of MODE.hideMembers ?? []) delete doc[name];
+    if (MODE.scopesSupported) doc.scopes_supported = MODE.scopesSupported;
+    if (MODE.stripIss) delete doc.authorization_response_iss_parameter_supported;
+    if (discoveryTemplate) doc.issuer = `${baseUrl}/{tenantid}/v2.0`;
+    ctx.body = doc;
+  }
+  if (ctx.path === ROUTES.token && body) {
+    if (MODE.idTokenClaims && typeof body.id_token === 'string') {
+      ctx.body = { ...body, id_token: resignIdToken(body.id_token, MODE.idTokenClaims()) };
+    }
+    if (MODE.errorsWith200 && ctx.status >= 400 && body.error) ctx.status = 200;
+  }
+  if (MODE.stripIss && ctx.status >= 300 && ctx.status < 400) {
+    const location = ctx.response.get('Location');
+    if (location && location.includes('iss=')) {
+      const target = new URL(location);
+      target.searchParams.delete('iss');
+      ctx.set('Location', target.toString());
+    }
+  }
+}
+
 const FONT_IMPORT = /@import url\(https:\/\/fonts\.googleapis\.com[^)]*\);?/g;
 
 provider.use(async (ctx, next) => {
@@ -456,7 +716,10 @@ provider.use(async (ctx, next) => {
   const fault = takeFault(ctx);
   if (fault && await serveFault(ctx, fault)) return;
 
-  if (initialSettings.audience_param && ctx.method === 'GET' && ctx.path === ROUTES.authorization) {
+  if (await modeBefore(ctx)) return;
+
+  if ((initialSettings.audience_param || MODE.audienceParam)
+      && ctx.method === 'GET' && ctx.path === ROUTES.authorization) {
     const query = new URLSearchParams(ctx.querystring);
     if (query.has('audience') && !query.has('resource')) {
       query.set('resource', query.get('audience'));
@@ -466,6 +729,8 @@ provider.use(async (ctx, next) => {
   }
 
   await next();
+
+  modeAfter(ctx);
 
   const name = COUNTED.get(ctx.path);
   if (name) counts[name] += 1;
@@ -504,9 +769,12 @@ process.stdin.resume();
 process.stdout.write(`${JSON.stringify({
   ready: true,
   issuer,
-  admin: `${issuer}/__admin`,
+  admin: `${baseUrl}/__admin`,
   pid: process.pid,
   client_id: settings.client_id,
+  mode: settings.mode,
+  mode_docs: MODE.docs,
+  base_url: baseUrl,
   api_client_id: settings.api_client_id,
   api_client_secret: settings.api_client_secret,
   oidc_provider: providerVersion,

@@ -75,9 +75,9 @@ def instrument() -> None:
 
     post_form = IdPHttp.post_form
 
-    def marked_post(self: IdPHttp, url: str, data: Any) -> Any:
+    def marked_post(self: IdPHttp, url: str, data: Any, **kw: Any) -> Any:
         mark("SENT")
-        result = post_form(self, url, data)
+        result = post_form(self, url, data, **kw)
         mark("ANSWERED")
         return result
 

@@ -391,7 +391,9 @@ def test_odd_but_usable_expires_in(session: Session, figures: Figures, klass: st
 )
 def test_discovery_unavailable(session: Session, figures: Figures, fault: dict[str, Any],
                                fragment: str) -> None:
-    session.idp.inject_fault(DISCOVERY, count=10, **fault)
+    # Both metadata documents (OIDC discovery and RFC 8414, which the library falls back
+    # to and oidc-provider serves too) are unavailable.
+    session.idp.inject_fault("/.well-known", count=10, **fault)
     source = session.source(http_timeout=0.5, max_retries=1)
 
     exc, elapsed = timed(source.token)

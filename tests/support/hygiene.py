@@ -228,17 +228,25 @@ def _install() -> None:
     post_form = _http.IdPHttp.post_form
     post_form_status = _http.IdPHttp.post_form_status
 
+    def client_secret(kw: Mapping[str, Any]) -> None:
+        client = kw.get("client")
+        LEDGER.secret(getattr(client, "client_secret", None), "library client_secret")
+
     @functools.wraps(post_form)
-    def tapped_post_form(self: Any, url: str, data: Mapping[str, str]) -> Any:
+    def tapped_post_form(self: Any, url: str, data: Mapping[str, str], **kw: Any) -> Any:
         LEDGER.secrets_in(data, REQUEST_SECRETS, "library request")
-        status, doc = post_form(self, url, data)
+        client_secret(kw)
+        status, doc = post_form(self, url, data, **kw)
         LEDGER.secrets_in(doc, RESPONSE_SECRETS, "library response")
         return status, doc
 
     @functools.wraps(post_form_status)
-    def tapped_post_form_status(self: Any, url: str, data: Mapping[str, str]) -> int:
+    def tapped_post_form_status(
+        self: Any, url: str, data: Mapping[str, str], **kw: Any
+    ) -> int:
         LEDGER.secrets_in(data, REQUEST_SECRETS, "library request")
-        return post_form_status(self, url, data)  # type: ignore[no-any-return]
+        client_secret(kw)
+        return post_form_status(self, url, data, **kw)  # type: ignore[no-any-return]
 
     _PATCHES.set(_http.IdPHttp, "post_form", tapped_post_form)
     _PATCHES.set(_http.IdPHttp, "post_form_status", tapped_post_form_status)

@@ -122,6 +122,8 @@ class IdP:
     api_client_secret: str = "api-secret"
     settings: dict[str, Any] = field(default_factory=dict)
     oidc_provider_version: str = ""
+    base_url: str = ""  # scheme://host:port (the issuer may add a path, as mode rfc8414 does)
+    mode: str = ""  # the cloud provider quirks it reproduces (tests/idp/server.mjs MODES)
     _stderr: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
     _readers: list[threading.Thread] = field(default_factory=list)
     _metadata: dict[str, Any] | None = None
@@ -319,7 +321,9 @@ def start_idp(*, timeout: float = READY_TIMEOUT, **settings: Any) -> IdP:
 
     Settings: client_id, access_token_ttl, refresh_token_ttl, id_token_ttl, device_code_ttl,
     rotate_refresh_token, device_interval, resource_scope, scopes, audience_param,
-    api_client_id, api_client_secret, extra_clients. Raises IdPError (with the process's
+    api_client_id, api_client_secret, extra_clients, client_secret, tenant_id, mode
+    ("google", "entra", "auth0", "cognito", "gitlab", "github", "rfc8414": a cloud
+    provider's documented quirks, see MODES in server.mjs). Raises IdPError (with the process's
     stderr) if it does not come up within `timeout` seconds.
     """
     node = require_idp()
@@ -377,6 +381,8 @@ def start_idp(*, timeout: float = READY_TIMEOUT, **settings: Any) -> IdP:
         api_client_secret=ready["api_client_secret"],
         settings=dict(settings),
         oidc_provider_version=ready.get("oidc_provider") or "",
+        base_url=ready.get("base_url") or ready["issuer"],
+        mode=ready.get("mode") or "",
         _stderr=stderr,
         _readers=readers,
     )

@@ -25,6 +25,7 @@ META = ProviderMetadata(
     token_endpoint=f"{ISSUER}/token",
     authorization_endpoint=f"{ISSUER}/auth",
     device_authorization_endpoint=f"{ISSUER}/device/auth",
+    jwks_uri=f"{ISSUER}/jwks",
 )
 OIDC = OIDCParams(issuer=ISSUER, client_id="cli", scopes=["email"], audience="https://api")
 TOKEN = {"access_token": "AT", "token_type": "Bearer", "expires_in": 300,

@@ -1,0 +1,202 @@
+"""Every cloud provider's documented quirk, reproduced on the bundled oidc-provider (a mode
+of tests/idp/server.mjs that cites the documentation it follows), and the library passing
+through that provider's preset: login (the user played at HTTP level), refresh, and where
+the provider has them, the device grant and revocation. Each mode also shows the quirk
+biting the generic rules, so a mode that stopped reproducing it would fail here.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from oauth_auth import (
+    ConfigError,
+    InvalidGrantError,
+    LoginError,
+    MemorySecrets,
+    OAuthTokenSource,
+    OIDCParams,
+)
+from oauth_auth._discovery import clear_discovery_cache
+from oauth_auth._idtoken import clear_jwks_cache
+from oauth_auth._keys import AT_SUFFIX
+from tests.support.browser import Background, http_browser_login
+from tests.support.idp import IdP, decode_jwt_payload, http_device_approve
+
+pytestmark = pytest.mark.idp
+
+SECRET = "bench-client-secret-0123456789abcdef"
+KEY = "PROVIDERS_E2E"
+API = "https://api.example.test"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> None:
+    clear_discovery_cache()
+    clear_jwks_cache()
+
+
+def source(oidc: OIDCParams, store: MemorySecrets, opener: Callable[[str], object] | None,
+           **kw: Any) -> OAuthTokenSource:
+    return OAuthTokenSource(
+        oidc, key_provider=lambda: KEY, secrets_provider=store, interactive=opener is not None,
+        open_browser=opener, login_timeout=30, stderr=io.StringIO(), **kw,
+    )
+
+
+def login(oidc: OIDCParams, store: MemorySecrets) -> str:
+    """An interactive login through the HTTP-level browser; returns the access token."""
+    opener = Background(http_browser_login)
+    try:
+        return source(oidc, store, opener).token()
+    except LoginError:
+        failure = opener.failure()
+        if failure is not None and not isinstance(failure, AssertionError):
+            raise failure from None
+        raise
+
+
+def refresh_once(idp: IdP, oidc: OIDCParams, store: MemorySecrets) -> str:
+    """A new process's refresh from the stored session (tier 3), counted at the provider."""
+    store.delete_secret(KEY + AT_SUFFIX)
+    before = idp.token_requests("refresh_token")
+    clear_discovery_cache()  # as a new process would
+    token = source(oidc, store, None).token()
+    assert idp.token_requests("refresh_token") == before + 1
+    return token
+
+
+def params(issuer: str, idp: IdP, **kw: Any) -> OIDCParams:
+    return OIDCParams(issuer, idp.client_id, callback_port=free_port(), **kw)
+
+
+def test_google(idp_factory: Callable[..., IdP]) -> None:
+    idp = idp_factory(mode="google", client_secret=SECRET)
+    # the generic rules ask for offline_access: invalid_scope, as Google answers
+    with pytest.raises(LoginError, match="invalid_scope"):
+        login(params(idp.issuer, idp, preset="generic", client_secret=SECRET), MemorySecrets())
+    # a desktop client without its secret: the code exchange is refused
+    with pytest.raises(LoginError, match="invalid_client"):
+        login(params(idp.issuer, idp, preset="google"), MemorySecrets())
+
+    oidc = params(idp.issuer, idp, preset="google", client_secret=SECRET)
+    store = MemorySecrets()
+    assert login(oidc, store)
+    assert store.get_secret(KEY), "access_type=offline brought a refresh token"
+    assert idp.token_requests("authorization_code") == 1  # the good login's one exchange
+    assert refresh_once(idp, oidc, store)
+
+
+def test_entra_multi_tenant(idp_factory: Callable[..., IdP]) -> None:
+    idp = idp_factory(mode="entra")
+    issuer = f"{idp.base_url}/common/v2.0"
+    # the exact issuer check refuses the {tenantid} document without the preset
+    with pytest.raises(ConfigError, match="tenantid"):
+        login(params(issuer, idp, preset="generic"), MemorySecrets())
+    # `resource` is AADSTS901002
+    with pytest.raises(LoginError, match="AADSTS901002"):
+        login(params(issuer, idp, preset="entra", audience=API, audience_param="resource"),
+              MemorySecrets())
+
+    oidc = params(issuer, idp, preset="entra", audience=API, prompt="")
+    store = MemorySecrets()
+    assert login(oidc, store)
+    assert store.get_secret(KEY)
+    # the stored session works in a new process (discovery and the issuer rule again)
+    assert refresh_once(idp, oidc, store)
+
+
+def test_auth0_audience(idp_factory: Callable[..., IdP]) -> None:
+    idp = idp_factory(mode="auth0")
+    # `resource` is ignored: the user silently gets an opaque token
+    generic = login(params(idp.issuer, idp, preset="generic", audience=API), MemorySecrets())
+    assert generic.count(".") != 2
+
+    oidc = params(idp.issuer, idp, preset="auth0", audience=API)
+    store = MemorySecrets()
+    token = login(oidc, store)
+    assert decode_jwt_payload(token)["aud"] == API
+    assert decode_jwt_payload(refresh_once(idp, oidc, store))["aud"] == API
+
+
+@pytest.mark.parametrize("mode", ["cognito", "gitlab"])
+def test_cognito_and_gitlab_refuse_offline_access(idp_factory: Callable[..., IdP],
+                                                  mode: str) -> None:
+    idp = idp_factory(mode=mode)
+    with pytest.raises(LoginError, match="invalid_scope"):
+        login(params(idp.issuer, idp, preset=mode, offline_access=True), MemorySecrets())
+
+    oidc = params(idp.issuer, idp, preset=mode)
+    store = MemorySecrets()
+    assert login(oidc, store)
+    assert store.get_secret(KEY), "a refresh token without offline_access"
+    assert refresh_once(idp, oidc, store)
+
+    result = source(oidc, store, None).logout_result()
+    if mode == "cognito":
+        # no revocation endpoint in its discovery, and no RFC 8414 document
+        assert not result.revoked
+        assert result.revocation_error == "the provider advertises no revocation endpoint"
+        assert idp.counts()["revocation"] == 0
+        # given by hand, it is used
+        store2 = MemorySecrets()
+        oidc2 = params(idp.issuer, idp, preset=mode,
+                       endpoints={"revocation_endpoint": idp.revocation_endpoint})
+        login(oidc2, store2)
+        assert source(oidc2, store2, None).logout_result().revoked
+        assert idp.counts()["revocation"] == 1
+    else:
+        assert result.revoked
+    assert store.get_secret(KEY) is None
+
+
+def test_github(idp_factory: Callable[..., IdP]) -> None:
+    idp = idp_factory(mode="github", client_secret=SECRET, scopes=["read:user"])
+    issuer = idp.base_url
+    # no discovery: the generic rules find no metadata
+    with pytest.raises(Exception, match="404"):
+        login(params(issuer, idp, preset="generic", client_secret=SECRET), MemorySecrets())
+    assert idp.counts()["discovery"] == 0
+
+    oidc = params(issuer, idp, preset="github", client_secret=SECRET, scopes=["read:user"])
+    store = MemorySecrets()
+    assert login(oidc, store)  # OAuth only: no openid asked, no ID token required
+    assert store.get_secret(KEY)
+    assert refresh_once(idp, oidc, store)
+
+    # an error answered with HTTP 200 is an OAuthError like any other (here the dead grant)
+    idp.revoke_all()
+    store.delete_secret(KEY + AT_SUFFIX)
+    clear_discovery_cache()
+    with pytest.raises(InvalidGrantError) as info:
+        source(oidc, store, None).token()
+    assert info.value.status_code == 200
+
+    # the device grant through the preset's endpoints, the secret in the form
+    device_store = MemorySecrets()
+    opener = Background(http_device_approve)
+    assert source(oidc, device_store, opener, login_method="device").token()
+    assert device_store.get_secret(KEY)
+
+
+def test_rfc8414_only_server(idp_factory: Callable[..., IdP]) -> None:
+    idp = idp_factory(mode="rfc8414")
+    assert idp.issuer == f"{idp.base_url}/tenant1"
+    oidc = params(idp.issuer, idp)
+    store = MemorySecrets()
+    assert login(oidc, store)  # metadata at /.well-known/oauth-authorization-server/tenant1
+    assert store.get_secret(KEY)
+    assert idp.token_requests("authorization_code") == 1
+    assert refresh_once(idp, oidc, store)
+    assert source(oidc, store, None).logout_result().revoked
