@@ -81,8 +81,8 @@ def params(issuer: str, idp: IdP, **kw: Any) -> OIDCParams:
     return OIDCParams(issuer, idp.client_id, callback_port=free_port(), **kw)
 
 
-def test_google(idp_factory: Callable[..., IdP]) -> None:
-    idp = idp_factory(mode="google", client_secret=SECRET)
+def test_google(real_idp_factory: Callable[..., IdP]) -> None:
+    idp = real_idp_factory(mode="google", client_secret=SECRET)
     # the generic rules ask for offline_access: invalid_scope, as Google answers
     with pytest.raises(LoginError, match="invalid_scope"):
         login(params(idp.issuer, idp, preset="generic", client_secret=SECRET), MemorySecrets())
@@ -98,8 +98,8 @@ def test_google(idp_factory: Callable[..., IdP]) -> None:
     assert refresh_once(idp, oidc, store)
 
 
-def test_entra_multi_tenant(idp_factory: Callable[..., IdP]) -> None:
-    idp = idp_factory(mode="entra")
+def test_entra_multi_tenant(real_idp_factory: Callable[..., IdP]) -> None:
+    idp = real_idp_factory(mode="entra")
     issuer = f"{idp.base_url}/common/v2.0"
     # the exact issuer check refuses the {tenantid} document without the preset
     with pytest.raises(ConfigError, match="tenantid"):
@@ -117,8 +117,8 @@ def test_entra_multi_tenant(idp_factory: Callable[..., IdP]) -> None:
     assert refresh_once(idp, oidc, store)
 
 
-def test_auth0_audience(idp_factory: Callable[..., IdP]) -> None:
-    idp = idp_factory(mode="auth0")
+def test_auth0_audience(real_idp_factory: Callable[..., IdP]) -> None:
+    idp = real_idp_factory(mode="auth0")
     # `resource` is ignored: the user silently gets an opaque token
     generic = login(params(idp.issuer, idp, preset="generic", audience=API), MemorySecrets())
     assert generic.count(".") != 2
@@ -131,9 +131,9 @@ def test_auth0_audience(idp_factory: Callable[..., IdP]) -> None:
 
 
 @pytest.mark.parametrize("mode", ["cognito", "gitlab"])
-def test_cognito_and_gitlab_refuse_offline_access(idp_factory: Callable[..., IdP],
+def test_cognito_and_gitlab_refuse_offline_access(real_idp_factory: Callable[..., IdP],
                                                   mode: str) -> None:
-    idp = idp_factory(mode=mode)
+    idp = real_idp_factory(mode=mode)
     with pytest.raises(LoginError, match="invalid_scope"):
         login(params(idp.issuer, idp, preset=mode, offline_access=True), MemorySecrets())
 
@@ -161,8 +161,8 @@ def test_cognito_and_gitlab_refuse_offline_access(idp_factory: Callable[..., IdP
     assert store.get_secret(KEY) is None
 
 
-def test_github(idp_factory: Callable[..., IdP]) -> None:
-    idp = idp_factory(mode="github", client_secret=SECRET, scopes=["read:user"])
+def test_github(real_idp_factory: Callable[..., IdP]) -> None:
+    idp = real_idp_factory(mode="github", client_secret=SECRET, scopes=["read:user"])
     issuer = idp.base_url
     # no discovery: the generic rules find no metadata
     with pytest.raises(Exception, match="404"):
@@ -190,8 +190,8 @@ def test_github(idp_factory: Callable[..., IdP]) -> None:
     assert device_store.get_secret(KEY)
 
 
-def test_rfc8414_only_server(idp_factory: Callable[..., IdP]) -> None:
-    idp = idp_factory(mode="rfc8414")
+def test_rfc8414_only_server(real_idp_factory: Callable[..., IdP]) -> None:
+    idp = real_idp_factory(mode="rfc8414")
     assert idp.issuer == f"{idp.base_url}/tenant1"
     oidc = params(idp.issuer, idp)
     store = MemorySecrets()
