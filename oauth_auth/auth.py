@@ -16,13 +16,16 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 import requests
 import requests.auth
 
+from ._discovery import is_loopback_host
 from ._protocol import should_retry_401
 from ._scrub import scrubbed
+from .errors import ConfigError
 from .source import OAuthTokenSource, TokenSourceLike, has_fast_path
 
 if TYPE_CHECKING:
@@ -72,7 +75,12 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
     it keeps no per-request state on itself and holds no lock while a request is in
     flight.
 
-    A 401 is retried once with a fresh token, unless its Bearer challenge says
+    A request to a plain `http://` URL whose host is not a loopback address gets no
+    token and raises `ConfigError`, unless `allow_insecure_http=True`.
+
+    A 401 is retried once with a fresh token, unless the source says a fresh token was
+    refused moments ago (`reauth_allowed()`, see `OAuthTokenSource`'s
+    `reauth_interval`), its Bearer challenge says
     `insufficient_scope`, the body cannot be replayed
     (a generator or consumed stream), or the 401 came from another origin after a
     redirect (the token never goes there). 403 is never retried. Errors of
@@ -83,10 +91,19 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
     requires_request_body = False
     requires_response_body = False
 
-    def __init__(self, source: TokenSourceLike) -> None:
+    def __init__(self, source: TokenSourceLike, *, allow_insecure_http: bool = False) -> None:
         if not callable(getattr(source, "token", None)):
             raise TypeError("OIDCAuth needs a token source with token() and atoken()")
         self.source = source
+        #: Send the token over plain http to hosts that are not loopback (RFC 6750
+        #: section 5.3 requires TLS; only for a network you trust end to end).
+        self.allow_insecure_http = allow_insecure_http
+        # A source may say a 401 deserves no refresh now, and be told when a fresh token
+        # was refused too (OAuthTokenSource.reauth_allowed and reauth_failed).
+        self._reauth_allowed: Callable[[], bool] | None = getattr(
+            source, "reauth_allowed", None
+        )
+        self._reauth_failed: Callable[[], None] | None = getattr(source, "reauth_failed", None)
         self._ainvalidate = getattr(source, "ainvalidate", None)
         self._token = source.token  # bound once: the hot path makes no method objects
         self._hook = _shared_requests_hook(self)
@@ -106,7 +123,27 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
     def __hash__(self) -> int:
         return id(self.source)
 
-    # ------------------------------------------------------------ the shared replacement
+    # ------------------------------------------------------------ the shared decisions
+
+    def _may_reauth(self) -> bool:
+        allowed = self._reauth_allowed
+        return allowed is None or bool(allowed())
+
+    def _after_retry(self, status: int) -> None:
+        """The retry's answer: a 401 to the fresh token too holds off the next refreshes."""
+        if status == 401 and self._reauth_failed is not None:
+            self._reauth_failed()
+
+    def _refuse_plain_http(self, scheme: str, host: str | None) -> None:
+        """Raise ConfigError for plain http to a host that is not loopback, unless allowed."""
+        if scheme == "http" and not self.allow_insecure_http and not is_loopback_host(host):
+            raise ConfigError(
+                f"refusing to send a bearer token over plain http to {host!r}: RFC 6750"
+                " requires TLS",
+                hint="use the https URL, or pass OIDCAuth(..., allow_insecure_http=True) for"
+                " a network you trust",
+            )
+
 
     def _replacement(self, refused: str) -> str:
         """Invalidate the refused token and return the source's next one.
@@ -130,6 +167,8 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         """requests: add the header and a hook that answers a 401 once."""
+        if r.url is not None and r.url.startswith("http:"):
+            self._refuse_plain_http("http", urlsplit(r.url).hostname)
         fast = self._fast
         if fast is not None:
             access, until = fast.fast_path
@@ -158,6 +197,7 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
         whatever fails here, and nothing of the library's clears a running frame): the
         one sent is read back from the request.
         """
+        self._refuse_plain_http(request.url.scheme, request.url.host)
         fast = self._fast
         if fast is not None:
             access, until = fast.fast_path
@@ -170,24 +210,27 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
         request.headers["Authorization"] = f"Bearer {access}"
         del access  # this generator's frame outlives the request
         response = yield request
-        if not _httpx_should_retry(request, response, rewind):
+        if not _httpx_should_retry(request, response, rewind) or not self._may_reauth():
             return
         with scrubbed:
             fresh = self._replacement(_sent_token(request))
-        yield _httpx_resend(request, rewind, fresh)
+        second = yield _httpx_resend(request, rewind, fresh)
+        self._after_retry(second.status_code)
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """httpx.AsyncClient: the same shape with `atoken()`; nothing blocks the loop."""
+        self._refuse_plain_http(request.url.scheme, request.url.host)
         rewind = _httpx_rewinder(request)
         request.headers["Authorization"] = f"Bearer {await self.source.atoken()}"
         response = yield request
-        if not _httpx_should_retry(request, response, rewind):
+        if not _httpx_should_retry(request, response, rewind) or not self._may_reauth():
             return
         with scrubbed:
             fresh = await self._areplacement(_sent_token(request))
-        yield _httpx_resend(request, rewind, fresh)
+        second = yield _httpx_resend(request, rewind, fresh)
+        self._after_retry(second.status_code)
 
 
 def _shared_requests_hook(auth: OIDCAuth) -> Callable[..., Response]:
@@ -256,6 +299,8 @@ def _requests_retry(
     replayable = not rewind or position is not None
     if not _should_retry(response.status_code, replayable, _requests_challenges(response)):
         return response
+    if not auth._may_reauth():
+        return response
     fresh = auth._replacement(sent[7:])
     # Drain and release the first response, send a copy through the same adapter, keep
     # the first in history.
@@ -270,6 +315,7 @@ def _requests_retry(
     second: Response = response.connection.send(retry, **kwargs)
     second.history.append(response)
     second.request = retry
+    auth._after_retry(second.status_code)
     return second
 
 

@@ -78,6 +78,8 @@ LOGIN_METHODS: tuple[str, ...] = get_args(LoginMethod)
 #: doubled after each further failure, up to PROACTIVE_RETRY_MAX.
 PROACTIVE_RETRY_MIN = 5.0
 PROACTIVE_RETRY_MAX = 60.0
+#: Seconds after a token from the provider during which a 401 gets no further refresh.
+DEFAULT_REAUTH_INTERVAL = 10.0
 #: How long a process waits for another one's refresh or login beyond the login timeout.
 LOCK_GRACE = 60.0
 #: How many rejected access tokens are remembered (never served again from tier 2).
@@ -186,7 +188,8 @@ class OAuthTokenSource:
         login_method: "auto", "browser" or "device".
         login_timeout: seconds for the whole interactive login.
         open_browser: called with the login URL; None uses the standard webbrowser.
-        http_timeout: seconds allowed for each call to the provider.
+        http_timeout: seconds allowed for each call to the provider, as a whole
+            (connect, send and every read).
         max_retries: retries of a provider call answered 5xx/429 or refused.
         lock_timeout: seconds to wait for another process's refresh or login
             (None: login_timeout + 60 s).
@@ -201,6 +204,8 @@ class OAuthTokenSource:
         verify: TLS verification for provider calls: a bool, an `ssl.SSLContext`, or a CA
             bundle path (turned into an SSLContext).
         stderr: where login instructions go (default: sys.stderr at login time).
+        reauth_interval: seconds after a 401 that a fresh token did not cure during which
+            no 401 gets another refresh (see `reauth_allowed`); 0 turns that off.
     """
 
     def __init__(
@@ -227,6 +232,7 @@ class OAuthTokenSource:
         transport: Any = None,
         verify: bool | str | ssl.SSLContext = True,
         stderr: TextIO | None = None,
+        reauth_interval: float = DEFAULT_REAUTH_INTERVAL,
     ) -> None:
         if not isinstance(oidc, OIDCParams):
             raise TypeError("oidc must be an OIDCParams")
@@ -248,6 +254,8 @@ class OAuthTokenSource:
             raise ConfigError("http_timeout must be positive")
         if lock_timeout is not None and lock_timeout <= 0:
             raise ConfigError("lock_timeout must be positive")
+        if not reauth_interval >= 0:
+            raise ConfigError("reauth_interval must not be negative")
         self.oidc = oidc
         self.interactive = interactive
         self.skip_browser = skip_browser
@@ -275,6 +283,8 @@ class OAuthTokenSource:
         self._transport = transport
         self._verify = verify
         self._stderr = stderr
+        self.reauth_interval = float(reauth_interval)
+        self._uncured_at = -math.inf  # when a fresh token last got a 401 too
         # Private test switch: turn the cross-process lock off to show the race it prevents.
         self._cross_process_lock = True
 
@@ -344,6 +354,19 @@ class OAuthTokenSource:
                 return access
             del access
             return await anyio.to_thread.run_sync(self.token)
+
+    def reauth_allowed(self) -> bool:
+        """Whether a 401 deserves a refresh now (`OIDCAuth` asks before its retry).
+
+        Not within `reauth_interval` seconds of `reauth_failed()`: a fresh token was
+        refused then too, so another would not cure this one either, and an API that
+        always answers 401 would otherwise cost a refresh per request.
+        """
+        return self.clock() - self._uncured_at >= self.reauth_interval
+
+    def reauth_failed(self) -> None:
+        """Note that the retry with a fresh token got a 401 too (`OIDCAuth` calls it)."""
+        self._uncured_at = self.clock()
 
     def invalidate(self, token: str | None = None) -> None:
         """Forget an access token a resource server rejected (tiers 1 and 2).
