@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.support.redis_server",
     "tests.support.postgres_server",
     "tests.support.mcp",
+    "tests.support.proxy",
 ]
 
 

@@ -21,6 +21,7 @@ from oauth_auth import (
     MemorySecrets,
     OAuthTokenSource,
     OIDCParams,
+    TransportError,
 )
 from oauth_auth._discovery import clear_discovery_cache
 from oauth_auth._idtoken import clear_jwks_cache
@@ -200,3 +201,12 @@ def test_rfc8414_only_server(real_idp_factory: Callable[..., IdP]) -> None:
     assert idp.token_requests("authorization_code") == 1
     assert refresh_once(idp, oidc, store)
     assert source(oidc, store, None).logout_result().revoked
+
+
+def test_an_authorization_code_is_posted_once_even_after_a_500(real_idp: IdP) -> None:
+    # RFC 6749 section 4.1.2: the code is single-use; the server may have spent it.
+    real_idp.inject_fault("/token", status=500, count=3, method="POST")
+    with pytest.raises(TransportError, match="500"):
+        login(params(real_idp.issuer, real_idp), MemorySecrets())
+    assert real_idp.counts()["token"] == {"authorization_code": {"fault": 1}}
+    assert len(real_idp.faults()) == 1  # two of the three faults never used
