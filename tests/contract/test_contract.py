@@ -725,7 +725,8 @@ def test_no_credentials_raises_the_fallback_or_login_required(
     source = make_source(sources, None, secrets_provider=MemorySecrets(), fallback_error=fallback)
     with pytest.raises(Custom) as info:
         source.token()
-    assert type(info.value) is Custom and str(info.value) == str(fallback)
+    assert type(info.value) is Custom
+    assert str(info.value) == str(fallback)
 
 
 def test_without_a_secrets_provider_the_error_is_actionable_not_the_fallback(
