@@ -916,8 +916,10 @@ def test_oidc_auth_retries_a_401_once(
 
     from oauth_auth import OIDCAuth
 
-    source = _auth_source(sources, fake_idp)
-    auth = OIDCAuth(source)
+    # One source per client: DESIGN's hardening rule keeps a source that a fresh token did
+    # not cure from refreshing for another 401 within reauth_interval (10 s).
+    def fresh() -> OIDCAuth:
+        return OIDCAuth(_auth_source(sources, fake_idp))
 
     def check(status: int) -> None:
         assert len(api.seen) == requests_made
@@ -931,19 +933,19 @@ def test_oidc_auth_retries_a_401_once(
     # requests
     api.script, api.seen = list(script), []
     with requests.Session() as session:
-        session.auth = auth
+        session.auth = fresh()
         response = session.get(api.url + "/r", timeout=10)
     check(response.status_code)
-    source.invalidate()
 
     # httpx, sync
     api.script, api.seen = list(script), []
-    with httpx.Client(auth=auth) as client:
+    with httpx.Client(auth=fresh()) as client:
         check(client.get(api.url + "/s").status_code)
-    source.invalidate()
 
     # httpx, async
     api.script, api.seen = list(script), []
+
+    auth = fresh()
 
     async def run() -> int:
         async with httpx.AsyncClient(auth=auth) as client:
