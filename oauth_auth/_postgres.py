@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ._lease import describe_holder, hold_lease, lease_seconds
+from ._scrub import scrubs
 from ._sealing import EncryptionKey, Sealer
 from .errors import ConfigError, SecretsError
 
@@ -144,14 +145,17 @@ class PostgresSecrets:
 
     # ------------------------------------------------------------------ SecretsProvider
 
+    @scrubs
     def get_secret(self, name: str) -> str | None:
         stored = self.get_stored(name)
         return None if stored is None else self._sealer.open(name, stored)
 
+    @scrubs
     def set_secret(self, name: str, value: str) -> None:
         sealed = self._sealer.seal(name, value)
         self._run("store", name, lambda c: c.execute(self._sql["set"], (name, sealed)))
 
+    @scrubs
     def delete_secret(self, name: str) -> None:
         self._run("delete", name, lambda c: c.execute(self._sql["delete"], (name,)))
 
@@ -163,6 +167,7 @@ class PostgresSecrets:
                         lambda c: c.execute(self._sql["get"], (name,)).fetchone())
         return None if row is None else str(row[0])
 
+    @scrubs
     def compare_and_set(self, name: str, expected: str | None, value: str) -> bool:
         """Store `value` only if `name` still holds `expected` (None: nothing); False
         when another holder wrote first (the storage seam's capability, see `_store`).
@@ -170,6 +175,7 @@ class PostgresSecrets:
         first commit was not acknowledged)."""
         return self._conditional(name, expected, value)
 
+    @scrubs
     def compare_and_delete(self, name: str, expected: str) -> bool:
         """Delete `name` only if it still holds `expected`; False when it holds another
         value (True when it is already gone)."""

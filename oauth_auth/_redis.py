@@ -21,6 +21,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from ._lease import describe_holder, hold_lease, lease_seconds
+from ._scrub import scrubs
 from ._sealing import EncryptionKey, Sealer
 from .errors import ConfigError, SecretsError
 
@@ -132,14 +133,17 @@ class RedisSecrets:
 
     # ------------------------------------------------------------------ SecretsProvider
 
+    @scrubs
     def get_secret(self, name: str) -> str | None:
         stored = self.get_stored(name)
         return None if stored is None else self._sealer.open(name, stored)
 
+    @scrubs
     def set_secret(self, name: str, value: str) -> None:
         sealed = self._sealer.seal(name, value)
         self._call("store", name, lambda: self._client.set(self._entry(name), sealed))
 
+    @scrubs
     def delete_secret(self, name: str) -> None:
         self._call("delete", name, lambda: self._client.delete(self._entry(name)))
 
@@ -150,6 +154,7 @@ class RedisSecrets:
         value = self._call("read", name, lambda: self._client.get(self._entry(name)))
         return None if value is None else str(value)
 
+    @scrubs
     def compare_and_set(self, name: str, expected: str | None, value: str) -> bool:
         """Store `value` only if `name` still holds `expected` (None: nothing); False
         when another holder wrote first (the storage seam's capability, see `_store`).
@@ -161,6 +166,7 @@ class RedisSecrets:
         """
         return self._conditional(name, expected, value)
 
+    @scrubs
     def compare_and_delete(self, name: str, expected: str) -> bool:
         """Delete `name` only if it still holds `expected`; False when it holds another
         value (True when it is already gone)."""

@@ -69,12 +69,17 @@ scrubbed = _Scrubbed()
 
 
 def scrubs(fn: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Decorate a function so an exception leaving it leaves no locals behind it (for
-    entry points whose own arguments are no secret; the hot paths use `scrubbed`)."""
+    """Decorate a function so an exception leaving it leaves no locals behind it, its
+    own arguments included (a secret a store was asked to write); the hot paths use
+    `scrubbed`."""
 
     @functools.wraps(fn)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with scrubbed:
+        try:
             return fn(*args, **kwargs)
+        except BaseException as exc:
+            clear_frames(exc)
+            del args, kwargs  # this frame is still running: drop what it was called with
+            raise
 
     return wrapper
