@@ -32,7 +32,7 @@ async def call(url: str, tool: str, arguments: dict[str, Any], auth: Any) -> Any
         tools = [t.name for t in (await session.list_tools()).tools]
         print(f"tools: {', '.join(tools)}", file=sys.stderr)
         result = await session.call_tool(tool, arguments)
-        return result.structuredContent or [getattr(c, "text", c) for c in result.content]
+        return result.structured_content or [getattr(c, "text", c) for c in result.content]
 
 
 def main(argv: list[str]) -> int:

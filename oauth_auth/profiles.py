@@ -103,6 +103,10 @@ class ProfileKind:
     env_first: bool = False  # consult EnvironmentSecrets before the store
     window: float | None = None  # preemptive refresh window (None: the source's default)
     key_from_url: bool = True  # derive the key from the URL (else from audience/client id)
+    # add "openid" and "offline_access" to the configured scopes (ToolHive's rule); False
+    # leaves them to the login's provider rules (an OAuth-only resource server never
+    # registered them)
+    oidc_scopes: bool = True
 
     def login_command(self, name: str | None, oidc: OIDCParams | None = None,
                       *, full: bool = False) -> str:
@@ -138,7 +142,7 @@ ADHOC = ProfileKind("adhoc", None, "OAUTH_AUTH_", "client", "", "", key_from_url
 #: A resource found by RFC 9728 discovery (`oauth_auth.resource`): one session per
 #: (canonical resource URL, issuer).
 RESOURCE = ProfileKind("resource", RESOURCES, "RESOURCE_OAUTH_", "resource", "",
-                       "--resource")
+                       "--resource", oidc_scopes=False)
 
 
 def _quote(text: str) -> str:
@@ -287,8 +291,8 @@ def open_session(
     eff_port = callback_port if callback_port is not None else int(
         stored.get("callback_port") or 0)
     oidc = OIDCParams(
-        eff_issuer, eff_client, scopes=_login_scopes(eff_scopes), audience=eff_audience,
-        callback_port=eff_port,
+        eff_issuer, eff_client, scopes=_login_scopes(eff_scopes, kind.oidc_scopes),
+        audience=eff_audience, callback_port=eff_port,
     )
 
     ref = stored.get("cached_refresh_token_ref") or ""
@@ -362,14 +366,15 @@ class _FreshLogin:
         return f"_FreshLogin({self.inner!r})"
 
 
-def _login_scopes(scopes: Sequence[str]) -> list[str]:
-    """"openid" first, the configured scopes, then "offline_access" (no duplicates)."""
+def _login_scopes(scopes: Sequence[str], oidc: bool = True) -> list[str]:
+    """"openid" first, the configured scopes, then "offline_access" (no duplicates);
+    with `oidc` False only the configured scopes, split and without duplicates."""
     ordered: list[str] = []
-    for scope in ("openid", *scopes):
+    for scope in ("openid", *scopes) if oidc else scopes:
         for part in scope.split():
             if part not in ordered:
                 ordered.append(part)
-    return ensure_offline_access(ordered)
+    return ensure_offline_access(ordered) if oidc else ordered
 
 
 def _persister(

@@ -108,9 +108,9 @@ def call_add(url: str, auth: Any, a: int = 2, b: int = 3) -> int:
                 ClientSession(read, write) as session:
             await session.initialize()
             result = await session.call_tool("add", {"a": a, "b": b})
-            if result.isError:
+            if result.is_error:
                 raise RuntimeError(f"the tool call failed: {result.content}")
-            return int(result.structuredContent["result"]) if result.structuredContent \
+            return int(result.structured_content["result"]) if result.structured_content \
                 else int(result.content[0].text)  # type: ignore[union-attr]
 
     return asyncio.run(go())

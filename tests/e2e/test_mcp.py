@@ -1,0 +1,102 @@
+"""`resource_auth` against the MCP Python SDK's own server and client (RFC 9728, 7591, 8707).
+
+The server is the SDK's `MCPServer` with its authorization routes (tests/support/mcp_app.py):
+the client starts from the MCP endpoint's URL alone, finds the authorization server through
+the 401's `resource_metadata`, registers itself, logs in, and calls a tool through the
+SDK's streamable-HTTP client built on httpx2. Other processes start from the config file:
+no registration, no login, one refresh among sixteen at expiry.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oauth_auth import LoginRequiredError, derive_secret_key, resource_auth
+from oauth_auth._config import RESOURCES, Config
+from tests.support.filesecrets import FileSecrets
+from tests.support.mcp import MCPServer, call_add, play_browser
+from tests.support.servers import free_port
+
+pytestmark = pytest.mark.usefixtures("isolated_config")
+
+
+def _login(server: MCPServer, store: Path) -> Any:
+    auth = resource_auth(server.url, interactive=True, open_browser=play_browser,
+                         secrets_provider=FileSecrets(store), callback_port=free_port(),
+                         login_timeout=60)
+    assert call_add(server.url, auth) == 5
+    return auth
+
+
+def _children(server: MCPServer, store: Path, tmp: Path, count: int) -> list[str]:
+    go = tmp / "go"
+    cfg = json.dumps({"url": server.url, "store": str(store), "go": str(go)})
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.support.mcp_child", cfg],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(count)]
+    go.touch()
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        outputs.append(out.strip() or f"ERROR no output: {err[-2000:]}")
+    return outputs
+
+
+def test_a_tool_call_from_the_url_alone(mcp_server: MCPServer, tmp_path: Path,
+                                        cfg_file: Path) -> None:
+    _login(mcp_server, tmp_path / "store")
+    stats = mcp_server.stats()
+    assert (stats["register"], stats["authorize"], stats["code"]) == (1, 1, 1)
+    # RFC 8707: the canonical resource URI on the authorization and token requests
+    assert stats["resources"] == [mcp_server.url, mcp_server.url]
+    entry = Config(cfg_file).entry(RESOURCES, mcp_server.url)
+    assert entry is not None
+    assert entry["issuer"] == mcp_server.issuer
+    assert entry["registered"] is True
+    assert entry["client_id"]
+
+
+def test_another_process_registers_and_logs_in_no_more(mcp_server: MCPServer,
+                                                       tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    _login(mcp_server, store)
+    [out] = _children(mcp_server, store, tmp_path, 1)
+    assert out == "SUM 42"
+    stats = mcp_server.stats()
+    assert (stats["register"], stats["authorize"], stats["code"]) == (1, 1, 1)
+    assert stats["refresh"] == 0  # the shared access token served it
+
+
+def test_sixteen_processes_at_expiry_make_one_refresh(mcp_server: MCPServer,
+                                                      tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    _login(mcp_server, store)
+    # Expire the shared access token as every process sees it: all sixteen must refresh.
+    key = derive_secret_key("RESOURCE_OAUTH_", mcp_server.url, mcp_server.issuer)
+    secrets = FileSecrets(store)
+    entry = secrets.get_secret(key + "_AT")
+    assert entry is not None
+    secrets.set_secret(key + "_AT", entry.split("|")[0] + "|2000-01-01T00:00:00Z")
+    outputs = _children(mcp_server, store, tmp_path, 16)
+    assert outputs == ["SUM 42"] * 16
+    stats = mcp_server.stats()
+    assert (stats["refresh"], stats["invalid_grant"]) == (1, 0)
+    assert (stats["register"], stats["authorize"]) == (1, 1)
+    assert stats["resources"][-1] == mcp_server.url  # the refresh carried the resource too
+
+
+def test_without_a_session_a_noninteractive_process_is_told_to_log_in(
+    mcp_server: MCPServer, tmp_path: Path
+) -> None:
+    auth = resource_auth(mcp_server.url, interactive=False,
+                         secrets_provider=FileSecrets(tmp_path / "store"))
+    with pytest.raises(LoginRequiredError) as info:
+        auth.source.token()
+    assert "--resource" in (info.value.hint or "")
+    assert mcp_server.stats()["register"] == 1  # registered once, kept for the login
