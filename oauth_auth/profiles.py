@@ -47,7 +47,7 @@ from ._config import (
     existing_key,
     format_expiry,
 )
-from ._keys import derive_secret_key, ensure_offline_access
+from ._keys import derive_secret_key
 from ._params import DEFAULT_CALLBACK_PORT, OIDCParams
 from .errors import ConfigError, LoginRequiredError
 from .secrets import ChainSecrets, EnvironmentSecrets, KeyringSecrets, ScopedSecrets
@@ -103,9 +103,9 @@ class ProfileKind:
     env_first: bool = False  # consult EnvironmentSecrets before the store
     window: float | None = None  # preemptive refresh window (None: the source's default)
     key_from_url: bool = True  # derive the key from the URL (else from audience/client id)
-    # add "openid" and "offline_access" to the configured scopes (ToolHive's rule); False
-    # leaves them to the login's provider rules (an OAuth-only resource server never
-    # registered them)
+    # add "openid" to the configured scopes (ToolHive's rule; offline_access is always
+    # left to the login's offline_access rule); False leaves openid to the login's
+    # provider rules too (an OAuth-only resource server never registered it)
     oidc_scopes: bool = True
 
     def login_command(self, name: str | None, oidc: OIDCParams | None = None,
@@ -367,14 +367,20 @@ class _FreshLogin:
 
 
 def _login_scopes(scopes: Sequence[str], oidc: bool = True) -> list[str]:
-    """"openid" first, the configured scopes, then "offline_access" (no duplicates);
-    with `oidc` False only the configured scopes, split and without duplicates."""
+    """"openid" first, then the configured scopes (split, no duplicates); with `oidc`
+    False only the configured scopes.
+
+    `offline_access` is never added here: the login asks for it by `OIDCParams`'s
+    `offline_access` rule (None: only when the provider lists it in `scopes_supported`,
+    or lists no scopes), so a registry or gateway on Google, Cognito or GitLab, which
+    refuse the scope, can still log in.
+    """
     ordered: list[str] = []
     for scope in ("openid", *scopes) if oidc else scopes:
         for part in scope.split():
             if part not in ordered:
                 ordered.append(part)
-    return ensure_offline_access(ordered) if oidc else ordered
+    return ordered
 
 
 def _persister(

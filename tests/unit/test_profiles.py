@@ -7,10 +7,13 @@ import os
 import stat
 import subprocess
 import sys
+import threading
+import urllib.parse
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +21,7 @@ from hypothesis import strategies as st
 from oauth_auth import (
     ConfigError,
     InvalidGrantError,
+    LoginError,
     LoginRequiredError,
     MemorySecrets,
     OIDCAuth,
@@ -152,7 +156,7 @@ def test_a_toml_config_is_read_and_written_back_as_toml(
     secrets = MemorySecrets({key: fake_idp.seed("rt-0")})
     source = _source(registry_auth(REGISTRY_URL, interactive=False, **_opts(fake_idp, secrets)))
     assert source.oidc.callback_port == 9123
-    assert source.oidc.scopes == ("openid", "registry:read", "offline_access")
+    assert source.oidc.scopes == ("openid", "registry:read")
     assert source.token() == "at-1"
 
     doc = _parse_toml(path.read_text())  # still TOML, with the session's ref added
@@ -313,7 +317,7 @@ def test_registry_auth_from_arguments_refreshes_and_persists_to_config(
                          **_opts(fake_idp, secrets))
     assert isinstance(auth, OIDCAuth)
     source = _source(auth)
-    assert source.oidc.scopes == ("openid", "offline_access")
+    assert source.oidc.scopes == ("openid",)
     assert source.token() == "at-1"
     assert fake_idp.counts["refresh"] == 1
     assert secrets.get_secret(key) == "rt-1"
@@ -329,6 +333,49 @@ def test_registry_auth_from_arguments_refreshes_and_persists_to_config(
     assert stat.S_IMODE(cfg_file.stat().st_mode) == 0o600
 
 
+def _cancelling_browser(urls: list[str]) -> Any:
+    """An `open_browser` that records the authorization URL, then cancels as the user
+    would (error=access_denied at the callback): the login ends at once."""
+
+    def open_browser(url: str) -> bool:
+        urls.append(url)
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        callback = (f"{query['redirect_uri']}?"
+                    + urllib.parse.urlencode({"error": "access_denied", "state": query["state"]}))
+        threading.Thread(target=httpx.get, args=(callback,),
+                         kwargs={"trust_env": False, "timeout": 5}, daemon=True).start()
+        return True
+
+    return open_browser
+
+
+@pytest.mark.parametrize(("supported", "asked"), [
+    (["openid", "email"], False),  # Google, Cognito, GitLab: they refuse the scope
+    (["openid", "offline_access"], True),
+    (None, True),  # no scopes_supported at all: ask
+])
+def test_a_registry_login_asks_for_offline_access_by_the_providers_scopes(
+    fake_idp: FakeProvider, supported: list[str] | None, asked: bool
+) -> None:
+    """Regression: the profiles added offline_access themselves, so a registry on a
+    provider that refuses it (invalid_scope) could never log in; the OIDCParams rule
+    (offline_access=None) decides, and prompt=consent follows it."""
+    if supported is not None:
+        fake_idp.metadata_overrides["scopes_supported"] = supported
+    urls: list[str] = []
+    auth = registry_auth(REGISTRY_URL, issuer=ISSUER, client_id=CLIENT, scopes=["email"],
+                         interactive=True, open_browser=_cancelling_browser(urls),
+                         login_timeout=10, **_opts(fake_idp, MemorySecrets()))
+    assert _source(auth).oidc.scopes == ("openid", "email")
+    with pytest.raises(LoginError):
+        _source(auth).token()
+    (url,) = urls
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    assert ("offline_access" in query["scope"].split()) is asked
+    assert query["scope"].split()[:2] == ["openid", "email"]
+    assert (query.get("prompt") == "consent") is asked
+
+
 def test_registry_auth_reads_config_and_uses_cached_ref(fake_idp: FakeProvider) -> None:
     Config().set_entry("registries", REGISTRY_URL, {
         "issuer": ISSUER, "client_id": CLIENT, "scopes": ["registry:read"],
@@ -342,7 +389,7 @@ def test_registry_auth_reads_config_and_uses_cached_ref(fake_idp: FakeProvider) 
     assert source.oidc.client_id == CLIENT
     assert source.oidc.audience == "https://api.example.test"
     assert source.oidc.callback_port == 9123
-    assert source.oidc.scopes == ("openid", "registry:read", "offline_access")
+    assert source.oidc.scopes == ("openid", "registry:read")
     assert source.token() == "at-1"
     assert fake_idp.requests[0]["resource"] == "https://api.example.test"
     assert secrets.get_secret("REGISTRY_OAUTH_custom0") == "rt-1"
