@@ -40,7 +40,6 @@ __all__ = [
     "build_code_exchange",
     "build_device_authorization_request",
     "build_device_token_request",
-    "check_token_response",
     "code_challenge_s256",
     "device_poll_action",
     "format_redirect_uri",
@@ -418,43 +417,6 @@ def build_code_exchange(
     if audience and audience_param:
         form[audience_param] = audience
     return form
-
-
-def check_token_response(doc: Mapping[str, Any]) -> None:
-    """Refuse a token response we could not use: no access token, or not a bearer token.
-
-    Raises:
-        LoginError: the response is unusable.
-    """
-    token = doc.get("access_token")
-    if not isinstance(token, str) or not token:
-        raise LoginError(
-            "the token endpoint's response has no access_token",
-            error="invalid_response",
-        )
-    token_type = doc.get("token_type")
-    if token_type is not None and (
-        not isinstance(token_type, str) or token_type.lower() != "bearer"
-    ):
-        raise LoginError(
-            f"the token endpoint issued a {_clip(str(token_type), 40)!r} token, not a Bearer"
-            " token",
-            error="invalid_response",
-            hint="oauth-auth sends only Bearer tokens",
-        )
-    expires_in = doc.get("expires_in")
-    if isinstance(expires_in, str):
-        # Entra v1 and B2C send a numeric string; `_token.parse_token_response` takes it.
-        try:
-            expires_in = float(expires_in.strip())
-        except ValueError:
-            expires_in = "?"
-    if expires_in is not None and (
-        isinstance(expires_in, bool) or not isinstance(expires_in, (int, float))
-    ):
-        raise LoginError(
-            "the token endpoint's expires_in is not a number", error="invalid_response"
-        )
 
 
 # --- Device authorization grant (RFC 8628) -------------------------------------------------

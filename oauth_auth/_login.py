@@ -1,9 +1,10 @@
 """Tier 4: the interactive login driver (browser code + PKCE, or the device grant).
 
 `interactive_login` ties the sans-IO pieces (`_authorize`, `_idtoken`) to the I/O ones
-(`_loopback`, `_device`, the browser, stderr). It returns the provider's token response
-with the ID token already validated, and stores nothing: the token source decides what to
-keep, so a failed check can never leave a half-trusted session behind.
+(`_loopback`, `_device`, the browser, stderr). It returns the provider's token response,
+checked once by `_token.parse_token_response` (the rule every grant shares) and with the ID
+token validated, and stores nothing: the token source decides what to keep, so a failed
+check can never leave a half-trusted session behind.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import sys
 import time
 import webbrowser
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TextIO
+from dataclasses import replace
+from typing import TYPE_CHECKING, TextIO
 
 from ._authorize import (
     AuthorizationRequest,
     build_authorization_request,
     build_code_exchange,
-    check_token_response,
     format_redirect_uri,
     login_scopes,
     wants_offline_access,
@@ -30,6 +31,7 @@ from ._idtoken import validate_id_token
 from ._loopback import CallbackServer
 from ._protocol import ClientAuthentication, client_auth_for
 from ._scrub import scrubs
+from ._token import Token, parse_token_response
 from .errors import ConfigError, LoginError, OAuthError
 
 if TYPE_CHECKING:
@@ -189,7 +191,8 @@ def _browser_login(
     stderr: TextIO,
     deadline: float,
     clock: Callable[[], float],
-) -> dict[str, Any]:
+    now: Callable[[], float],
+) -> Token:
     port = oidc.port
     request: AuthorizationRequest = build_authorization_request(
         metadata=metadata,
@@ -220,7 +223,7 @@ def _browser_login(
         code = server.wait(deadline=deadline, clock=clock)
 
     try:
-        _, token = http.post_form(
+        _, doc = http.post_form(
             metadata.token_endpoint,
             build_code_exchange(
                 code=code,
@@ -235,7 +238,7 @@ def _browser_login(
         )
     except OAuthError as exc:
         raise _exchange_error(exc) from exc
-    check_token_response(token)
+    token = parse_token_response(doc, now())
     return _checked_id_token(
         token, oidc=oidc, metadata=metadata, http=http, nonce=request.nonce,
         required=request.wants_id_token,
@@ -260,17 +263,17 @@ def _client(oidc: OIDCParams, metadata: ProviderMetadata) -> ClientAuthenticatio
 
 
 def _checked_id_token(
-    token: dict[str, Any],
+    token: Token,
     *,
     oidc: OIDCParams,
     metadata: ProviderMetadata,
     http: IdPHttp,
     nonce: str | None,
     required: bool,
-) -> dict[str, Any]:
-    """The token response, its ID token validated; an OAuth-only login (no `openid`
-    asked for) keeps what the response gave without an ID token."""
-    id_token = token.get("id_token")
+) -> Token:
+    """The token, its ID token validated; an OAuth-only login (no `openid` asked for)
+    keeps what the response gave without an ID token."""
+    id_token = token.id_token
     if id_token is None:
         if required:
             raise LoginError(
@@ -281,7 +284,7 @@ def _checked_id_token(
         return token
     if not required and not metadata.issues_id_tokens:
         # Nothing to verify it with, and nothing asked for it: keep no unverified token.
-        return {k: v for k, v in token.items() if k != "id_token"}
+        return replace(token, id_token=None)
     validate_id_token(
         id_token,
         metadata=metadata,
@@ -309,11 +312,13 @@ def interactive_login(
     stderr: TextIO | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
-    """Run the login; return the token endpoint's JSON response.
+    now: Callable[[], float] = time.time,
+) -> Token:
+    """Run the login; return the token it obtained.
 
-    The response (access_token, refresh_token maybe, expires_in, id_token...) comes back
-    with the ID token already validated when the flow returned one. Nothing is stored.
+    The token endpoint's response is parsed once (`parse_token_response`: a Bearer token,
+    a usable lifetime) before its ID token is validated, when the flow returned one.
+    Nothing is stored.
 
     Args:
         oidc: issuer, client id, scopes, audience and callback port.
@@ -329,9 +334,12 @@ def interactive_login(
         stderr: where the instructions for the user go (default: `sys.stderr` now).
         clock: monotonic seconds, for the timeout.
         sleep: waits between device-grant polls.
+        now: seconds since the epoch, the moment a token response arrived (its expiry).
 
     Raises:
         LoginError: the login failed, was denied, timed out, or a check failed.
+        OAuthError: `invalid_response` when the token response is not a usable Bearer
+            token (the same error a refresh gives).
         ConfigError: an unknown method, or one the provider cannot do.
         TransportError: the identity provider could not be reached.
     """
@@ -361,7 +369,7 @@ def interactive_login(
             if opener is None and not unavailable():
                 opener = webbrowser.open
         scopes = _scopes(oidc, metadata)
-        token = device_login(
+        doc = device_login(
             client_id=oidc.client_id,
             scopes=scopes,
             audience=oidc.audience,
@@ -376,7 +384,7 @@ def interactive_login(
             clock=clock,
             sleep=sleep,
         )
-        check_token_response(token)
+        token = parse_token_response(doc, now())
         # No nonce in the device grant: the rest of the checks still apply. An ID token
         # is not required: providers differ on whether the device grant returns one.
         return _checked_id_token(
@@ -396,4 +404,5 @@ def interactive_login(
         stderr=out,
         deadline=deadline,
         clock=clock,
+        now=now,
     )

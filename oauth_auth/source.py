@@ -663,7 +663,7 @@ class OAuthTokenSource:
             self.login_method == "auto" and self._open_browser is None and not self.skip_browser
         )
         meta = self._metadata(want=("device_authorization_endpoint",) if device_possible else ())
-        doc = interactive_login(
+        token = interactive_login(
             oidc=self.oidc,
             metadata=meta,
             http=self._http(),
@@ -674,8 +674,8 @@ class OAuthTokenSource:
             callback_host=self._callback_host,
             extra_params=self._auth_params,
             stderr=self._stderr,
+            now=self.clock,
         )
-        token = parse_token_response(doc, self.clock())
         if not token.refresh_token and not self._warned_no_refresh:
             self._warned_no_refresh = True
             log.warning(

@@ -22,6 +22,7 @@ from oauth_auth._http import IdPHttp
 from oauth_auth._idtoken import clear_jwks_cache
 from oauth_auth._login import interactive_login
 from oauth_auth._params import OIDCParams
+from oauth_auth._token import Token
 from oauth_auth.errors import LoginError
 from tests.support.browser import Background, http_browser_deny, http_browser_login
 from tests.support.idp import IdP, decode_jwt_payload, http_device_approve
@@ -55,7 +56,7 @@ def params(idp: IdP, **kw: Any) -> OIDCParams:
 
 
 def login(idp: IdP, metadata: ProviderMetadata, http: IdPHttp, opener: Callable[[str], object],
-          *, oidc: OIDCParams | None = None, **kw: Any) -> dict[str, Any]:
+          *, oidc: OIDCParams | None = None, **kw: Any) -> Token:
     kw.setdefault("timeout", 60)
     try:
         return interactive_login(oidc=oidc or params(idp), metadata=metadata, http=http,
@@ -68,12 +69,15 @@ def login(idp: IdP, metadata: ProviderMetadata, http: IdPHttp, opener: Callable[
         raise
 
 
-def assert_tokens(idp: IdP, tokens: dict[str, Any], login_name: str = "alice") -> None:
-    assert {"access_token", "refresh_token", "id_token", "expires_in"} <= set(tokens)
-    claims = decode_jwt_payload(tokens["id_token"])
+def assert_tokens(idp: IdP, tokens: Token, login_name: str = "alice") -> None:
+    assert tokens.access_token
+    assert tokens.refresh_token
+    assert tokens.expiry is not None
+    assert tokens.id_token is not None
+    claims = decode_jwt_payload(tokens.id_token)
     assert claims["sub"] == login_name
     assert claims["aud"] == idp.client_id
-    assert "offline_access" in tokens.get("scope", "")
+    assert "offline_access" in (tokens.scope or "").split()
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
@@ -122,7 +126,7 @@ def test_browser_login_with_audience(real_idp: IdP, metadata: ProviderMetadata,
     browser = Background(http_browser_login)
     tokens = login(real_idp, metadata, http, browser, oidc=params(real_idp, audience=audience))
     browser.wait()
-    assert decode_jwt_payload(tokens["access_token"])["aud"] == audience
+    assert decode_jwt_payload(tokens.access_token)["aud"] == audience
     assert real_idp.counts()["token"] == {"authorization_code": {"ok": 1}}
 
 
@@ -154,7 +158,7 @@ def test_skip_browser_prints_the_url(real_idp: IdP, metadata: ProviderMetadata,
                                stderr=err, timeout=60)
     browser.wait()
     assert "open this URL" in err.getvalue()
-    assert tokens["access_token"]
+    assert tokens.access_token
 
 
 def test_login_timeout_releases_the_port(real_idp: IdP, metadata: ProviderMetadata,
@@ -212,7 +216,7 @@ def test_device_login_slow_down(real_idp: IdP, metadata: ProviderMetadata, http:
     sleep = ScaledSleep()
     tokens = login(real_idp, metadata, http, approver, method="device", sleep=sleep)
     approver.wait()
-    assert tokens["access_token"]
+    assert tokens.access_token
     assert sleep.requested[0] == 1
     assert all(s == 6 for s in sleep.requested[1:])  # +5 s for good after slow_down
 

@@ -49,7 +49,6 @@ from oauth_auth import (
 )
 from oauth_auth._authorize import (
     StateMismatch,
-    check_token_response,
     device_poll_action,
     parse_callback,
     parse_device_authorization,
@@ -278,18 +277,6 @@ def test_token_response_accepts_only_a_usable_bearer_token(
     rt = doc.get("refresh_token")
     assert token.refresh_token == (rt if isinstance(rt, str) and rt else previous)
     count("token response", "accepted: printable Bearer token, lifetime in (0, 10 y]")
-
-
-@BOUNDED
-@given(doc=token_docs)
-def test_login_token_response_check_raises_only_login_errors(doc: dict[str, Any]) -> None:
-    try:
-        check_token_response(doc)
-    except LoginError:
-        count("token response (login)", "refused: LoginError")
-        return
-    assert isinstance(doc.get("access_token"), str)
-    count("token response (login)", "passed to the full parse")
 
 
 @BOUNDED

@@ -19,7 +19,6 @@ from oauth_auth._authorize import (
     build_code_exchange,
     build_device_authorization_request,
     build_device_token_request,
-    check_token_response,
     code_challenge_s256,
     device_poll_action,
     format_redirect_uri,
@@ -347,27 +346,6 @@ def test_code_exchange_form() -> None:
     }
     assert "resource" not in build_code_exchange(code="c", redirect_uri=REDIRECT,
                                                  client_id="cli", code_verifier="v")
-
-
-@pytest.mark.parametrize(
-    "doc",
-    [
-        {},
-        {"access_token": ""},
-        {"access_token": 5},
-        {"access_token": "a", "token_type": "DPoP"},
-        {"access_token": "a", "token_type": "Bearer", "expires_in": "soon"},
-        {"access_token": "a", "expires_in": True},
-    ],
-)
-def test_unusable_token_responses(doc: dict[str, object]) -> None:
-    with pytest.raises(LoginError):
-        check_token_response(doc)
-
-
-def test_usable_token_response() -> None:
-    check_token_response({"access_token": "a", "token_type": "bearer", "expires_in": 60})
-    check_token_response({"access_token": "a"})
 
 
 # --- device grant -------------------------------------------------------------------------------

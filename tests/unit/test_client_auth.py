@@ -14,7 +14,6 @@ from oauth_auth import OAuthError, TransportError
 from oauth_auth._authorize import (
     build_authorization_request,
     build_device_authorization_request,
-    check_token_response,
     login_scopes,
     prompt_value,
     wants_offline_access,
@@ -131,10 +130,6 @@ def test_http_200_with_an_error_member_is_an_oauth_error() -> None:
         _http(recorder).post_form("https://github.com/login/oauth/access_token", {"code": "x"})
     assert info.value.error == "bad_verification_code"
     assert info.value.status_code == 200
-
-
-def test_numeric_string_expires_in_is_accepted_at_login() -> None:
-    check_token_response({"access_token": "a", "token_type": "Bearer", "expires_in": "3599"})
 
 
 @pytest.mark.parametrize(

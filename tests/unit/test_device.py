@@ -17,7 +17,7 @@ from oauth_auth._discovery import ProviderMetadata
 from oauth_auth._http import IdPHttp
 from oauth_auth._login import interactive_login
 from oauth_auth._params import OIDCParams
-from oauth_auth.errors import ConfigError, LoginError, TransportError
+from oauth_auth.errors import ConfigError, LoginError, OAuthError, TransportError
 
 ISSUER = "https://idp.example.com"
 META = ProviderMetadata(
@@ -260,13 +260,46 @@ def test_interactive_login_device_method(fake_time: FakeTime) -> None:
     try:
         token = interactive_login(oidc=OIDC, metadata=META, http=http, method="device",
                                   open_browser=opened.append, stderr=err,
-                                  clock=fake_time.clock, sleep=fake_time.sleep)
+                                  clock=fake_time.clock, sleep=fake_time.sleep,
+                                  now=lambda: 1000.0)
     finally:
         http.close()
-    assert token == TOKEN
+    # Parsed once, at the moment the response arrived: an absolute expiry, the tokens kept.
+    assert (token.access_token, token.refresh_token, token.expiry) == ("AT", "RT", 1300.0)
     assert provider.device_forms[0]["scope"] == "email openid offline_access"
     assert opened == [f"{ISSUER}/device?user_code=WDJB-MJHT"]
     assert fake_time.sleeps == [5, 10]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expiry"),
+    [({"access_token": "AT", "expires_in": 300, "refresh_token": "RT"}, None),
+     ({"access_token": "AT", "token_type": "bearer", "expires_in": "300"}, 1300.0)],
+)
+def test_a_login_checks_the_token_response_as_a_refresh_does(
+    fake_time: FakeTime, answer: dict[str, Any], expiry: float | None
+) -> None:
+    # Issue 12: a login ran a lenient check (no token_type passed, LoginError) and then the
+    # strict parse (OAuthError). Now one rule: token_type required, numeric string taken.
+    provider = Provider(fake_time, [answer])
+    http = make_http(provider)
+    try:
+        if expiry is None:
+            with pytest.raises(OAuthError, match="not Bearer") as info:
+                interactive_login(oidc=OIDC, metadata=META, http=http, method="device",
+                                  open_browser=lambda u: True, stderr=io.StringIO(),
+                                  clock=fake_time.clock, sleep=fake_time.sleep)
+            assert type(info.value) is OAuthError
+            assert info.value.error == "invalid_response"
+        else:
+            token = interactive_login(oidc=OIDC, metadata=META, http=http, method="device",
+                                      open_browser=lambda u: True, stderr=io.StringIO(),
+                                      clock=fake_time.clock, sleep=fake_time.sleep,
+                                      now=lambda: 1000.0)
+            assert (token.access_token, token.expiry) == ("AT", expiry)
+    finally:
+        http.close()
+    assert len(provider.polls) == 1
 
 
 def test_interactive_login_device_timeout(fake_time: FakeTime) -> None:

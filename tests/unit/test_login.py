@@ -27,6 +27,7 @@ from oauth_auth._http import IdPHttp
 from oauth_auth._idtoken import clear_jwks_cache
 from oauth_auth._login import browser_unavailable_reason, choose_method, interactive_login
 from oauth_auth._params import OIDCParams
+from oauth_auth._token import Token
 from oauth_auth.errors import ConfigError, LoginError, TransportError
 
 ISSUER = "https://idp.example.com"
@@ -140,7 +141,7 @@ def oidc(**kw: Any) -> OIDCParams:
 
 
 def run(http: IdPHttp, browser: Any, *, params: OIDCParams | None = None,
-        err: io.StringIO | None = None, **kw: Any) -> dict[str, Any]:
+        err: io.StringIO | None = None, **kw: Any) -> Token:
     kw.setdefault("timeout", 10)
     try:
         return interactive_login(oidc=params or oidc(), metadata=META, http=http,
@@ -155,8 +156,7 @@ def test_full_login_and_the_code_exchange(stub: Stub, http: IdPHttp) -> None:
     err = io.StringIO()
     params = oidc(scopes=["email"], audience="https://api")
     tokens = run(http, browser, params=params, err=err)
-    assert tokens["access_token"] == "AT"
-    assert tokens["refresh_token"] == "RT"
+    assert (tokens.access_token, tokens.refresh_token) == ("AT", "RT")
     (form,) = stub.token_forms
     auth = stub.auth_params
     assert form == {
@@ -209,7 +209,7 @@ def test_missing_id_token_with_openid(stub: Stub, http: IdPHttp) -> None:
 def test_no_id_token_needed_without_openid(stub: Stub, http: IdPHttp) -> None:
     stub.include_id_token = False
     tokens = run(http, FakeBrowser(stub), extra_params={"scope": "api offline_access"})
-    assert tokens["access_token"] == "AT"
+    assert (tokens.access_token, tokens.id_token) == ("AT", None)
     assert stub.auth_params["scope"] == "api offline_access"
 
 
@@ -365,7 +365,7 @@ def test_auto_over_ssh_without_display_uses_the_device_grant(
         if request.url.path == "/device":
             return httpx.Response(200, json={"device_code": "D", "user_code": "ABCD",
                                              "verification_uri": f"{ISSUER}/verify"})
-        return httpx.Response(200, json={"access_token": "AT"})
+        return httpx.Response(200, json={"access_token": "AT", "token_type": "Bearer"})
 
     client = IdPHttp(transport=httpx.MockTransport(handler))
     err = io.StringIO()
@@ -374,5 +374,5 @@ def test_auto_over_ssh_without_display_uses_the_device_grant(
                                    sleep=lambda s: None)
     finally:
         client.close()
-    assert tokens == {"access_token": "AT"}
+    assert (tokens.access_token, tokens.refresh_token, tokens.expiry) == ("AT", None, None)
     assert "ABCD" in err.getvalue()
