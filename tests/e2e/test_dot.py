@@ -22,20 +22,24 @@ from typing import Any
 import pytest
 
 from oauth_auth import (
+    ConfigError,
     InvalidGrantError,
     LoginError,
     MemorySecrets,
     OAuthTokenSource,
     OIDCParams,
     TransportError,
+    registry_auth,
 )
 from oauth_auth._idtoken import clear_jwks_cache
 from tests.support.browser import Background
 from tests.support.dot import (
+    DEVICE_GRANT,
     DOT,
     bench_login,
     dot_browser_deny,
     dot_browser_login,
+    dot_device_approve,
     free_port,
 )
 from tests.support.fakes import FakeClock
@@ -47,16 +51,16 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def source_for(dot: DOT, store: Any, key: str, tmp_path: Path, *, host: str = "127.0.0.1",
+               client_id: str | None = None, oidc: dict[str, Any] | None = None,
                **kw: Any) -> OAuthTokenSource:
-    """A token source for DOT's public client, its loopback callback on `host`."""
-    port = dot.localhost_port if host == "localhost" else 0
-    oidc = OIDCParams(dot.issuer, dot.client_id, scopes=kw.pop("scopes", ()),
-                      callback_port=port)
-    if port == 0:  # 127.0.0.1 takes any port (RFC 8252 section 7.3): let the OS choose one
-        oidc = OIDCParams(dot.issuer, dot.client_id, scopes=oidc.scopes,
-                          callback_port=free_port())
+    """A token source for one of DOT's clients (the public one unless `client_id`), its
+    loopback callback on `host`; `oidc` holds further OIDCParams fields."""
+    # 127.0.0.1 takes any port (RFC 8252 section 7.3), localhost only the registered one.
+    port = dot.localhost_port if host == "localhost" else free_port()
+    params = OIDCParams(dot.issuer, client_id or dot.client_id, scopes=kw.pop("scopes", ()),
+                        callback_port=port, **(oidc or {}))
     kw.setdefault("login_timeout", 60)
-    return OAuthTokenSource(oidc, key_provider=lambda: key, secrets_provider=store,
+    return OAuthTokenSource(params, key_provider=lambda: key, secrets_provider=store,
                             lock_dir=str(tmp_path / "locks"), callback_host=host, **kw)
 
 
@@ -293,3 +297,202 @@ def test_without_the_lock_dot_sees_the_race(dot: DOT, tmp_path: Path) -> None:
     print(f"\nDOT herd without the lock: {counts['token']}")
     assert refresh_count(counts) + refresh_count(counts, "invalid_grant") >= 2, outputs
 
+
+
+# ------------------------------------------------------------------------- logout (RFC 7009)
+
+
+def test_logout_revokes_at_dot_through_its_rfc_8414_revocation_endpoint(
+        dot: DOT, tmp_path: Path) -> None:
+    """DOT names its revocation endpoint only in its RFC 8414 document: logout finds it
+    there, DOT revokes the refresh token (and with it the access token), and both
+    secrets entries are gone."""
+    assert "revocation_endpoint" not in dot.metadata("openid")
+    store = MemorySecrets()
+    seeded(dot, store, "DO")
+    source = source_for(dot, store, "DO", tmp_path)
+    access = source.token()  # a refresh: the session's live tokens are these
+    live = store.get_secret("DO")
+    assert live
+    assert dot.active(access)
+    dot.reset_counts()
+
+    result = source.logout_result()
+
+    assert (result.had_refresh_token, result.revoked, result.revocation_error,
+            result.deleted) == (True, True, "", True)
+    counts = dot.counts()
+    assert counts["revocation"] == {"ok": 1}
+    assert counts["oauth_metadata"] == {"ok": 1}  # where the endpoint was found
+    assert dot.client_auth()["revocation:none"] == 1
+    # Revoked at DOT, not only forgotten here: the refresh token is refused, and DOT
+    # dropped the access token it had issued with it.
+    answer = dot.refresh(live)
+    assert (answer.status_code, answer.json()["error"]) == (400, "invalid_grant")
+    assert dot.introspect(access)["active"] is False
+    assert store.get_secret("DO") is None
+    assert store.get_secret("DO_AT") is None
+
+
+# ------------------------------------------------------------------------ the device grant
+
+
+def test_the_device_grant_through_endpoints(dot: DOT, tmp_path: Path) -> None:
+    """DOT serves the device grant but advertises its endpoint nowhere: `endpoints`
+    names it. The user approves on DOT's own device pages (played at HTTP level); the
+    library polls at DOT's interval and stores the session."""
+    store = MemorySecrets()
+    oidc = {"endpoints": {"device_authorization_endpoint": dot.device_authorization_endpoint}}
+    browser = Background(dot_device_approve, username="bob")
+    source = source_for(dot, store, "DV", tmp_path, client_id=dot.device_client_id, oidc=oidc,
+                        interactive=True, login_method="device", open_browser=browser)
+
+    token = source.token()
+    page = browser.wait(30)
+
+    assert "Authorized" in page
+    (url,) = browser.urls  # the opener got verification_uri_complete
+    assert url.startswith(f"{dot.issuer}/device/?user_code=")
+    info = dot.introspect(token)
+    assert (info["active"], info["username"], info["client_id"]) == (
+        True, "bob", dot.device_client_id)
+    assert set(info["scope"].split()) == {"openid", "offline_access"}
+    counts = dot.counts()
+    assert counts["device_authorization"] == {"ok": 1}
+    polls = counts["token"][DEVICE_GRANT]
+    assert polls["ok"] == 1
+    assert set(polls) <= {"ok", "authorization_pending"}
+    assert "authorization" not in counts  # no browser login
+    refresh_token = store.get_secret("DV")
+    assert refresh_token
+    answer = dot.refresh(refresh_token, client_id=dot.device_client_id)
+    assert answer.status_code == 200, answer.text  # the stored session is DOT's
+
+
+def test_without_endpoints_the_device_grant_is_a_clear_login_error(dot: DOT,
+                                                                  tmp_path: Path) -> None:
+    """The control: from discovery alone there is no device endpoint to use."""
+    source = source_for(dot, MemorySecrets(), "DW", tmp_path, client_id=dot.device_client_id,
+                        interactive=True, login_method="device",
+                        open_browser=lambda url: True)
+    with pytest.raises((LoginError, ConfigError)) as info:
+        source.token()
+    assert "device" in str(info.value)
+    assert "device_authorization" not in dot.counts()
+
+
+# ------------------------------------------------------------------ a confidential client
+
+
+@pytest.mark.parametrize("methods", [None, ["client_secret_post"]])
+def test_a_confidential_client_authenticates_as_dot_advertises(
+        dot: DOT, tmp_path: Path, methods: list[str] | None) -> None:
+    """With a client secret: client_secret_basic when DOT lists both methods, _post when
+    it lists only that (and refuses the other), on the code exchange, the refresh and
+    the revocation alike. The secret is in no repr."""
+    if methods is not None:
+        dot.configure(auth_methods=methods)
+    expected = "client_secret_post" if methods else "client_secret_basic"
+    store = MemorySecrets()
+    clock = FakeClock(time.time())
+    browser = Background(dot_browser_login)
+    source = source_for(dot, store, "DC", tmp_path, client_id=dot.confidential_client_id,
+                        oidc={"client_secret": dot.confidential_client_secret},
+                        interactive=True, open_browser=browser, clock=clock)
+    assert dot.confidential_client_secret not in repr(source.oidc)
+
+    first = source.token()
+    browser.wait(30)
+    clock.advance(3600)
+    second = source.token()  # a refresh
+    assert second != first
+    info = dot.introspect(second)
+    assert (info["active"], info["client_id"]) == (True, dot.confidential_client_id)
+    result = source.logout_result()
+    assert result.revoked is True
+
+    counts = dot.counts()
+    assert counts["token"] == {"authorization_code": {"ok": 1}, "refresh_token": {"ok": 1}}
+    assert counts["revocation"] == {"ok": 1}
+    auth = dot.client_auth()
+    assert auth[f"token:{expected}"] == 2
+    assert auth[f"revocation:{expected}"] == 1
+    assert "token:none" not in auth
+    assert not dot.active(second)
+
+
+def test_a_confidential_client_with_a_wrong_secret_is_refused(dot: DOT, tmp_path: Path) -> None:
+    browser = Background(dot_browser_login)
+    store = MemorySecrets()
+    source = source_for(dot, store, "DF", tmp_path, client_id=dot.confidential_client_id,
+                        oidc={"client_secret": "not-the-secret"}, interactive=True,
+                        open_browser=browser)
+    with pytest.raises(LoginError) as info:
+        source.token()
+    browser.wait(30)
+    assert info.value.error == "invalid_client"
+    assert store.get_secret("DF") is None
+    assert dot.counts()["token"] == {"authorization_code": {"invalid_client": 1}}
+
+
+# --------------------------------------------------------- a server without offline_access
+
+
+def test_a_server_without_offline_access_logs_in_and_still_refreshes(dot: DOT,
+                                                                      tmp_path: Path) -> None:
+    """DOT configured without the offline_access scope refuses any request for it; the
+    offline_access=None rule leaves it out (and prompt=consent with it), and DOT issues
+    a refresh token anyway, which the next process uses."""
+    dot.configure(offline_access=False)
+    assert "offline_access" not in dot.metadata("openid")["scopes_supported"]
+    store = MemorySecrets()
+    clock = FakeClock(time.time())
+    browser = Background(dot_browser_login)
+    source = source_for(dot, store, "DA", tmp_path, interactive=True, open_browser=browser,
+                        clock=clock, scopes=["email"])
+
+    token = source.token()
+    browser.wait(30)
+
+    (url,) = browser.urls
+    request = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    assert request["scope"].split() == ["email", "openid"]
+    assert "prompt" not in request
+    assert dot.active(token)
+    assert store.get_secret("DA")
+    clock.advance(3600)
+    assert dot.active(source.token())  # the refresh token DOT gave anyway
+    assert dot.counts()["token"] == {"authorization_code": {"ok": 1}, "refresh_token": {"ok": 1}}
+
+
+def test_asking_a_server_without_offline_access_for_it_is_refused(dot: DOT,
+                                                                   tmp_path: Path) -> None:
+    """The control: offline_access=True (ToolHive's rule) gets DOT's invalid_scope."""
+    dot.configure(offline_access=False)
+    browser = Background(dot_browser_login)
+    source = source_for(dot, MemorySecrets(), "DB", tmp_path, interactive=True,
+                        open_browser=browser, oidc={"offline_access": True})
+    with pytest.raises(LoginError) as info:
+        source.token()
+    browser.wait(30)
+    assert info.value.error == "invalid_scope"
+    assert dot.counts().get("token", {}) == {}
+
+
+def test_a_registry_profile_on_a_server_without_offline_access(dot: DOT, tmp_path: Path) -> None:
+    """The same through registry_auth, whose profile once added offline_access itself."""
+    dot.configure(offline_access=False)
+    browser = Background(dot_browser_login, username="bob")
+    store = MemorySecrets()
+    auth = registry_auth("https://registry.example.test", issuer=dot.issuer,
+                         client_id=dot.client_id, callback_port=dot.localhost_port,
+                         interactive=True, open_browser=browser, secrets_provider=store,
+                         config_path=str(tmp_path / "config.toml"), login_timeout=60)
+    source = auth.source
+    assert isinstance(source, OAuthTokenSource)
+    token = source.token()
+    browser.wait(30)
+    (url,) = browser.urls
+    request = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    assert request["scope"].split() == ["openid"]
+    assert dot.introspect(token)["username"] == "bob"

@@ -260,10 +260,18 @@ class DOT:
     # -- the bench's own token checks ----------------------------------------------------------
 
     def introspect(self, token: str) -> dict[str, Any]:
-        """RFC 7662 introspection, as the confidential client (DOT allows any client)."""
+        """RFC 7662 introspection, as the confidential client (DOT allows any client).
+
+        It authenticates with client_secret_basic, or with _post where a test has made
+        the server take only that (`configure(auth_methods=...)`).
+        """
         response = httpx.post(self.introspection_endpoint, data={"token": token},
                               auth=(self.confidential_client_id, self.confidential_client_secret),
                               timeout=10)
+        if response.status_code == 401:
+            response = httpx.post(self.introspection_endpoint, timeout=10, data={
+                "token": token, "client_id": self.confidential_client_id,
+                "client_secret": self.confidential_client_secret})
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
