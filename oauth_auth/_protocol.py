@@ -28,6 +28,7 @@ __all__ = [
     "refresh_form",
     "revocation_form",
     "should_retry_401",
+    "step_up_scopes",
 ]
 
 #: The token endpoint client authentication methods oauth-auth speaks (RFC 6749 2.3.1,
@@ -205,6 +206,25 @@ def parse_bearer_challenges(headers: Iterable[str]) -> list[BearerChallenge]:
                 if pos < len(header) and not _SCHEME.match(header, pos):
                     break
     return found
+
+
+def step_up_scopes(status_code: int, www_authenticate: Iterable[str]) -> tuple[str, ...]:
+    """The scopes a 403 asks for when its Bearer challenge says `insufficient_scope`.
+
+    RFC 6750 section 3.1 answers a token that lacks a permission with 403 and
+    `error="insufficient_scope"`, and may name in `scope` the scopes the request needs; the
+    MCP authorization spec makes that the signal for a step-up login. Only a 403 with both
+    counts: without `scope` the client cannot know what to ask for, so it does not guess.
+    Returns () when there is nothing to step up to.
+    """
+    if status_code != 403:
+        return ()
+    for challenge in parse_bearer_challenges(www_authenticate):
+        if challenge.error == "insufficient_scope":
+            scopes = tuple(dict.fromkeys(challenge.params.get("scope", "").split()))
+            if scopes:
+                return scopes
+    return ()
 
 
 def should_retry_401(status_code: int, www_authenticate: Iterable[str]) -> bool:

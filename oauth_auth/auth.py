@@ -1,8 +1,9 @@
 """OIDCAuth: one object that is a requests auth and an httpx auth (sync and async).
 
 Every driver has the same straight-line shape, which is the retry limit: send with the
-token, and if `_should_retry` says the 401 deserves it, get a fresh token through
-`_replacement` (which invalidates exactly the token that was sent), send once more, stop.
+token, and if `_plan` says the 401 (or a 403 asking for more scopes) deserves it, get a
+token through `_retry_token` (a fresh one, after invalidating exactly the token that was
+sent, or a step-up login's), send once more, stop.
 No counter, no loop. The decision and the replacement are written once; the drivers
 (requests through a response hook, the way requests' own digest auth works; httpx sync;
 httpx async) only move requests and responses.
@@ -14,7 +15,7 @@ requests, one hook: everything the retry needs is computed only when a 401 arriv
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import AsyncGenerator, Callable, Generator, Iterable
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -23,7 +24,7 @@ import requests
 import requests.auth
 
 from ._discovery import is_loopback_host
-from ._protocol import should_retry_401
+from ._protocol import should_retry_401, step_up_scopes
 from ._scrub import scrubbed
 from .errors import ConfigError
 from .source import OAuthTokenSource, TokenSourceLike, has_fast_path
@@ -34,14 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["OIDCAuth"]
 
 
-def _should_retry(status: int, replayable: bool, challenges: Iterable[str]) -> bool:
-    """Whether a response deserves the one retry with a fresh token.
-
-    A 401 (not a 403) for a request whose body can be sent again, unless its Bearer
-    challenge says `insufficient_scope` (a new token cannot cure that). Callers check the
-    origin first: a token is only ever retried against the origin it was sent to.
-    """
-    return status == 401 and replayable and should_retry_401(status, challenges)
+#: The answers that may get the one retry: 401 (a fresh token) and 403 (a step-up).
+_RETRY_STATUSES = frozenset({401, 403})
 
 
 def _httpx2_auth_base() -> type:
@@ -83,21 +78,35 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
     `reauth_interval`), its Bearer challenge says
     `insufficient_scope`, the body cannot be replayed
     (a generator or consumed stream), or the 401 came from another origin after a
-    redirect (the token never goes there). 403 is never retried. Errors of
-    the token source (login required, provider down) reach the caller as the library's
-    typed errors.
+    redirect (the token never goes there). A 403 whose Bearer challenge says
+    `insufficient_scope` and names a `scope` is retried once, under the same conditions,
+    with the token of a step-up login (`step_up`, by default the source's own
+    `step_up(scopes)`, which only an interactive `OAuthTokenSource` performs); every other
+    403 is final. Errors of the token source (login required, provider down) reach the
+    caller as the library's typed errors.
     """
 
     requires_request_body = False
     requires_response_body = False
 
-    def __init__(self, source: TokenSourceLike, *, allow_insecure_http: bool = False) -> None:
+    def __init__(
+        self,
+        source: TokenSourceLike,
+        *,
+        allow_insecure_http: bool = False,
+        step_up: Callable[[Sequence[str]], str | None] | None = None,
+    ) -> None:
         if not callable(getattr(source, "token", None)):
             raise TypeError("OIDCAuth needs a token source with token() and atoken()")
         self.source = source
         #: Send the token over plain http to hosts that are not loopback (RFC 6750
         #: section 5.3 requires TLS; only for a network you trust end to end).
         self.allow_insecure_http = allow_insecure_http
+        #: What a 403 `insufficient_scope` with a `scope` calls: a login asking for those
+        #: scopes too, returning its token, or None when it will not log in.
+        self._step_up: Callable[[Sequence[str]], str | None] | None = (
+            step_up if step_up is not None else getattr(source, "step_up", None)
+        )
         # A source may say a 401 deserves no refresh now, and be told when a fresh token
         # was refused too (OAuthTokenSource.reauth_allowed and reauth_failed).
         self._reauth_allowed: Callable[[], bool] | None = getattr(
@@ -145,23 +154,56 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
             )
 
 
-    def _replacement(self, refused: str) -> str:
-        """Invalidate the refused token and return the source's next one.
+    def _plan(self, status: int, challenges: Iterable[str]) -> tuple[str, ...] | None:
+        """What the one retry of a replayable same-origin 401 or 403 needs, if any.
 
-        The request is sent once more whatever comes back: an `OAuthTokenSource` never
-        serves a token it was told was refused, and a source that has nothing newer gets
-        its answer from the resource server, once.
+        None: no retry. (): a fresh token, for a 401 (unless its challenge says
+        `insufficient_scope`, or a fresh token was refused moments ago). Scopes: a step-up
+        login asking for them, for a 403 whose `insufficient_scope` challenge names them,
+        when there is a step-up to call.
         """
-        self.source.invalidate(refused)
-        return self.source.token()
+        if status == 401:
+            return () if should_retry_401(status, challenges) and self._may_reauth() else None
+        if status != 403 or self._step_up is None:
+            return None
+        return step_up_scopes(status, challenges) or None
 
-    async def _areplacement(self, refused: str) -> str:
-        """`_replacement` for asyncio (the source's blocking work runs off the loop)."""
-        if self._ainvalidate is not None:
-            await self._ainvalidate(refused)
-        else:
+    def _retry_token(self, status: int, challenges: Iterable[str], refused: str) -> str | None:
+        """The token for the one retry (see `_plan`), or None for no retry.
+
+        For a 401 the refused token is invalidated first and the request is sent once more
+        whatever comes back: an `OAuthTokenSource` never serves a token it was told was
+        refused, and a source that has nothing newer gets its answer from the resource
+        server, once.
+        """
+        plan = self._plan(status, challenges)
+        if plan is None:
+            return None
+        if not plan:
             self.source.invalidate(refused)
-        return await self.source.atoken()
+            return self.source.token()
+        step_up = self._step_up  # set whenever _plan gives scopes
+        return step_up(plan) if step_up is not None else None
+
+    async def _aretry_token(
+        self, status: int, challenges: Iterable[str], refused: str
+    ) -> str | None:
+        """`_retry_token` for asyncio and trio: the blocking work runs off the loop."""
+        plan = self._plan(status, challenges)
+        if plan is None:
+            return None
+        if not plan:
+            if self._ainvalidate is not None:
+                await self._ainvalidate(refused)
+            else:
+                self.source.invalidate(refused)
+            return await self.source.atoken()
+        step_up = self._step_up
+        if step_up is None:
+            return None
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(step_up, plan)
 
     # ------------------------------------------------------------ requests
 
@@ -210,10 +252,14 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
         request.headers["Authorization"] = f"Bearer {access}"
         del access  # this generator's frame outlives the request
         response = yield request
-        if not _httpx_should_retry(request, response, rewind) or not self._may_reauth():
+        if not _httpx_may_retry(request, response, rewind):
             return
         with scrubbed:
-            fresh = self._replacement(_sent_token(request))
+            fresh = self._retry_token(response.status_code,
+                                      response.headers.get_list("www-authenticate"),
+                                      _sent_token(request))
+        if fresh is None:
+            return
         second = yield _httpx_resend(request, rewind, fresh)
         self._after_retry(second.status_code)
 
@@ -225,10 +271,14 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
         rewind = _httpx_rewinder(request)
         request.headers["Authorization"] = f"Bearer {await self.source.atoken()}"
         response = yield request
-        if not _httpx_should_retry(request, response, rewind) or not self._may_reauth():
+        if not _httpx_may_retry(request, response, rewind):
             return
         with scrubbed:
-            fresh = await self._areplacement(_sent_token(request))
+            fresh = await self._aretry_token(response.status_code,
+                                             response.headers.get_list("www-authenticate"),
+                                             _sent_token(request))
+        if fresh is None:
+            return
         second = yield _httpx_resend(request, rewind, fresh)
         self._after_retry(second.status_code)
 
@@ -252,7 +302,7 @@ def _shared_requests_hook(auth: OIDCAuth) -> Callable[..., Response]:
         cert: Any = None,
         **more: Any,
     ) -> Response:
-        if response.status_code != 401:  # the common case, before any other work
+        if response.status_code not in _RETRY_STATUSES:  # the common case, first
             return response
         kwargs = {"timeout": timeout, "verify": verify, "proxies": proxies, "stream": stream,
                   "cert": cert, **more}
@@ -273,7 +323,7 @@ class _RequestsRetry:
         self.position = position
 
     def __call__(self, response: Response, **kwargs: Any) -> Response:
-        if response.status_code != 401:
+        if response.status_code not in _RETRY_STATUSES:
             return response
         with scrubbed:
             return _requests_retry(self.auth, response, self.position, kwargs)
@@ -282,7 +332,7 @@ class _RequestsRetry:
 def _requests_retry(
     auth: OIDCAuth, response: Response, position: int | None, kwargs: dict[str, Any]
 ) -> Response:
-    """Answer a requests 401: once, through the same adapter, like HTTPDigestAuth.
+    """Answer a requests 401 or 403: once, through the same adapter, like HTTPDigestAuth.
 
     requests runs the hook for every response of a redirect chain, so everything is read
     from the request that got this 401, never from the first one: requests strips the
@@ -296,12 +346,11 @@ def _requests_retry(
         return response
     body: Any = response.request.body
     rewind = body is not None and not isinstance(body, (bytes, str))
-    replayable = not rewind or position is not None
-    if not _should_retry(response.status_code, replayable, _requests_challenges(response)):
+    if rewind and position is None:
+        return response  # the body cannot be sent twice
+    fresh = auth._retry_token(response.status_code, _requests_challenges(response), sent[7:])
+    if fresh is None:
         return response
-    if not auth._may_reauth():
-        return response
-    fresh = auth._replacement(sent[7:])
     # Drain and release the first response, send a copy through the same adapter, keep
     # the first in history.
     if rewind:
@@ -388,16 +437,18 @@ def _httpx_rewinder(request: httpx.Request) -> Callable[[], None] | None:
     return lambda: inner.seek(start)
 
 
-def _httpx_should_retry(
+def _httpx_may_retry(
     request: httpx.Request, response: httpx.Response, rewind: Callable[[], None] | None
 ) -> bool:
-    """httpx follows redirects inside one auth step (stripping the header across
-    origins), so the 401 may come from elsewhere: retry only the token's own origin."""
-    if response.status_code != 401:
-        return False
-    if _origin(str(response.request.url)) != _origin(str(request.url)):
-        return False
-    return _should_retry(401, rewind is not None, response.headers.get_list("www-authenticate"))
+    """Whether a 401 or 403 may get the one retry at all: its body can be sent again,
+    and it came from the token's own origin (httpx follows redirects inside one auth
+    step, stripping the header across origins, so the answer may come from elsewhere).
+    What kind of retry, if any, `OIDCAuth._retry_token` decides."""
+    return (
+        response.status_code in _RETRY_STATUSES
+        and rewind is not None
+        and _origin(str(response.request.url)) == _origin(str(request.url))
+    )
 
 
 def _sent_token(request: Any) -> str:

@@ -188,7 +188,10 @@ def resource_auth(
                 wanted = asked.split() if asked else list(found.scopes_supported)
             registered = False
             if not client:
-                client = _register(meta, http, redirect_uri, wanted)
+                # Registered for every scope the resource names, not only today's: a
+                # step-up later asks for more, and a server checks them against these.
+                client = _register(meta, http, redirect_uri,
+                                   list(dict.fromkeys((*wanted, *found.scopes_supported))))
                 registered = True
         finally:
             http.close()
@@ -207,4 +210,16 @@ def resource_auth(
     )
     from .auth import OIDCAuth
 
-    return OIDCAuth(session.source)
+    source = session.source
+    if not source.interactive:
+        return OIDCAuth(source)
+
+    def step_up(more: Sequence[str]) -> str | None:
+        """The source's step-up login; its scopes are then the resource's in the config
+        file, so a later process's login asks for them at once."""
+        token = source.step_up(more)
+        if token is not None:
+            config.set_entry(RESOURCES, resource, {"scopes": list(source.oidc.scopes)})
+        return token
+
+    return OIDCAuth(source, step_up=step_up)

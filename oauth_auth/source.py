@@ -22,13 +22,14 @@ trio, through anyio) and runs `_obtain()` in a worker thread.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -367,6 +368,31 @@ class OAuthTokenSource:
     def reauth_failed(self) -> None:
         """Note that the retry with a fresh token got a 401 too (`OIDCAuth` calls it)."""
         self._uncured_at = self.clock()
+
+    def step_up(self, scopes: Sequence[str]) -> str | None:
+        """Log in once more, asking for this session's scopes and `scopes` too.
+
+        For a resource whose 403 says `insufficient_scope` and names the scopes it needs
+        (RFC 6750 section 3.1, the MCP step-up): `OIDCAuth` calls this and sends the
+        request once more with the new token. A refresh cannot widen a grant, so only an
+        interactive login can, and only when it would ask for something new: a source that
+        is not interactive, or that already asked for every one of `scopes`, returns None
+        and the 403 stands. The new session replaces the stored one (under the same lock
+        as a refresh), and later logins of this source ask for the union too.
+        """
+        wanted = tuple(dict.fromkeys((*self.oidc.scopes, *scopes)))
+        if not self.interactive or wanted == self.oidc.scopes:
+            return None
+        with self._lock, scrubbed:
+            if wanted == self.oidc.scopes:  # another thread stepped up meanwhile
+                return self._obtain().access_token
+            self.oidc = dataclasses.replace(self.oidc, scopes=wanted)
+            if self._secrets is None:
+                return self._login_and_store(None, None).access_token
+            store = self._store_of(self._key())
+            with store.lock(self._lock_timeout):
+                held = store.read_refresh_token().held
+                return self._login_and_store(store, held).access_token
 
     def invalidate(self, token: str | None = None) -> None:
         """Forget an access token a resource server rejected (tiers 1 and 2).

@@ -100,3 +100,55 @@ def test_without_a_session_a_noninteractive_process_is_told_to_log_in(
         auth.source.token()
     assert "--resource" in (info.value.hint or "")
     assert mcp_server.stats()["register"] == 1  # registered once, kept for the login
+
+
+def test_a_403_naming_more_scopes_steps_up_once_when_interactive(
+    mcp_step_up_server: MCPServer, tmp_path: Path, cfg_file: Path
+) -> None:
+    server, store = mcp_step_up_server, tmp_path / "store"
+    logins: list[str] = []
+
+    def browser(url: str) -> None:
+        logins.append(url)
+        play_browser(url)
+
+    auth = resource_auth(server.url, interactive=True, open_browser=browser,
+                         secrets_provider=FileSecrets(store), callback_port=free_port(),
+                         login_timeout=60)
+    assert call_add(server.url, auth) == 5
+    assert call_add(server.url, auth, 20, 22, tool="admin_add") == 42  # stepped up
+    stats = server.stats()
+    assert stats["step_up_challenge"] == 1
+    assert (stats["register"], stats["authorize"], stats["code"]) == (1, 2, 2)
+    assert stats["scopes"] == ["mcp:tools", "mcp:tools mcp:admin"]  # the union, once
+    assert len(logins) == 2
+    entry = Config(cfg_file).entry(RESOURCES, server.url)
+    assert entry is not None
+    assert entry["scopes"] == ["mcp:tools", "mcp:admin"]
+    # The stepped-up session is the one stored: another process uses it, logs in no more.
+    assert call_add(server.url, auth, 1, 1, tool="admin_add") == 2
+    [out] = _children(server, store, tmp_path, 1)
+    assert out == "SUM 42"
+    assert server.stats()["authorize"] == 2
+
+
+def test_a_403_naming_more_scopes_is_final_when_not_interactive(
+    mcp_step_up_server: MCPServer, tmp_path: Path
+) -> None:
+    server, store = mcp_step_up_server, tmp_path / "store"
+    auth = resource_auth(server.url, interactive=True, open_browser=play_browser,
+                         secrets_provider=FileSecrets(store), callback_port=free_port(),
+                         login_timeout=60)
+    assert call_add(server.url, auth) == 5
+    quiet = resource_auth(server.url, interactive=False, secrets_provider=FileSecrets(store))
+    import httpx
+
+    with httpx.Client(auth=quiet, timeout=30) as client:
+        answer = client.post(server.url, json={
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "admin_add", "arguments": {"a": 1, "b": 2}}},
+            headers={"Accept": "application/json, text/event-stream"})
+    assert answer.status_code == 403
+    assert 'scope="mcp:tools mcp:admin"' in answer.headers["www-authenticate"]
+    stats = server.stats()
+    assert (stats["authorize"], stats["step_up_challenge"]) == (1, 1)

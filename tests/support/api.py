@@ -29,7 +29,8 @@ class Seen:
 
 @dataclass
 class ProtectedAPI:
-    """The running API. `mode` is one of: normal, always_401, insufficient_scope, forbidden."""
+    """The running API. `mode` is one of: normal, always_401, insufficient_scope, forbidden,
+    step_up (a 403 naming `step_up_scope` for every token not in `scoped_tokens`)."""
 
     validator: Callable[[str], bool]
     mode: str = "normal"
@@ -37,6 +38,8 @@ class ProtectedAPI:
     redirect_status: int = 302
     seen: list[Seen] = field(default_factory=list)
     rejected_tokens: set[str] = field(default_factory=set)
+    scoped_tokens: set[str] = field(default_factory=set)
+    step_up_scope: str = "read admin"
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -77,6 +80,10 @@ def _handler(api: ProtectedAPI) -> type[BaseHTTPRequestHandler]:
             if api.mode == "insufficient_scope":
                 self._reply(401, b"", {"WWW-Authenticate":
                                        'Bearer error="insufficient_scope", scope="admin"'})
+                return
+            if api.mode == "step_up" and token not in api.scoped_tokens:
+                self._reply(403, b'{"error":"insufficient_scope"}', {"WWW-Authenticate":
+                            f'Bearer error="insufficient_scope", scope="{api.step_up_scope}"'})
                 return
             ok = (bool(token) and api.mode != "always_401"
                   and token not in api.rejected_tokens and api.validator(token))

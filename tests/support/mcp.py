@@ -27,7 +27,7 @@ import pytest
 from tests.support.require import missing
 from tests.support.servers import ServerProcess, free_port, wait_until
 
-__all__ = ["MCPServer", "call_add", "mcp_server", "play_browser"]
+__all__ = ["MCPServer", "call_add", "mcp_server", "mcp_step_up_server", "play_browser"]
 
 
 @dataclass
@@ -51,7 +51,7 @@ class MCPServer:
         return dict(json.loads(self.stats_file.read_text()))
 
 
-def start_mcp(directory: Path, access_ttl: int = 3600) -> MCPServer:
+def start_mcp(directory: Path, access_ttl: int = 3600, *, step_up: bool = False) -> MCPServer:
     if importlib.util.find_spec("mcp") is None:
         missing("the MCP Python SDK", "pip install 'mcp>=2.3' (the dev dependency group)")
     import os
@@ -61,6 +61,8 @@ def start_mcp(directory: Path, access_ttl: int = 3600) -> MCPServer:
     port = free_port()
     stats = directory / "mcp-stats.json"
     env = dict(os.environ, MCP_ACCESS_TTL=str(access_ttl))
+    if step_up:
+        env["MCP_STEP_UP"] = "1"  # `admin_add` needs mcp:admin: the step-up challenge
     process = ServerProcess([sys.executable, "-m", "tests.support.mcp_app", str(port),
                              str(stats)], log=directory / "mcp.log", env=env)
 
@@ -86,6 +88,16 @@ def mcp_server(tmp_path: Path) -> Iterator[MCPServer]:
         server.process.stop()
 
 
+@pytest.fixture
+def mcp_step_up_server(tmp_path: Path) -> Iterator[MCPServer]:
+    """An MCP server whose `admin_add` tool needs `mcp:admin` too (a step-up)."""
+    server = start_mcp(tmp_path, step_up=True)
+    try:
+        yield server
+    finally:
+        server.process.stop()
+
+
 def play_browser(url: str) -> None:
     """The user's browser tab: follow the authorization URL to the loopback callback."""
     import httpx
@@ -96,8 +108,8 @@ def play_browser(url: str) -> None:
     threading.Thread(target=visit, daemon=True).start()
 
 
-def call_add(url: str, auth: Any, a: int = 2, b: int = 3) -> int:
-    """One MCP tool call (`add`) through the SDK's client, authorized by `auth`."""
+def call_add(url: str, auth: Any, a: int = 2, b: int = 3, *, tool: str = "add") -> int:
+    """One MCP tool call (`add`, or `tool`) through the SDK's client, authorized by `auth`."""
     import httpx2
     from mcp.client.session import ClientSession
     from mcp.client.streamable_http import streamable_http_client
@@ -107,7 +119,7 @@ def call_add(url: str, auth: Any, a: int = 2, b: int = 3) -> int:
                 streamable_http_client(url, http_client=http) as (read, write), \
                 ClientSession(read, write) as session:
             await session.initialize()
-            result = await session.call_tool("add", {"a": a, "b": b})
+            result = await session.call_tool(tool, {"a": a, "b": b})
             if result.is_error:
                 raise RuntimeError(f"the tool call failed: {result.content}")
             return int(result.structured_content["result"]) if result.structured_content \

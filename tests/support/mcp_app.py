@@ -35,6 +35,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 SCOPE = "mcp:tools"
+#: The scope the `admin_add` tool needs on top (`MCP_STEP_UP=1`): its calls without it get
+#: the MCP step-up challenge, a 403 naming the scopes (RFC 6750 section 3.1).
+ADMIN_SCOPE = "mcp:admin"
 
 
 class Counts:
@@ -43,7 +46,8 @@ class Counts:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.data: dict[str, Any] = {"register": 0, "authorize": 0, "code": 0, "refresh": 0,
-                                     "invalid_grant": 0, "revoke": 0, "resources": []}
+                                     "invalid_grant": 0, "revoke": 0, "step_up_challenge": 0,
+                                     "scopes": [], "resources": []}
         self.lock = threading.Lock()
         self.write()
 
@@ -76,6 +80,8 @@ class MemoryProvider:
 
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
         assert client_info.client_id is not None
+        if os.environ.get("MCP_STEP_UP"):  # the server's policy: every client may step up
+            client_info.scope = f"{SCOPE} {ADMIN_SCOPE}"
         self.clients[client_info.client_id] = client_info
         self.counts.bump("register")
 
@@ -91,6 +97,9 @@ class MemoryProvider:
             resource=params.resource, subject="user-1",
         )
         self.counts.bump("authorize", params.resource)
+        with self.counts.lock:
+            self.counts.data["scopes"].append(" ".join(params.scopes or []))
+            self.counts.write()
         return construct_redirect_uri(str(params.redirect_uri), code=code, state=params.state)
 
     async def load_authorization_code(self, client: OAuthClientInformationFull,
@@ -144,6 +153,55 @@ class MemoryProvider:
         self.counts.bump("revoke")
 
 
+class StepUpGate:
+    """ASGI middleware: a `tools/call` of `admin_add` needs `mcp:admin` as well.
+
+    The SDK checks one set of scopes for the whole endpoint, and its 403 names no `scope`;
+    a server that scopes its tools answers as the MCP authorization spec says: 403 with
+    `WWW-Authenticate: Bearer error="insufficient_scope", scope="..."`, the scopes the
+    request needs.
+    """
+
+    def __init__(self, app: Any, provider: MemoryProvider, metadata_url: str) -> None:
+        self.app, self.provider, self.metadata_url = app, provider, metadata_url
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if b'"admin_add"' in body:
+            headers = dict(scope["headers"])
+            token = headers.get(b"authorization", b"").decode()[len("Bearer "):]
+            found = await self.provider.load_access_token(token)
+            if found is not None and ADMIN_SCOPE not in found.scopes:
+                self.provider.counts.bump("step_up_challenge")
+                challenge = (f'Bearer error="insufficient_scope", scope="{SCOPE} {ADMIN_SCOPE}",'
+                             f' resource_metadata="{self.metadata_url}"')
+                await send({"type": "http.response.start", "status": 403, "headers": [
+                    (b"www-authenticate", challenge.encode()),
+                    (b"content-type", b"application/json")]})
+                await send({"type": "http.response.body",
+                            "body": b'{"error":"insufficient_scope"}'})
+                return
+        sent = False
+
+        async def replay() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 def build(port: int, stats: Path) -> Any:
     base = f"http://127.0.0.1:{port}"
     provider = MemoryProvider(Counts(stats), int(os.environ.get("MCP_ACCESS_TTL", "3600")))
@@ -156,7 +214,7 @@ def build(port: int, stats: Path) -> Any:
             validate_token_resource=True,
             required_scopes=[SCOPE],
             client_registration_options=ClientRegistrationOptions(
-                enabled=True, valid_scopes=[SCOPE], default_scopes=[SCOPE]),
+                enabled=True, valid_scopes=[SCOPE, ADMIN_SCOPE], default_scopes=[SCOPE]),
             revocation_options=RevocationOptions(enabled=True),
         ),
     )
@@ -166,7 +224,15 @@ def build(port: int, stats: Path) -> Any:
         """Add two numbers."""
         return a + b
 
-    return server.streamable_http_app(host="127.0.0.1")
+    @server.tool()
+    def admin_add(a: int, b: int) -> int:
+        """Add two numbers, for callers granted mcp:admin (see StepUpGate)."""
+        return a + b
+
+    app = server.streamable_http_app(host="127.0.0.1")
+    if os.environ.get("MCP_STEP_UP"):
+        return StepUpGate(app, provider, f"{base}/.well-known/oauth-protected-resource/mcp")
+    return app
 
 
 def main() -> None:
