@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from ._discovery import ProviderMetadata, is_loopback_host
+from ._keys import normalize_scopes
 from ._params import PROTECTED_AUTH_PARAMS
 from .errors import ConfigError, LoginError
 
@@ -101,17 +102,14 @@ def login_scopes(
 ) -> list[str]:
     """The scopes a login asks for: the configured ones, then `openid` and `offline_access`.
 
-    Order is kept and duplicates dropped, so the scope string is stable and readable.
-    `openid` makes the provider return an ID token we can check the nonce in (not for an
-    OAuth-only server); `offline_access` asks for the refresh token that lets the session
-    outlive the process (see `wants_offline_access` for when).
+    Normalized by `_keys.normalize_scopes` (order kept, duplicates dropped, so the scope
+    string is stable and readable). `openid` makes the provider return an ID token we can
+    check the nonce in (not for an OAuth-only server); `offline_access` asks for the
+    refresh token that lets the session outlive the process (see `wants_offline_access`
+    for when).
     """
-    result: list[str] = []
     extra = (*(("openid",) if openid else ()), *(("offline_access",) if offline_access else ()))
-    for scope in (*scopes, *extra):
-        if scope not in result:
-            result.append(scope)
-    return result
+    return normalize_scopes(scopes, add=extra)
 
 
 def wants_offline_access(setting: bool | None, scopes_supported: Sequence[str]) -> bool:

@@ -1,11 +1,19 @@
-"""Secret key names, compatible byte for byte with ToolHive's tokensource package."""
+"""Secret key names, compatible byte for byte with ToolHive's tokensource package, and the
+one rule that turns what a user wrote into a list of scopes."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import re
+from collections.abc import Collection, Iterable
 
-__all__ = ["derive_secret_key", "ensure_offline_access", "llm_access_token_env_var"]
+__all__ = [
+    "LOGIN_SCOPES",
+    "derive_secret_key",
+    "ensure_offline_access",
+    "llm_access_token_env_var",
+    "normalize_scopes",
+]
 
 #: ToolHive's environment prefix for secrets (its environment secrets provider).
 ENV_SECRET_PREFIX = "TOOLHIVE_SECRET_"
@@ -23,12 +31,36 @@ def derive_secret_key(prefix: str, resource_url: str, issuer: str) -> str:
     return prefix + digest[:8]
 
 
+#: The scopes a login adds by its own rules (`openid` unless the server is OAuth-only,
+#: `offline_access` by `OIDCParams.offline_access`): the config file keeps the others.
+LOGIN_SCOPES = ("openid", "offline_access")
+
+_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def normalize_scopes(
+    scopes: Iterable[str], *, add: Iterable[str] = (), drop: Collection[str] = ()
+) -> list[str]:
+    """A new list of scopes: each entry split on whitespace and commas, empties and
+    duplicates dropped (the first kept, so the scope string is stable), the `drop` ones
+    removed, then each of `add` appended if absent. Never mutates.
+
+    Every way a scope list comes in goes through here (`OIDCParams` for a login, the config
+    file, `--scope a,b`, a 401's space-separated `scope`), so `"a b"`, `"a,b"` and
+    `["a", "b"]` are one list everywhere. OAuth's scope string is space-separated (RFC 6749
+    section 3.3) and no provider's scope names contain a comma.
+    """
+    result: list[str] = []
+    for entry in (*scopes, *add):
+        for scope in _SEPARATORS.split(entry):
+            if scope and scope not in drop and scope not in result:
+                result.append(scope)
+    return result
+
+
 def ensure_offline_access(scopes: Iterable[str]) -> list[str]:
     """A new list of `scopes` with "offline_access" appended if absent (never mutates)."""
-    result = list(scopes)
-    if "offline_access" not in result:
-        result.append("offline_access")
-    return result
+    return normalize_scopes(scopes, add=("offline_access",))
 
 
 def llm_access_token_env_var(gateway_url: str, issuer_url: str) -> str:

@@ -393,6 +393,7 @@ def _kind(args: argparse.Namespace) -> tuple[ProfileKind, str | None]:
 
 
 def _open(args: argparse.Namespace, holder: list[Session], **options: Any) -> Session:
+    from ._keys import normalize_scopes
     from .profiles import ADHOC, open_session
 
     kind, name = _kind(args)
@@ -402,7 +403,7 @@ def _open(args: argparse.Namespace, holder: list[Session], **options: Any) -> Se
         raise _UsageError(f"give --profile NAME, or --issuer and --client-id ({missing} missing)")
     scopes = None
     if args.scopes is not None:
-        scopes = [part for scope in args.scopes for part in scope.replace(",", " ").split()]
+        scopes = normalize_scopes(args.scopes)
     merged = {**options, **_session_options}
     session = open_session(
         kind, name, issuer=args.issuer, client_id=args.client_id, scopes=scopes,

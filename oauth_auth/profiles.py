@@ -47,7 +47,7 @@ from ._config import (
     existing_key,
     format_expiry,
 )
-from ._keys import derive_secret_key
+from ._keys import LOGIN_SCOPES, derive_secret_key, normalize_scopes
 from ._params import DEFAULT_CALLBACK_PORT, OIDCParams
 from .errors import ConfigError, LoginRequiredError
 from .secrets import ChainSecrets, EnvironmentSecrets, KeyringSecrets, ScopedSecrets
@@ -122,9 +122,8 @@ class ProfileKind:
                 parts += ["--issuer", oidc.issuer, "--client-id", oidc.client_id]
                 if oidc.audience:
                     parts += ["--audience", oidc.audience]
-                for scope in oidc.scopes:
-                    if scope not in ("openid", "offline_access"):
-                        parts += ["--scope", scope]
+                for scope in normalize_scopes(oidc.scopes, drop=LOGIN_SCOPES):
+                    parts += ["--scope", scope]
                 if oidc.callback_port != DEFAULT_CALLBACK_PORT:
                     parts += ["--callback-port", str(oidc.callback_port)]
             else:
@@ -217,7 +216,7 @@ class Session:
         return {
             "issuer": self.oidc.issuer,
             "client_id": self.oidc.client_id,
-            "scopes": [s for s in self.oidc.scopes if s not in ("openid", "offline_access")],
+            "scopes": normalize_scopes(self.oidc.scopes, drop=LOGIN_SCOPES),
             "audience": self.oidc.audience,
             "callback_port": self.oidc.callback_port,
         }
@@ -375,12 +374,7 @@ def _login_scopes(scopes: Sequence[str], oidc: bool = True) -> list[str]:
     or lists no scopes), so a registry or gateway on Google, Cognito or GitLab, which
     refuse the scope, can still log in.
     """
-    ordered: list[str] = []
-    for scope in ("openid", *scopes) if oidc else scopes:
-        for part in scope.split():
-            if part not in ordered:
-                ordered.append(part)
-    return ordered
+    return normalize_scopes(("openid", *scopes) if oidc else scopes)
 
 
 def _persister(
@@ -396,7 +390,7 @@ def _persister(
             if not entry.get("issuer"):
                 entry.update(
                     issuer=oidc.issuer, client_id=oidc.client_id,
-                    scopes=[s for s in oidc.scopes if s not in ("openid", "offline_access")],
+                    scopes=normalize_scopes(oidc.scopes, drop=LOGIN_SCOPES),
                     audience=oidc.audience, callback_port=oidc.callback_port,
                 )
             entry["cached_refresh_token_ref"] = key

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ._authorize import format_redirect_uri
 from ._config import RESOURCES, Config
 from ._discovery import discover
+from ._keys import normalize_scopes
 from ._params import DEFAULT_CALLBACK_PORT
 from ._resource import (
     ProtectedResource,
@@ -172,7 +173,7 @@ def resource_auth(
     client = client_id or ""
     if not client and issuer and entry.get("redirect_uri") == redirect_uri:
         client = str(entry.get("client_id") or "")
-    wanted = list(scopes) if scopes is not None else list(entry.get("scopes") or [])
+    wanted = normalize_scopes(scopes if scopes is not None else entry.get("scopes") or [])
 
     if not issuer or not client:
         from ._http import IdPHttp
@@ -185,7 +186,7 @@ def resource_auth(
             meta = discover(issuer, http)
             _check_pkce(meta)
             if scopes is None and not wanted:
-                wanted = asked.split() if asked else list(found.scopes_supported)
+                wanted = normalize_scopes([asked] if asked else found.scopes_supported)
             registered = False
             if not client:
                 # Registered for every scope the resource names, not only today's: a

@@ -376,6 +376,25 @@ def test_a_registry_login_asks_for_offline_access_by_the_providers_scopes(
     assert (query.get("prompt") == "consent") is asked
 
 
+@pytest.mark.parametrize("written", [["email,profile"], ["email profile"], ["email", "profile"]])
+def test_a_profile_normalizes_scopes_as_the_cli_does(
+    fake_idp: FakeProvider, written: list[str]
+) -> None:
+    """Regression (issue 12): the profiles split on spaces only, the CLI on commas too, so
+    `scopes = ["email,profile"]` in the config file reached the provider as one scope."""
+    urls: list[str] = []
+    Config().set_entry("registries", REGISTRY_URL, {
+        "issuer": ISSUER, "client_id": CLIENT, "scopes": written})
+    auth = registry_auth(REGISTRY_URL, interactive=True, open_browser=_cancelling_browser(urls),
+                         login_timeout=10, **_opts(fake_idp, MemorySecrets()))
+    assert _source(auth).oidc.scopes == ("openid", "email", "profile")
+    with pytest.raises(LoginError):
+        _source(auth).token()
+    (url,) = urls
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    assert query["scope"].split()[:3] == ["openid", "email", "profile"]
+
+
 def test_registry_auth_reads_config_and_uses_cached_ref(fake_idp: FakeProvider) -> None:
     Config().set_entry("registries", REGISTRY_URL, {
         "issuer": ISSUER, "client_id": CLIENT, "scopes": ["registry:read"],
