@@ -126,6 +126,11 @@ def _register(
     grants = list(_GRANTS)
     if meta.device_authorization_endpoint:
         grants.append(_DEVICE_GRANT)
+    if meta.scopes_supported:
+        # A server may refuse to register a scope it does not list (oidc-provider does:
+        # `invalid_client_metadata`), though it grants a resource's own scopes through
+        # RFC 8707 at login: register only the ones it lists, and ask for all of them then.
+        scopes = [s for s in scopes if s in meta.scopes_supported]
     _, doc = http.post_json(endpoint, registration_request([redirect_uri], scopes, grants))
     client_id = parse_registration(doc)
     log.info("registered client %s at %s (RFC 7591)", client_id, meta.issuer)

@@ -524,6 +524,9 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: true },
     deviceFlow: { enabled: true },
+    // RFC 7591 dynamic registration without an initial access token, as the MCP
+    // authorization spec's servers offer it (resource_auth registers itself here).
+    registration: { enabled: true },
     revocation: { enabled: true },
     // The public client may introspect its own tokens; the "api" client any token.
     introspection: { enabled: true },
