@@ -13,6 +13,7 @@ __all__ = [
     "ensure_offline_access",
     "llm_access_token_env_var",
     "normalize_scopes",
+    "ref_written_for",
 ]
 
 #: ToolHive's environment prefix for secrets (its environment secrets provider).
@@ -56,6 +57,35 @@ def normalize_scopes(
             if scope and scope not in drop and scope not in result:
                 result.append(scope)
     return result
+
+
+#: A key as `derive_secret_key` makes it: a prefix, then 8 lowercase hex digits.
+_DERIVED = re.compile(r"(?P<prefix>.+?)(?P<digest>[0-9a-f]{8})")
+
+
+def ref_written_for(ref: str, *, issuer: str, resources: Iterable[str]) -> bool:
+    """Whether a config entry's `cached_refresh_token_ref` may serve this session.
+
+    A ref in the derived form (prefix + 8 hex digits) names the session of the issuer and
+    resource it was derived from: it serves only a session that derives it too, from
+    its own issuer (with or without a trailing slash, as older releases kept it) and one
+    of its own `resources` (the registry URL; the audience or client id), whatever the
+    prefix. So an entry for another issuer that names this session's key never gets its
+    refresh token, which would go to that issuer, and an `invalid_grant` from there
+    would delete the session. A ref in any other form was named by hand, and nothing
+    derives it: it is the entry's own choice.
+    """
+    match = _DERIVED.fullmatch(ref)
+    if match is None:
+        return True
+    prefix = match["prefix"]
+    bare = issuer.rstrip("/")
+    return any(
+        derive_secret_key(prefix, resource, form) == ref
+        for resource in resources
+        if resource
+        for form in dict.fromkeys((issuer, bare, bare + "/"))
+    )
 
 
 def ensure_offline_access(scopes: Iterable[str]) -> list[str]:

@@ -12,6 +12,12 @@ else the user's private runtime directory, else ``<user cache dir>/locks``), and
 takes the lock (`FileLock`: flock(2) on POSIX, filelock elsewhere). The OS releases it when
 its holder dies, even by kill -9, so a stale lock file is no obstacle. Lock files hold
 nothing, have mode 0600 (their directory 0700), and are never in the working directory.
+
+The directory must be this user's own, mode 0700 (`check_lock_dir`), and is refused
+otherwise: in a directory another user can write, that user could hold every lock (each
+refresh then waits out the lock timeout) or plant a symlink under a lock file's name, which
+old filelock releases followed and truncated (CVE-2025-68146). Lock files are opened with
+O_NOFOLLOW for the same reason.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from .errors import ConfigError, LockTimeoutError
 __all__ = [
     "LOCK_DIR_ENV",
     "FileLock",
+    "check_lock_dir",
     "config_lock_path",
     "default_lock_dir",
     "keyring_lock_path",
@@ -78,6 +85,41 @@ def _is_private_dir(path: str) -> bool:
         and not info.st_mode & 0o077
         and os.access(path, os.W_OK)
     )
+
+
+def check_lock_dir(directory: Path) -> None:
+    """Create the lock directory (mode 0700) if missing; refuse it unless it is private.
+
+    Private means: a directory (a symlink to one only when the link is ours too), owned by
+    this user, with no permission for group or others. Nothing is changed on a directory
+    that fails: a directory of another user is theirs, and a shared one of ours may be
+    shared on purpose, so the user decides.
+
+    Raises:
+        OSError: the directory cannot be created or examined (callers say which lock).
+        ConfigError: the directory is not private to this user.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    link = os.lstat(directory)
+    info = os.stat(directory)
+    if not hasattr(os, "getuid"):  # pragma: no cover - Windows: ACLs, not modes
+        return
+    uid = os.getuid()
+    elsewhere = f"point lock_dir (or ${LOCK_DIR_ENV}) at a directory only you can use"
+    problem, hint = "", elsewhere
+    if not stat.S_ISDIR(info.st_mode):
+        problem = "is not a directory"
+    elif link.st_uid != uid or info.st_uid != uid:
+        problem = "belongs to another user"
+    elif info.st_mode & 0o077:
+        problem = f"is open to other users (mode {stat.S_IMODE(info.st_mode):04o}, not 0700)"
+        hint = f"run `chmod 700 {directory}`, or {elsewhere}"
+    if problem:
+        raise ConfigError(
+            f"the lock directory {directory} {problem}: another user could hold or"
+            " redirect its locks",
+            hint=hint,
+        )
 
 
 def _base(lock_dir: str | os.PathLike[str] | None) -> Path:
@@ -133,7 +175,7 @@ class FileLock:
             return self._acquire_filelock(timeout, poll, cancel)
         import fcntl
 
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
         deadline = None if timeout < 0 else time.monotonic() + timeout
         while True:
             try:
@@ -183,18 +225,19 @@ def process_lock(path: Path, timeout: float, *, what: str = "refresh lock",
     """Hold the OS lock on `path` for the block; wait at most `timeout` seconds.
 
     Args:
-        path: the lock file (its directory is created, mode 0700).
+        path: the lock file (its directory is created, mode 0700, and must be private).
         timeout: seconds to wait for another holder.
         what: how messages name this lock ("refresh lock", "config lock").
         hint: what a timeout's hint tells the user (default: about a waiting login).
 
     Raises:
         LockTimeoutError: another process held it longer; the message names the file.
-        ConfigError: the lock file cannot be created (not a directory, read-only, full).
+        ConfigError: the lock file cannot be created (not a directory, read-only, full),
+            or its directory is not private to this user (`check_lock_dir`).
     """
     lock = FileLock(path)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        check_lock_dir(path.parent)
         held = lock.acquire(timeout, poll=0.02)
     except OSError as exc:  # not a directory, read-only, full disk, permission denied
         first = "free some disk space, or " if exc.errno == errno.ENOSPC else ""
@@ -223,16 +266,17 @@ _LOCKS: dict[str, tuple[threading.Lock, FileLock]] = {}
 
 def path_locks(path: Path) -> tuple[threading.Lock, FileLock]:
     """This process's pair for `path`: a `threading.Lock` for its threads, then the
-    `FileLock` for other processes. Creates the directory (mode 0700).
+    `FileLock` for other processes. Creates the directory (mode 0700) and checks it once.
 
     Raises:
         OSError: the directory cannot be created.
+        ConfigError: the directory is not private to this user (`check_lock_dir`).
     """
     key = str(path)
     with _LOCKS_GUARD:
         pair = _LOCKS.get(key)
         if pair is None:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            check_lock_dir(path.parent)
             pair = (threading.Lock(), FileLock(path))
             _LOCKS[key] = pair
         return pair

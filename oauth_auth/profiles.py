@@ -20,10 +20,11 @@ ad hoc     none                              OAUTH_AUTH_ /          keyring
                                              audience or client id
 =========  ================================  ====================  =====================
 
-The key is the entry's ``cached_refresh_token_ref`` when it has one (and the entry's issuer
-is the one in use), else ``derive_secret_key(prefix, resource, issuer)``. After a login or a
-rotation of the refresh token the entry gets ``cached_refresh_token_ref`` and
-``cached_token_expiry`` (RFC 3339 UTC).
+The key is the entry's ``cached_refresh_token_ref`` when it has one written for this
+session (the entry's issuer is the one in use, and a derived ref derives from this issuer
+and this registry, gateway, audience or client: `_keys.ref_written_for`), else
+``derive_secret_key(prefix, resource, issuer)``. After a login or a rotation of the refresh
+token the entry gets ``cached_refresh_token_ref`` and ``cached_token_expiry`` (RFC 3339 UTC).
 
 This module imports neither requests nor httpx: `registry_auth` and `llm_gateway_auth`
 load `OIDCAuth` when called, and the CLI uses `open_session` directly, so `oauth-auth
@@ -32,6 +33,7 @@ token` on a cache hit stays fast.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +49,7 @@ from ._config import (
     existing_key,
     format_expiry,
 )
-from ._keys import LOGIN_SCOPES, derive_secret_key, normalize_scopes
+from ._keys import LOGIN_SCOPES, derive_secret_key, normalize_scopes, ref_written_for
 from ._params import DEFAULT_CALLBACK_PORT, OIDCParams
 from .errors import ConfigError, LoginRequiredError
 from .secrets import ChainSecrets, EnvironmentSecrets, KeyringSecrets, ScopedSecrets
@@ -73,6 +75,8 @@ __all__ = [
     "open_session",
     "registry_auth",
 ]
+
+log = logging.getLogger("oauth_auth")
 
 #: The keyring service of every entry oauth-auth stores (library and command alike).
 KEYRING_SERVICE = "oauth-auth"
@@ -297,6 +301,11 @@ def open_session(
     ref = stored.get("cached_refresh_token_ref") or ""
     if ref and stored.get("issuer") not in (None, "", eff_issuer):
         ref = ""  # the ref belongs to another issuer's session
+    own = (name or "",) if kind.key_from_url else (eff_audience, eff_client)
+    if ref and not ref_written_for(ref, issuer=eff_issuer, resources=own):
+        log.warning("ignoring the cached_refresh_token_ref %s of the %s %s: it is the key of"
+                    " another issuer's or client's session", ref, kind.describe, name)
+        ref = ""
     if kind.key_from_url:
         derived = derive_secret_key(kind.prefix, name or "", eff_issuer)
     else:

@@ -115,7 +115,7 @@ def test_process_lock_times_out_with_a_typed_error_then_outlives_a_dead_holder(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "locks" / "refresh-x.lock"
-    path.parent.mkdir()
+    path.parent.mkdir(mode=0o700)
     ctx = multiprocessing.get_context("fork")
     ready = ctx.Event()
     holder = ctx.Process(target=_hold, args=(str(path), ready, 1.0))
@@ -184,3 +184,37 @@ def test_memory_secrets_take_no_keyring_lock(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "l"))
     MemorySecrets().set_secret("a", "b")
     assert not (tmp_path / "l").exists()
+
+
+def test_the_lock_directory_is_created_0700_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        with process_lock(tmp_path / "new" / "refresh-x.lock", 1):
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o750, 0o701, 0o777, 0o1777])
+def test_a_lock_directory_open_to_others_is_refused(tmp_path: Path, mode: int) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+    with pytest.raises(ConfigError, match="open to other users") as info, \
+            process_lock(shared / "refresh-x.lock", 1):
+        pass
+    assert f"chmod 700 {shared}" in info.value.hint
+    assert not (shared / "refresh-x.lock").exists()
+
+
+def test_a_planted_symlink_is_not_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    locks = tmp_path / "locks"
+    locks.mkdir(mode=0o700)
+    (locks / "refresh-x.lock").symlink_to(victim)
+    with pytest.raises(ConfigError, match="cannot create the refresh lock file"), \
+            process_lock(locks / "refresh-x.lock", 1):
+        pass
+    assert victim.read_text() == "precious"
