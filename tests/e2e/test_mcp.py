@@ -152,3 +152,34 @@ def test_a_403_naming_more_scopes_is_final_when_not_interactive(
     assert 'scope="mcp:tools mcp:admin"' in answer.headers["www-authenticate"]
     stats = server.stats()
     assert (stats["authorize"], stats["step_up_challenge"]) == (1, 1)
+
+
+@pytest.mark.keyring
+def test_the_mcp_example_runs_from_the_url_alone(
+    mcp_server: MCPServer, secret_service: Any, tmp_path: Path
+) -> None:
+    """examples/mcp_client.py as a user runs it: the keyring, the config file, a browser
+    (`$BROWSER`: a command that follows the page it is given, as a tab would)."""
+    import os
+
+    root = Path(__file__).resolve().parents[2]
+    follow = (f"{sys.executable} -c \"import sys, httpx; "
+              "httpx.get(sys.argv[1], follow_redirects=True, timeout=30)\" %s")
+    env = {**os.environ, **secret_service.env, "BROWSER": follow,
+           "OAUTH_AUTH_CONFIG": str(tmp_path / "cfg.json"),
+           "OAUTH_AUTH_LOCK_DIR": str(tmp_path / "locks")}
+    argv = [sys.executable, str(root / "examples" / "mcp_client.py"), mcp_server.url, "add",
+            '{"a": 20, "b": 22}']
+    first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120,
+                           check=False)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {"result": 42}
+    assert "tools: add" in first.stderr
+    # A second run: no browser at all, no registration, no login.
+    env["BROWSER"] = "false"
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout) == {"result": 42}
+    stats = mcp_server.stats()
+    assert (stats["register"], stats["authorize"], stats["code"]) == (1, 1, 1)
