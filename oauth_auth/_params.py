@@ -118,8 +118,9 @@ class OIDCParams:
             host, else "generic".
         offline_access: None asks for `offline_access` when the provider lists it in
             `scopes_supported` or lists no scopes; True always; False never.
-        prompt: None sends `prompt=consent` exactly when `offline_access` is asked for;
-            "" sends none; anything else is sent as given.
+        prompt: None sends `prompt=consent` exactly when `offline_access` is asked for
+            (unless the preset says otherwise: Entra's sends none); "" sends none;
+            anything else is sent as given.
         audience_param: "resource" (RFC 8707), "audience" (Auth0) or "" (not sent).
         auth_params: extra parameters of the authorization and device authorization
             requests (not state, nonce, PKCE, redirect_uri or client_id).
@@ -181,6 +182,8 @@ class OIDCParams:
             set_(self, "offline_access", preset.offline_access)
         if self.prompt is not None and not isinstance(self.prompt, str):
             raise ConfigError("OIDCParams.prompt must be None or a string")
+        if self.prompt is None:
+            set_(self, "prompt", preset.prompt)
         audience_param: Any = self.audience_param
         derived = type(audience_param) is _Unset
         if derived:

@@ -74,6 +74,8 @@ class Preset:
             patterns ("*.auth0.com", "cognito-idp.*.amazonaws.com").
         offline_access: the default of `OIDCParams.offline_access` (None: the generic rule).
         audience_param: the default of `OIDCParams.audience_param` (None: "resource").
+        prompt: the default of `OIDCParams.prompt` (None: the generic rule, `consent`
+            exactly when `offline_access` is asked for).
         auth_params: extra authorization (and device authorization) parameters.
         endpoints: provider metadata to use instead of discovery; "{issuer}" in a value
             is replaced by the configured issuer without its trailing slash.
@@ -92,6 +94,7 @@ class Preset:
     hosts: tuple[str, ...] = ()
     offline_access: bool | None = None
     audience_param: str | None = None
+    prompt: str | None = None
     auth_params: Mapping[str, str] = field(default_factory=FrozenMap)
     endpoints: Mapping[str, str] = field(default_factory=FrozenMap)
     id_token_issuers: tuple[str, ...] = ()
@@ -123,6 +126,10 @@ _GOOGLE_OIDC = "https://developers.google.com/identity/openid-connect/openid-con
 _ENTRA_TOKENS = "https://learn.microsoft.com/en-us/entra/identity-platform/access-tokens"
 _ENTRA_SCOPES = "https://learn.microsoft.com/en-us/entra/identity-platform/scopes-oidc"
 _ENTRA_ERRORS = "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"
+_ENTRA_CODE_FLOW = "https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-auth-code-flow"
+_ENTRA_CONSENT = (
+    "https://learn.microsoft.com/en-us/entra/identity/enterprise-apps/configure-user-consent"
+)
 _GITHUB_APPS = (
     "https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps"
 )
@@ -167,10 +174,17 @@ PRESETS: Mapping[str, Preset] = {
             # v2 endpoints take API permissions as scopes; `resource` is AADSTS901002.
             audience_param="",
             tenant_issuers=True,
+            # No prompt: Entra issues a refresh token for offline_access without one, and
+            # prompt=consent shows "Need admin approval" in tenants that restrict user
+            # consent, even when an admin has consented for everyone.
+            prompt="",
             sources={
                 "tenant_issuers": _ENTRA_TOKENS + "#validate-the-issuer",
                 "audience_param": _ENTRA_SCOPES,
                 "AADSTS901002": _ENTRA_ERRORS,
+                "prompt": _ENTRA_CODE_FLOW + "#request-an-authorization-code",
+                "offline_access": _ENTRA_SCOPES + "#offline_access",
+                "user_consent": _ENTRA_CONSENT,
             },
         ),
         _preset(

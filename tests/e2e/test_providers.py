@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import socket
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ from oauth_auth import (
 from oauth_auth._discovery import clear_discovery_cache
 from oauth_auth._idtoken import clear_jwks_cache
 from oauth_auth._keys import AT_SUFFIX
-from tests.support.browser import Background, http_browser_login
+from tests.support.browser import Background, BrowserFlowError, http_browser_login
 from tests.support.idp import IdP, decode_jwt_payload, http_device_approve
 
 pytestmark = pytest.mark.idp
@@ -50,17 +51,19 @@ def _fresh_caches() -> None:
 
 def source(oidc: OIDCParams, store: MemorySecrets, opener: Callable[[str], object] | None,
            **kw: Any) -> OAuthTokenSource:
+    kw.setdefault("login_timeout", 30)
     return OAuthTokenSource(
         oidc, key_provider=lambda: KEY, secrets_provider=store, interactive=opener is not None,
-        open_browser=opener, login_timeout=30, stderr=io.StringIO(), **kw,
+        open_browser=opener, stderr=io.StringIO(), **kw,
     )
 
 
-def login(oidc: OIDCParams, store: MemorySecrets) -> str:
+def login(oidc: OIDCParams, store: MemorySecrets, opener: Background | None = None,
+          **kw: Any) -> str:
     """An interactive login through the HTTP-level browser; returns the access token."""
-    opener = Background(http_browser_login)
+    opener = opener or Background(http_browser_login)
     try:
-        return source(oidc, store, opener).token()
+        return source(oidc, store, opener, **kw).token()
     except LoginError:
         failure = opener.failure()
         if failure is not None and not isinstance(failure, AssertionError):
@@ -110,9 +113,24 @@ def test_entra_multi_tenant(real_idp_factory: Callable[..., IdP]) -> None:
         login(params(issuer, idp, preset="entra", audience=API, audience_param="resource"),
               MemorySecrets())
 
-    oidc = params(issuer, idp, preset="entra", audience=API, prompt="")
+    # prompt=consent, in a tenant that restricts user consent: "Need admin approval", and
+    # the browser never comes back (the login can only time out)
+    stuck = Background(http_browser_login)
+    with pytest.raises(LoginError, match="timed out"):
+        login(params(issuer, idp, preset="entra", prompt="consent"), MemorySecrets(), stuck,
+              login_timeout=2)
+    assert isinstance(stuck.failure(), BrowserFlowError)
+    assert "Need admin approval" in str(stuck.failure())
+
+    oidc = params(issuer, idp, preset="entra", audience=API)
+    assert oidc.prompt == ""  # the preset's: no prompt, a refresh token all the same
     store = MemorySecrets()
-    assert login(oidc, store)
+    opener = Background(http_browser_login)
+    assert login(oidc, store, opener)
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(opener.urls[0]).query))
+    assert "prompt" not in query
+    assert "offline_access" in query["scope"].split()
+    assert "resource" not in query  # audience_param="" (v2 takes API scopes)
     assert store.get_secret(KEY)
     # the stored session works in a new process (discovery and the issuer rule again)
     assert refresh_once(idp, oidc, store)

@@ -162,6 +162,8 @@ const MODES = {
       'https://learn.microsoft.com/en-us/entra/identity-platform/access-tokens#validate-the-issuer',
       'https://learn.microsoft.com/en-us/entra/identity-platform/v2-protocols-oidc',
       'https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes',
+      'https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-auth-code-flow#request-an-authorization-code',
+      'https://learn.microsoft.com/en-us/entra/identity/enterprise-apps/configure-user-consent',
     ],
     tenantPaths: ['/common/v2.0', '/organizations/v2.0', '/consumers/v2.0'],
     rejectParam: {
@@ -169,9 +171,11 @@ const MODES = {
       description: "AADSTS901002: The 'resource' request parameter isn't supported.",
     },
     stripIss: true,
-    // Entra issues a refresh token for offline_access without prompt=consent (which, in
-    // tenants that restrict user consent, answers "Need admin approval").
+    // Entra issues a refresh token for offline_access without prompt=consent; in a tenant
+    // that restricts user consent, prompt=consent shows the "Need admin approval" page (and
+    // never comes back to the app) even after an admin consented for every user.
     offlineWithoutConsent: true,
+    consentRestricted: true,
     idTokenClaims: () => ({ iss: `${baseUrl}/${settings.tenant_id}/v2.0`, tid: settings.tenant_id }),
   },
   // Auth0: the API is named by `audience` (not `resource`, which it ignores: the token is
@@ -642,6 +646,15 @@ async function modeBefore(ctx) {
       return true;
     }
     if (MODE.ignoreParam) query.delete(MODE.ignoreParam);
+    if (MODE.consentRestricted && (query.get('prompt') ?? '').split(' ').includes('consent')) {
+      ctx.status = 200;
+      ctx.type = 'html';
+      ctx.body = '<!DOCTYPE html><html><head><title>Need admin approval</title></head><body>'
+        + '<h1>Need admin approval</h1><p>This app needs permission to access resources in'
+        + ' your organization that only an admin can grant.</p></body></html>';
+      counts.authorization += 1;
+      return true;
+    }
     if (MODE.offlineWithoutConsent && scopes.includes('offline_access') && !query.has('prompt')) {
       query.set('prompt', 'consent'); // what oidc-provider needs to grant it
     }

@@ -57,6 +57,15 @@ def test_google_defaults_and_an_explicit_field_wins() -> None:
         == {"access_type": "offline", "hd": "x"}
 
 
+def test_entra_sends_no_prompt_unless_one_is_given() -> None:
+    entra = "https://login.microsoftonline.com/common/v2.0"
+    assert OIDCParams(entra, "c").prompt == ""  # no prompt=consent: "Need admin approval"
+    assert OIDCParams(entra, "c", prompt="consent").prompt == "consent"
+    assert OIDCParams(entra, "c", prompt="select_account").prompt == "select_account"
+    assert OIDCParams("https://idp.test", "c").prompt is None  # the generic rule
+    assert OIDCParams("https://idp.test", "c", preset="entra").prompt == ""
+
+
 def test_audience_param_default_preset_and_explicit() -> None:
     assert OIDCParams("https://idp.test", "c").audience_param == "resource"
     assert OIDCParams("https://t.auth0.com", "c").audience_param == "audience"
