@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
+from ._keys import normalize_scopes
+
 if TYPE_CHECKING:
     from ._discovery import ProviderMetadata
 
@@ -221,7 +223,7 @@ def step_up_scopes(status_code: int, www_authenticate: Iterable[str]) -> tuple[s
         return ()
     for challenge in parse_bearer_challenges(www_authenticate):
         if challenge.error == "insufficient_scope":
-            scopes = tuple(dict.fromkeys(challenge.params.get("scope", "").split()))
+            scopes = tuple(normalize_scopes([challenge.params.get("scope", "")]))
             if scopes:
                 return scopes
     return ()

@@ -197,7 +197,7 @@ def resource_auth(
                 # Registered for every scope the resource names, not only today's: a
                 # step-up later asks for more, and a server checks them against these.
                 client = _register(meta, http, redirect_uri,
-                                   list(dict.fromkeys((*wanted, *found.scopes_supported))))
+                                   normalize_scopes(wanted, add=found.scopes_supported))
                 registered = True
         finally:
             http.close()

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO, TypeGuard, get_args
 
+from ._keys import normalize_scopes
 from ._params import OIDCParams, merge_auth_params
 from ._scrub import scrubbed
 from ._token import DEFAULT_PREEMPTIVE_WINDOW, Token, fingerprint, parse_token_response
@@ -380,7 +381,7 @@ class OAuthTokenSource:
         and the 403 stands. The new session replaces the stored one (under the same lock
         as a refresh), and later logins of this source ask for the union too.
         """
-        wanted = tuple(dict.fromkeys((*self.oidc.scopes, *scopes)))
+        wanted = tuple(normalize_scopes(self.oidc.scopes, add=scopes))
         if not self.interactive or wanted == self.oidc.scopes:
             return None
         with self._lock, scrubbed:
