@@ -8,18 +8,46 @@ import re
 from collections.abc import Collection, Iterable
 
 __all__ = [
+    "AT_SUFFIX",
+    "ENV_SECRET_PREFIX",
+    "LLM_KEY_PREFIX",
+    "LLM_SCOPE",
     "LOGIN_SCOPES",
+    "SYSTEM_KEY_PREFIX",
     "derive_secret_key",
     "ensure_offline_access",
+    "env_access_token_var",
     "llm_access_token_env_var",
     "normalize_scopes",
     "ref_written_for",
+    "scoped_name",
 ]
+
+# ToolHive's names, each spelled here and nowhere else (its tokensource, secrets and
+# environment providers read and write the same entries).
 
 #: ToolHive's environment prefix for secrets (its environment secrets provider).
 ENV_SECRET_PREFIX = "TOOLHIVE_SECRET_"
-#: Suffix of the shared access-token cache entry (tier 2).
+#: Suffix of the shared access-token cache entry (tier 2): `<key>_AT`.
 AT_SUFFIX = "_AT"
+#: ToolHive's scoping of system keys: `<scope>`'s entry `name` is `__thv_<scope>_<name>`.
+SYSTEM_KEY_PREFIX = "__thv_"
+#: The LLM gateway profile: its key prefix and its system-key scope.
+LLM_KEY_PREFIX = "LLM_OAUTH_"
+LLM_SCOPE = "llm"
+
+
+def scoped_name(scope: str, name: str) -> str:
+    """`name` as stored under ToolHive's system-key `scope`: ``__thv_<scope>_<name>``."""
+    return f"{SYSTEM_KEY_PREFIX}{scope}_{name}"
+
+
+def env_access_token_var(key: str, scope: str = "") -> str:
+    """The environment variable that injects the access token of session `key` (scoped
+    under `scope` when the session's store is): what `EnvironmentSecrets` reads for the
+    ``<key>_AT`` entry."""
+    name = key + AT_SUFFIX
+    return ENV_SECRET_PREFIX + (scoped_name(scope, name) if scope else name)
 
 
 def derive_secret_key(prefix: str, resource_url: str, issuer: str) -> str:
@@ -99,5 +127,5 @@ def llm_access_token_env_var(gateway_url: str, issuer_url: str) -> str:
     ToolHive's environment secrets provider reads `TOOLHIVE_SECRET_<name>`, and the LLM
     profile scopes names as `__thv_llm_<key>`, and the access token entry is `<key>_AT`.
     """
-    key = derive_secret_key("LLM_OAUTH_", gateway_url, issuer_url)
-    return f"{ENV_SECRET_PREFIX}__thv_llm_{key}{AT_SUFFIX}"
+    return env_access_token_var(derive_secret_key(LLM_KEY_PREFIX, gateway_url, issuer_url),
+                                LLM_SCOPE)

@@ -496,7 +496,9 @@ def _store_name(session: Session) -> str:
     else:
         name = type(store).__name__
     if session.kind.env_first:
-        name = f"the environment (TOOLHIVE_SECRET_*), then {name}"
+        from ._keys import ENV_SECRET_PREFIX
+
+        name = f"the environment ({ENV_SECRET_PREFIX}*), then {name}"
     return name
 
 
@@ -582,11 +584,9 @@ def _at_origin(session: Session) -> str:
     """Where the access token came from, for the LLM profile's environment injection."""
     if not session.kind.env_first:
         return "store"
-    from ._keys import AT_SUFFIX, ENV_SECRET_PREFIX
-    from .secrets import SYSTEM_KEY_PREFIX
+    from ._keys import env_access_token_var
 
-    scope = f"{SYSTEM_KEY_PREFIX}{session.kind.scope}_" if session.kind.scope else ""
-    variable = f"{ENV_SECRET_PREFIX}{scope}{session.key}{AT_SUFFIX}"
+    variable = env_access_token_var(session.key, session.kind.scope)
     return f"environment variable {variable}" if os.environ.get(variable) else "store"
 
 

@@ -49,7 +49,14 @@ from ._config import (
     existing_key,
     format_expiry,
 )
-from ._keys import LOGIN_SCOPES, derive_secret_key, normalize_scopes, ref_written_for
+from ._keys import (
+    LLM_KEY_PREFIX,
+    LLM_SCOPE,
+    LOGIN_SCOPES,
+    derive_secret_key,
+    normalize_scopes,
+    ref_written_for,
+)
 from ._params import DEFAULT_CALLBACK_PORT, OIDCParams
 from .errors import ConfigError, LoginRequiredError
 from .secrets import ChainSecrets, EnvironmentSecrets, KeyringSecrets, ScopedSecrets
@@ -137,8 +144,8 @@ class ProfileKind:
 
 REGISTRY = ProfileKind("registry", REGISTRIES, "REGISTRY_OAUTH_", "registry", "registry",
                        "--registry")
-LLM = ProfileKind("llm", LLM_GATEWAYS, "LLM_OAUTH_", "LLM gateway", "llm", "--gateway",
-                  scope="llm", env_first=True, window=LLM_PREEMPTIVE_WINDOW)
+LLM = ProfileKind("llm", LLM_GATEWAYS, LLM_KEY_PREFIX, "LLM gateway", "llm", "--gateway",
+                  scope=LLM_SCOPE, env_first=True, window=LLM_PREEMPTIVE_WINDOW)
 PROFILE = ProfileKind("profile", PROFILES, "OAUTH_AUTH_", "profile", "", "--profile",
                       key_from_url=False)
 ADHOC = ProfileKind("adhoc", None, "OAUTH_AUTH_", "client", "", "", key_from_url=False)

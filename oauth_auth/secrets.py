@@ -41,6 +41,7 @@ from typing import Any, Protocol, runtime_checkable
 
 # Also importable from here: the value-splitting rule and the lock directory.
 from ._keyring import SPLIT_PREFIX, KeyringSecrets, part_name, split_value  # noqa: F401
+from ._keys import ENV_SECRET_PREFIX, scoped_name
 from ._locking import default_lock_dir  # noqa: F401
 from .errors import SecretsError
 
@@ -55,9 +56,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: ToolHive's prefix for keys that belong to the system, not the user (`ScopedSecrets`).
-SYSTEM_KEY_PREFIX = "__thv_"
 
 
 @runtime_checkable
@@ -151,7 +149,7 @@ class EnvironmentSecrets:
 
     writable = False
 
-    def __init__(self, prefix: str = "TOOLHIVE_SECRET_") -> None:
+    def __init__(self, prefix: str = ENV_SECRET_PREFIX) -> None:
         self.prefix = prefix
 
     def variable(self, name: str) -> str:
@@ -191,7 +189,7 @@ class ScopedSecrets:
             raise ValueError("ScopedSecrets needs a non-empty scope")
         self.inner = inner
         self.scope = scope
-        self._prefix = f"{SYSTEM_KEY_PREFIX}{scope}_"
+        self._prefix = scoped_name(scope, "")
 
     @property
     def writable(self) -> bool:

@@ -42,3 +42,52 @@ def test_normalized_scopes_are_a_fixed_point(scopes: list[str]) -> None:
     assert len(set(once)) == len(once)
     assert all(s and not set(s) & set(" ,\t") for s in once)
     assert ensure_offline_access(once) == [*once, "offline_access"]
+
+
+# --- ToolHive's names, spelled once -----------------------------------------------------------
+
+
+def test_the_names_compose_as_toolhive_reads_them() -> None:
+    from oauth_auth import EnvironmentSecrets, ScopedSecrets, llm_access_token_env_var
+    from oauth_auth._keys import (
+        LLM_KEY_PREFIX,
+        derive_secret_key,
+        env_access_token_var,
+        scoped_name,
+    )
+    from oauth_auth.secrets import MemorySecrets
+
+    assert scoped_name("llm", "K") == "__thv_llm_K"
+    assert ScopedSecrets(MemorySecrets(), "llm").scoped_name("K") == "__thv_llm_K"
+    assert EnvironmentSecrets().variable("K_AT") == env_access_token_var("K")
+    assert env_access_token_var("K") == "TOOLHIVE_SECRET_K_AT"
+    key = derive_secret_key(LLM_KEY_PREFIX, "https://llm", "https://idp")
+    assert llm_access_token_env_var("https://llm", "https://idp") == (
+        f"TOOLHIVE_SECRET___thv_llm_{key}_AT") == env_access_token_var(key, "llm")
+
+
+def test_toolhive_names_are_spelled_only_in_keys() -> None:
+    """Issue 12: `__thv_`, `TOOLHIVE_SECRET_` and `_AT` were written out in several modules;
+    a string constant (docstrings aside) holding one of them outside `_keys` is a second
+    spelling."""
+    import ast
+    from pathlib import Path
+
+    import oauth_auth
+
+    package = Path(oauth_auth.__file__).parent
+    found: list[str] = []
+    for path in sorted(package.glob("*.py")):
+        if path.name == "_keys.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.value) for node in ast.walk(tree)
+                      if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and id(node) not in docstrings
+                    and ("__thv_" in node.value or "TOOLHIVE_SECRET" in node.value
+                         or node.value.endswith("_AT") or node.value == "LLM_OAUTH_")):
+                found.append(f"{path.name}:{node.lineno}: {node.value!r}")
+    assert len(list(package.glob("*.py"))) > 20
+    assert found == []
