@@ -46,6 +46,7 @@ import httpx
 
 from ._protocol import ClientAuthentication, encode_client_auth
 from .errors import ConfigError, InvalidGrantError, OAuthError, TransportError
+from .presets import OAUTH_ERROR_ALIASES
 
 __all__ = ["DEFAULT_TIMEOUT", "IdPHttp"]
 
@@ -112,9 +113,18 @@ def _text(doc: Mapping[str, Any], name: str, limit: int = 500) -> str:
 
 
 def oauth_error_from(doc: Mapping[str, Any], status_code: int | None) -> OAuthError:
-    """Build the typed error for an OAuth error document (pure)."""
+    """Build the typed error for an OAuth error document (pure).
+
+    A provider's own code for a standard error (GitHub's `bad_refresh_token`...,
+    `presets.OAUTH_ERROR_ALIASES`) becomes the standard code, the provider's code kept
+    at the head of the description, so that a dead grant is an `InvalidGrantError`
+    whoever says so.
+    """
     code = _text(doc, "error", 100) or "invalid_response"
     desc = _text(doc, "error_description")
+    alias = OAUTH_ERROR_ALIASES.get(code)
+    if alias is not None:
+        code, desc = alias, f"{code}: {desc}" if desc else code
     uri = _text(doc, "error_uri")
     cls = InvalidGrantError if code == "invalid_grant" else OAuthError
     return cls(code, desc, error_uri=uri, status_code=status_code)

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
+    "OAUTH_ERROR_ALIASES",
     "PRESETS",
     "PRESET_NAMES",
     "FrozenMap",
@@ -262,6 +263,23 @@ PRESETS: Mapping[str, Preset] = {
         ),
     )
 }
+
+#: Token endpoint error codes some providers use instead of RFC 6749's (section 5.2) and
+#: RFC 8628's, and the standard code each means, so that every caller handles them alike:
+#: a dead refresh token is `invalid_grant` (and deleted), wrong client credentials are
+#: `invalid_client` (and keep the refresh token). GitHub answers these with HTTP 200:
+#: https://docs.github.com/en/apps/oauth-apps/maintaining-oauth-apps/troubleshooting-oauth-app-access-token-request-errors
+#: (code exchange), .../authorizing-oauth-apps#error-codes-for-the-device-flow (device
+#: grant), https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/refreshing-user-access-tokens
+#: (refresh). No standard code is among the keys, so the table applies to every provider.
+OAUTH_ERROR_ALIASES: Mapping[str, str] = FrozenMap({
+    "bad_verification_code": "invalid_grant",  # the code is wrong, expired or spent
+    "bad_refresh_token": "invalid_grant",  # the refresh token is wrong or expired
+    "incorrect_device_code": "invalid_grant",  # the device code is not valid
+    "redirect_uri_mismatch": "invalid_grant",  # RFC 6749 section 4.1.3's redirect_uri check
+    "incorrect_client_credentials": "invalid_client",
+    "device_flow_disabled": "unauthorized_client",  # the app may not use the device grant
+})
 
 #: The names `OIDCParams(preset=...)` accepts.
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)

@@ -188,25 +188,47 @@ def test_github(real_idp_factory: Callable[..., IdP]) -> None:
         login(params(issuer, idp, preset="generic", client_secret=SECRET), MemorySecrets())
     assert idp.counts()["discovery"] == 0
 
+    # a wrong client secret: GitHub's incorrect_client_credentials, with HTTP 200
+    with pytest.raises(LoginError) as refused:
+        login(params(issuer, idp, preset="github", client_secret="not-" + SECRET,
+                     scopes=["read:user"]), MemorySecrets())
+    assert refused.value.error == "invalid_client"
+    assert "incorrect_client_credentials" in str(refused.value)
+    assert idp.counts()["token"] == {"authorization_code": {"incorrect_client_credentials": 1}}
+
     oidc = params(issuer, idp, preset="github", client_secret=SECRET, scopes=["read:user"])
     store = MemorySecrets()
     assert login(oidc, store)  # OAuth only: no openid asked, no ID token required
     assert store.get_secret(KEY)
     assert refresh_once(idp, oidc, store)
 
-    # an error answered with HTTP 200 is an OAuthError like any other (here the dead grant)
+    # a dead refresh token is GitHub's bad_refresh_token with HTTP 200: InvalidGrantError,
+    # and the dead token is deleted
     idp.revoke_all()
     store.delete_secret(KEY + AT_SUFFIX)
     clear_discovery_cache()
     with pytest.raises(InvalidGrantError) as info:
         source(oidc, store, None).token()
     assert info.value.status_code == 200
+    assert "bad_refresh_token" in str(info.value)
+    assert idp.counts()["token"]["refresh_token"]["bad_refresh_token"] == 1
+    assert store.get_secret(KEY) is None
 
-    # the device grant through the preset's endpoints, the secret in the form
+    # the device grant through the preset's endpoints, the secret in the form; a poll
+    # answered authorization_pending with HTTP 200 is a wait, not a token
+    idp.reset_counts()
+    idp.inject_fault("/login/oauth/access_token", status=200, count=1, method="POST",
+                     body={"error": "authorization_pending"})
     device_store = MemorySecrets()
     opener = Background(http_device_approve)
     assert source(oidc, device_store, opener, login_method="device").token()
     assert device_store.get_secret(KEY)
+    counts = idp.counts()
+    assert counts["device_authorization"] == 1
+    assert counts["faults"] == {"/login/oauth/access_token": 1}
+    polls = counts["token"]["urn:ietf:params:oauth:grant-type:device_code"]
+    assert polls["ok"] == 1
+    assert set(polls) <= {"ok", "authorization_pending"}
 
 
 def test_rfc8414_only_server(real_idp_factory: Callable[..., IdP]) -> None:

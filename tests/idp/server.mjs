@@ -220,6 +220,7 @@ const MODES = {
       'https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps',
       'https://docs.github.com/en/apps/oauth-apps/maintaining-oauth-apps/troubleshooting-oauth-app-access-token-request-errors',
       'https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/refreshing-user-access-tokens',
+      'https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps#error-codes-for-the-device-flow',
     ],
     noDiscovery: true,
     noOAuthMetadata: true,
@@ -229,6 +230,17 @@ const MODES = {
       '/login/device/code': '/device_authorization',
     },
     errorsWith200: true,
+    // GitHub's own error codes for the standard ones ("grant type:error" or "error").
+    errorCodes: {
+      'authorization_code:invalid_grant': ['bad_verification_code',
+        'The code passed is incorrect or expired.'],
+      'refresh_token:invalid_grant': ['bad_refresh_token',
+        'The refresh token passed is incorrect or expired.'],
+      'urn:ietf:params:oauth:grant-type:device_code:invalid_grant': ['incorrect_device_code',
+        'The device_code provided is not valid.'],
+      invalid_client: ['incorrect_client_credentials',
+        'The client_id and/or client_secret passed are incorrect.'],
+    },
     alwaysRefresh: true,
     authMethod: 'client_secret_post',
   },
@@ -704,6 +716,11 @@ function modeAfter(ctx) {
     if (MODE.idTokenClaims && typeof body.id_token === 'string') {
       ctx.body = { ...body, id_token: resignIdToken(body.id_token, MODE.idTokenClaims()) };
     }
+    const grant = ctx.oidc?.params?.grant_type ?? ctx.oidc?.body?.grant_type ?? '';
+    const renamed = MODE.errorCodes?.[`${grant}:${body.error}`] ?? MODE.errorCodes?.[body.error];
+    if (renamed && ctx.status >= 400) {
+      ctx.body = { ...ctx.body, error: renamed[0], error_description: renamed[1] };
+    }
     if (MODE.errorsWith200 && ctx.status >= 400 && body.error) ctx.status = 200;
   }
   if (MODE.stripIss && ctx.status >= 300 && ctx.status < 400) {
@@ -752,7 +769,9 @@ provider.use(async (ctx, next) => {
   if (name) counts[name] += 1;
   if (ctx.path === ROUTES.token) {
     const grant = ctx.oidc?.params?.grant_type ?? ctx.oidc?.body?.grant_type ?? 'unknown';
-    const outcome = ctx.status === 200 ? 'ok' : (ctx.body?.error ?? `http_${ctx.status}`);
+    // An error answered with HTTP 200 (the "github" mode) is counted as that error.
+    const error = typeof ctx.body?.error === 'string' ? ctx.body.error : undefined;
+    const outcome = error ?? (ctx.status === 200 ? 'ok' : `http_${ctx.status}`);
     countToken(grant, outcome);
   }
   if (ctx.path === ROUTES.device_authorization && ctx.status === 200

@@ -10,10 +10,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import httpx
 import pytest
 
-from oauth_auth import OAuthError, TransportError
+from oauth_auth import InvalidGrantError, LoginError, OAuthError, TransportError
 from oauth_auth._authorize import (
+    PollAction,
     build_authorization_request,
     build_device_authorization_request,
+    device_poll_action,
     login_scopes,
     prompt_value,
     wants_offline_access,
@@ -126,10 +128,48 @@ def test_http_200_with_an_error_member_is_an_oauth_error() -> None:
     recorder = Recorder(httpx.Response(200, json={
         "error": "bad_verification_code", "error_description": "The code is incorrect",
         "error_uri": "https://docs.github.com/x"}))
-    with pytest.raises(OAuthError) as info:
+    with pytest.raises(InvalidGrantError) as info:
         _http(recorder).post_form("https://github.com/login/oauth/access_token", {"code": "x"})
-    assert info.value.error == "bad_verification_code"
+    assert info.value.error == "invalid_grant"  # GitHub's code for it, kept in the text
+    assert info.value.description == "bad_verification_code: The code is incorrect"
+    assert info.value.error_uri == "https://docs.github.com/x"
     assert info.value.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("github", "standard", "typed"),
+    [
+        ("bad_verification_code", "invalid_grant", InvalidGrantError),
+        ("bad_refresh_token", "invalid_grant", InvalidGrantError),
+        ("incorrect_device_code", "invalid_grant", InvalidGrantError),
+        ("redirect_uri_mismatch", "invalid_grant", InvalidGrantError),
+        ("incorrect_client_credentials", "invalid_client", OAuthError),
+        ("device_flow_disabled", "unauthorized_client", OAuthError),
+        # the device flow's own codes are RFC 8628's already
+        ("authorization_pending", "authorization_pending", OAuthError),
+        ("slow_down", "slow_down", OAuthError),
+        ("expired_token", "expired_token", OAuthError),
+        ("access_denied", "access_denied", OAuthError),
+        ("unverified_user_email", "unverified_user_email", OAuthError),
+    ],
+)
+def test_githubs_http_200_error_codes_map_to_the_standard_ones(
+        github: str, standard: str, typed: type[OAuthError]) -> None:
+    recorder = Recorder(httpx.Response(200, json={"error": github}))
+    with pytest.raises(OAuthError) as info:
+        _http(recorder).post_form("https://github.com/login/oauth/access_token", {"x": "y"})
+    assert type(info.value) is typed
+    assert info.value.error == standard
+    assert info.value.description == ("" if github == standard else github)
+    # what the device grant's loop makes of it
+    if standard in ("authorization_pending", "slow_down"):
+        action = device_poll_action(info.value.error, info.value.description)
+        assert action is (PollAction.WAIT if standard == "authorization_pending"
+                          else PollAction.SLOW_DOWN)
+    else:
+        with pytest.raises(LoginError) as ended:
+            device_poll_action(info.value.error, info.value.description)
+        assert ended.value.error == standard
 
 
 @pytest.mark.parametrize(
