@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from ._discovery import ProviderMetadata, is_loopback_host
 from ._keys import normalize_scopes
 from ._params import PROTECTED_AUTH_PARAMS
-from .errors import ConfigError, LoginError
+from .errors import ConfigError, LoginError, clip_text
 
 __all__ = [
     "CALLBACK_PATH",
@@ -305,12 +305,6 @@ def _single(query: Mapping[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
-def _clip(text: str, limit: int = 300) -> str:
-    """Keep only printable text, bounded: provider strings end up on terminals and pages."""
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return cleaned[:limit]
-
-
 def parse_callback(
     query: str,
     *,
@@ -342,8 +336,8 @@ def parse_callback(
     state_values = params.get("state", [])
     error_values = params.get("error", [""])
     desc_values = params.get("error_description", [""])
-    stray_error = _clip(error_values[0], 100)
-    stray_desc = _clip(desc_values[0])
+    stray_error = clip_text(error_values[0], 100)
+    stray_desc = clip_text(desc_values[0])
     if len(state_values) != 1 or not hmac.compare_digest(
         state_values[0].encode("utf-8", "replace"), expected_state.encode("utf-8")
     ):
@@ -361,15 +355,15 @@ def parse_callback(
             )
     elif iss != issuer:
         raise LoginError(
-            f"the authorization response comes from issuer {_clip(iss)!r}, not {issuer!r}",
+            f"the authorization response comes from issuer {clip_text(iss)!r}, not {issuer!r}",
             error="invalid_request",
             hint="the response may come from another provider (mix-up attack); log in again",
         )
 
     error = _single(params, "error")
     if error is not None:
-        code = _clip(error, 100) or "unknown_error"
-        description = _clip(_single(params, "error_description") or "")
+        code = clip_text(error, 100) or "unknown_error"
+        description = clip_text(_single(params, "error_description") or "")
         text = f"the identity provider refused the login: {code}"
         if description:
             text += f" ({description})"
@@ -563,7 +557,7 @@ def device_poll_action(error: str, description: str = "") -> PollAction:
         return PollAction.WAIT
     if error == "slow_down":
         return PollAction.SLOW_DOWN
-    description = _clip(description)
+    description = clip_text(description)
     if error == "expired_token":
         raise LoginError(
             "the device code expired before the login was approved",
@@ -578,7 +572,7 @@ def device_poll_action(error: str, description: str = "") -> PollAction:
             description=description,
             hint="run the login again and approve the request",
         )
-    text = f"the identity provider refused the device login: {_clip(error, 100)}"
+    text = f"the identity provider refused the device login: {clip_text(error, 100)}"
     if description:
         text += f" ({description})"
     raise LoginError(

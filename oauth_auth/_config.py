@@ -42,10 +42,10 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ._keys import same_url
 from .errors import ConfigError
 
 __all__ = [
@@ -59,7 +59,6 @@ __all__ = [
     "Config",
     "config_path",
     "existing_key",
-    "format_expiry",
     "is_toml",
 ]
 
@@ -97,13 +96,6 @@ def config_path() -> Path:
 def is_toml(path: Path) -> bool:
     """Whether the config file at `path` is TOML (by its name), else JSON."""
     return path.suffix.lower() == ".toml"
-
-
-def format_expiry(when: datetime) -> str:
-    """RFC 3339 UTC with whole seconds, e.g. ``2026-11-28T22:15:03Z``."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _empty() -> dict[str, Any]:
@@ -210,10 +202,7 @@ class Config:
     def entry(self, section: str, name: str) -> dict[str, Any] | None:
         """A copy of one entry, or None. URLs also match without a trailing slash."""
         entries: dict[str, Any] = self.load()[section]
-        found = entries.get(name)
-        if found is None and section != PROFILES:
-            wanted = name.rstrip("/")
-            found = next((v for k, v in entries.items() if k.rstrip("/") == wanted), None)
+        found = entries.get(existing_key(entries, name, section))
         return dict(found) if found is not None else None
 
     def update(self, change: Callable[[dict[str, Any]], bool | None]) -> None:
@@ -322,8 +311,7 @@ def existing_key(entries: dict[str, Any], name: str, section: str) -> str:
     """`name`, or the key of an entry that differs from it only by a trailing slash."""
     if name in entries or section == PROFILES:
         return name
-    wanted = name.rstrip("/")
-    return next((k for k in entries if k.rstrip("/") == wanted), name)
+    return next((k for k in entries if same_url(k, name)), name)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
+from ._keys import same_url
 from .errors import ConfigError, TransportError
 
 if TYPE_CHECKING:
@@ -105,11 +106,6 @@ def is_loopback_host(host: str | None) -> bool:
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
-def same_issuer(a: str, b: str) -> bool:
-    """Issuer identifiers compare exactly, except for one trailing slash."""
-    return a.rstrip("/") == b.rstrip("/")
-
-
 def discovery_url(issuer: str) -> str:
     """The OIDC discovery URL for an issuer (OIDC Discovery section 4)."""
     return issuer.rstrip("/") + "/.well-known/openid-configuration"
@@ -175,7 +171,7 @@ def parse_metadata(
     template = tenant_issuer_template(expected_issuer) if tenant_issuers else None
     is_template = isinstance(issuer, str) and template is not None and issuer == template
     if not isinstance(issuer, str) or not (
-        same_issuer(issuer, expected_issuer) or is_template
+        same_url(issuer, expected_issuer) or is_template
     ):
         raise ConfigError(
             f"the provider's discovery document names issuer {issuer!r}, not the configured"
@@ -232,7 +228,7 @@ def parse_metadata(
         revocation_endpoint_auth_methods_supported=strings(
             "revocation_endpoint_auth_methods_supported"
         ),
-        tenant_issuer_template=is_template and not same_issuer(issuer, expected_issuer),
+        tenant_issuer_template=is_template and not same_url(issuer, expected_issuer),
         raw=dict(doc),
     )
 

@@ -45,7 +45,7 @@ from typing import Any
 import httpx
 
 from ._protocol import ClientAuthentication, encode_client_auth
-from .errors import ConfigError, InvalidGrantError, OAuthError, TransportError
+from .errors import ConfigError, InvalidGrantError, OAuthError, TransportError, clip_text
 from .presets import OAUTH_ERROR_ALIASES
 
 __all__ = ["DEFAULT_TIMEOUT", "IdPHttp"]
@@ -107,9 +107,7 @@ def _text(doc: Mapping[str, Any], name: str, limit: int = 500) -> str:
     """A string member, bounded, with control characters (terminal escapes) replaced:
     what a provider says ends up on the user's terminal."""
     value = doc.get(name)
-    if not isinstance(value, str):
-        return ""
-    return "".join(ch if ch.isprintable() else "?" for ch in value[:limit])
+    return clip_text(value, limit) if isinstance(value, str) else ""
 
 
 def oauth_error_from(doc: Mapping[str, Any], status_code: int | None) -> OAuthError:

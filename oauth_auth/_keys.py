@@ -20,6 +20,7 @@ __all__ = [
     "llm_access_token_env_var",
     "normalize_scopes",
     "ref_written_for",
+    "same_url",
     "scoped_name",
 ]
 
@@ -114,6 +115,12 @@ def ref_written_for(ref: str, *, issuer: str, resources: Iterable[str]) -> bool:
         if resource
         for form in dict.fromkeys((issuer, bare, bare + "/"))
     )
+
+
+def same_url(a: str, b: str) -> bool:
+    """Whether two URLs (issuers, registry or gateway URLs, config entries' names) name one
+    thing: equal to the letter, but for a trailing slash."""
+    return a.rstrip("/") == b.rstrip("/")
 
 
 def ensure_offline_access(scopes: Iterable[str]) -> list[str]:

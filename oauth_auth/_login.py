@@ -29,6 +29,7 @@ from ._authorize import (
 from ._device import device_login
 from ._idtoken import validate_id_token
 from ._loopback import CallbackServer
+from ._params import LOGIN_METHODS
 from ._protocol import ClientAuthentication, client_auth_for
 from ._scrub import scrubs
 from ._token import Token, parse_token_response
@@ -39,11 +40,9 @@ if TYPE_CHECKING:
     from ._http import IdPHttp
     from ._params import OIDCParams
 
-__all__ = ["LOGIN_METHODS", "browser_unavailable_reason", "choose_method", "interactive_login"]
+__all__ = ["browser_unavailable_reason", "choose_method", "interactive_login"]
 
 log = logging.getLogger("oauth_auth")
-
-LOGIN_METHODS = ("auto", "browser", "device")
 
 
 def _in_ssh_session(environ: Mapping[str, str]) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .errors import ConfigError
 from .presets import PRESET_NAMES, FrozenMap, Preset, get_preset, preset_for_issuer
@@ -14,7 +14,9 @@ __all__ = [
     "CALLBACK_HOSTS",
     "DEFAULT_CALLBACK_PORT",
     "ENDPOINT_NAMES",
+    "LOGIN_METHODS",
     "PROTECTED_AUTH_PARAMS",
+    "LoginMethod",
     "OIDCParams",
     "merge_auth_params",
 ]
@@ -23,6 +25,10 @@ __all__ = [
 DEFAULT_CALLBACK_PORT = 8666
 #: The loopback hosts a redirect URI may name (RFC 8252 section 7.3).
 CALLBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+#: How an interactive login runs: "auto" picks the browser when one can be shown (or
+#: `open_browser` is given), else the device grant when the provider advertises it.
+LoginMethod = Literal["auto", "browser", "device"]
+LOGIN_METHODS: tuple[str, ...] = get_args(LoginMethod)
 #: How `audience` travels: RFC 8707 `resource`, Auth0's `audience`, or not at all.
 AUDIENCE_PARAMS = ("resource", "audience", "")
 #: The provider metadata members `endpoints` may fill in or override.

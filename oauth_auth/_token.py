@@ -23,6 +23,7 @@ __all__ = [
     "decode_at_entry",
     "encode_at_entry",
     "fingerprint",
+    "format_rfc3339",
     "parse_token_response",
 ]
 
@@ -165,9 +166,15 @@ def parse_token_response(
     )
 
 
-def format_rfc3339(epoch: float) -> str:
-    """RFC 3339 UTC with whole seconds, e.g. 2026-11-28T22:15:03Z (ToolHive's format)."""
-    return datetime.fromtimestamp(int(epoch), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def format_rfc3339(when: float | datetime) -> str:
+    """RFC 3339 UTC with whole seconds, e.g. 2026-11-28T22:15:03Z: ToolHive's format, for
+    the `_AT` entry, the config file's `cached_token_expiry` and what the CLI prints.
+
+    `when` is seconds since the epoch or a datetime (a naive one is taken as UTC).
+    """
+    if isinstance(when, datetime):
+        when = (when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)).timestamp()
+    return datetime.fromtimestamp(int(when), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def encode_at_entry(token: Token) -> str | None:

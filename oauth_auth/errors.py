@@ -32,6 +32,7 @@ __all__ = [
     "OAuthError",
     "SecretsError",
     "TransportError",
+    "clip_text",
     "fresh_copy",
     "short_error",
 ]
@@ -200,6 +201,13 @@ def fresh_copy(exc: _E) -> _E:
         clone = exc
     clone.__traceback__ = None
     return clone
+
+
+def clip_text(text: str, limit: int = 300) -> str:
+    """`text` cut to `limit` characters, every unprintable one (a terminal escape, a line
+    break) shown as "?": what a provider or a callback says ends up in our messages, and
+    from there on terminals and HTML pages."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
 
 
 def short_error(exc: BaseException) -> str:

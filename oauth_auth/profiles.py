@@ -47,7 +47,6 @@ from ._config import (
     RESOURCES,
     Config,
     existing_key,
-    format_expiry,
 )
 from ._keys import (
     LLM_KEY_PREFIX,
@@ -58,8 +57,15 @@ from ._keys import (
     ref_written_for,
 )
 from ._params import DEFAULT_CALLBACK_PORT, OIDCParams
+from ._token import format_rfc3339
 from .errors import ConfigError, LoginRequiredError
-from .secrets import ChainSecrets, EnvironmentSecrets, KeyringSecrets, ScopedSecrets
+from .secrets import (
+    ChainSecrets,
+    EnvironmentSecrets,
+    KeyringSecrets,
+    ScopedSecrets,
+    is_writable,
+)
 from .source import OAuthTokenSource
 
 if TYPE_CHECKING:
@@ -366,7 +372,7 @@ class _FreshLogin:
 
     @property
     def writable(self) -> bool:
-        return bool(getattr(self.inner, "writable", True))
+        return is_writable(self.inner)
 
     def get_secret(self, name: str) -> str | None:
         return None
@@ -410,7 +416,7 @@ def _persister(
                     audience=oidc.audience, callback_port=oidc.callback_port,
                 )
             entry["cached_refresh_token_ref"] = key
-            entry["cached_token_expiry"] = format_expiry(expiry)
+            entry["cached_token_expiry"] = format_rfc3339(expiry)
             if entries.get(entry_key) == entry:
                 return False
             entries[entry_key] = entry

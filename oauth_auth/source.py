@@ -33,10 +33,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO, TypeGuard, get_args
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeGuard
 
 from ._keys import normalize_scopes
-from ._params import OIDCParams, merge_auth_params
+from ._params import LOGIN_METHODS, LoginMethod, OIDCParams, merge_auth_params
 from ._scrub import scrubbed
 from ._token import DEFAULT_PREEMPTIVE_WINDOW, Token, fingerprint, parse_token_response
 from .errors import (
@@ -70,11 +70,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("oauth_auth")
-
-#: How an interactive login runs: "auto" picks the browser when one can be shown (or
-#: `open_browser` is given), else the device grant when the provider advertises it.
-LoginMethod = Literal["auto", "browser", "device"]
-LOGIN_METHODS: tuple[str, ...] = get_args(LoginMethod)
 
 #: First delay before retrying a failed proactive refresh while the token is still valid;
 #: doubled after each further failure, up to PROACTIVE_RETRY_MAX.

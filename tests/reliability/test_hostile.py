@@ -59,10 +59,10 @@ from oauth_auth._discovery import (
     check_issuer_url,
     is_loopback_host,
     parse_metadata,
-    same_issuer,
 )
 from oauth_auth._http import IdPHttp, _retry_after, oauth_error_from
 from oauth_auth._idtoken import CLOCK_SKEW, clear_jwks_cache, validate_id_token
+from oauth_auth._keys import same_url
 from oauth_auth._loopback import CallbackServer
 from oauth_auth._protocol import MAX_CHALLENGE_LENGTH, parse_bearer_challenges, should_retry_401
 from oauth_auth._token import MAX_EXPIRES_IN, decode_at_entry, parse_token_response
@@ -366,7 +366,7 @@ def test_discovery_document_parses_only_for_our_issuer(
         count("discovery document", "refused: ConfigError")
         return
     assert isinstance(doc["issuer"], str)
-    assert same_issuer(meta.issuer, expected)
+    assert same_url(meta.issuer, expected)
     loopback = is_loopback_host(urlsplit(expected).hostname)
     for name in ("token_endpoint", "authorization_endpoint", "jwks_uri",
                  "device_authorization_endpoint", "revocation_endpoint"):

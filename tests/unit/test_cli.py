@@ -34,7 +34,8 @@ from oauth_auth import (
     registry_auth,
 )
 from oauth_auth import cli as cli_module
-from oauth_auth._config import CONFIG_ENV, Config, format_expiry
+from oauth_auth._config import CONFIG_ENV, Config
+from oauth_auth._token import format_rfc3339
 from oauth_auth.cli import main
 from tests.support.fakes import ISSUER, FakeProvider
 from tests.support.idp import IdP, obtain_tokens, refresh_count
@@ -50,7 +51,7 @@ HEAVY = ("httpx", "requests", "authlib", "joserfc")
 
 def _at(token: str, seconds: float) -> str:
     when = datetime.now(timezone.utc) + timedelta(seconds=seconds)
-    return f"{token}|{format_expiry(when)}"
+    return f"{token}|{format_rfc3339(when)}"
 
 
 pytestmark = pytest.mark.usefixtures("isolated_config")

@@ -31,3 +31,11 @@ def test_every_oauth_error_has_a_hint(make: object) -> None:
     assert isinstance(exc, OAuthError)
     assert exc.hint.strip()
     assert exc.hint in str(exc)
+
+
+def test_clip_text_bounds_and_shows_unprintables() -> None:
+    from oauth_auth.errors import clip_text
+
+    assert clip_text("bad\x1b]0;pwned\x07\r\ncode", 100) == "bad?]0;pwned???code"
+    assert clip_text("x" * 500) == "x" * 300
+    assert clip_text("abcdef", 3) == "abc"

@@ -91,3 +91,16 @@ def test_toolhive_names_are_spelled_only_in_keys() -> None:
                 found.append(f"{path.name}:{node.lineno}: {node.value!r}")
     assert len(list(package.glob("*.py"))) > 20
     assert found == []
+
+
+def test_same_url_ignores_only_a_trailing_slash() -> None:
+    from oauth_auth._config import existing_key
+    from oauth_auth._keys import same_url
+
+    assert same_url("https://idp/realms/a/", "https://idp/realms/a")
+    assert not same_url("https://idp/realms/a", "https://idp/realms/A")
+    assert not same_url("https://idp/a", "https://idp/a/b")
+    # The config entries and the issuer check use the same rule.
+    entries = {"https://r.example/": {}, "https://other/": {}}
+    assert existing_key(entries, "https://r.example", "registries") == "https://r.example/"
+    assert existing_key(entries, "https://r.example", "profiles") == "https://r.example"

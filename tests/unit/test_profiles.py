@@ -31,7 +31,8 @@ from oauth_auth import (
     llm_gateway_auth,
     registry_auth,
 )
-from oauth_auth._config import CONFIG_ENV, Config, config_path, format_expiry
+from oauth_auth._config import CONFIG_ENV, Config, config_path
+from oauth_auth._token import format_rfc3339
 from oauth_auth.profiles import (
     ADHOC,
     LLM,
@@ -66,7 +67,7 @@ def _source(auth: OIDCAuth) -> OAuthTokenSource:
 
 def _at(token: str, seconds: float) -> str:
     when = datetime.now(timezone.utc) + timedelta(seconds=seconds)
-    return f"{token}|{format_expiry(when)}"
+    return f"{token}|{format_rfc3339(when)}"
 
 
 class BrokenStore:
@@ -289,8 +290,8 @@ def test_concurrent_writers_in_processes_all_keep_their_entries(cfg_file: Path) 
 
 def test_format_expiry_is_rfc3339_utc() -> None:
     when = datetime(2026, 11, 28, 23, 15, 3, 999, tzinfo=timezone(timedelta(hours=1)))
-    assert format_expiry(when) == "2026-11-28T22:15:03Z"
-    assert format_expiry(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02T03:04:05Z"
+    assert format_rfc3339(when) == "2026-11-28T22:15:03Z"
+    assert format_rfc3339(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02T03:04:05Z"
 
 
 # ------------------------------------------------------------------------------ registry_auth
