@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from ._discovery import ProviderMetadata, is_loopback_host
 from ._keys import normalize_scopes
 from ._params import PROTECTED_AUTH_PARAMS
+from ._protocol import add_audience
 from .errors import ConfigError, LoginError, clip_text
 
 __all__ = [
@@ -231,8 +232,7 @@ def build_authorization_request(
         "code_challenge": code_challenge_s256(verifier),
         "code_challenge_method": "S256",
     }
-    if audience and audience_param:
-        params[audience_param] = audience
+    add_audience(params, audience, audience_param)
     prompt_param = prompt_value(prompt, "offline_access" in scope_list)
     if prompt_param:
         params["prompt"] = prompt_param
@@ -406,8 +406,7 @@ def build_code_exchange(
         "client_id": client_id,
         "code_verifier": code_verifier,
     }
-    if audience and audience_param:
-        form[audience_param] = audience
+    add_audience(form, audience, audience_param)
     return form
 
 
@@ -428,8 +427,7 @@ def build_device_authorization_request(
     override `client_id`.
     """
     form = {"client_id": client_id, "scope": " ".join(scopes)}
-    if audience and audience_param:
-        form[audience_param] = audience
+    add_audience(form, audience, audience_param)
     extra = dict(extra_params or {})
     forbidden = sorted(PROTECTED_PARAMS.intersection(extra))
     if forbidden:
@@ -535,8 +533,7 @@ def build_device_token_request(
         "device_code": device_code,
         "client_id": client_id,
     }
-    if audience and audience_param:
-        form[audience_param] = audience
+    add_audience(form, audience, audience_param)
     return form
 
 

@@ -263,14 +263,27 @@ def validate_id_token(
         if alg not in advertised:
             raise _fail(f"it is signed with {alg!r}, which the provider does not advertise")
         claims = _verify_hmac(id_token, alg, client_secret)
-        _check_claims(
-            claims,
-            issuer=expected_issuers(metadata, claims, issuer_aliases),
-            client_id=client_id,
-            nonce=nonce,
-            now=now(),
-        )
-        return claims
+    else:
+        claims = _verify_with_jwks(id_token, header, metadata, http, advertised)
+    _check_claims(
+        claims,
+        issuer=expected_issuers(metadata, claims, issuer_aliases),
+        client_id=client_id,
+        nonce=nonce,
+        now=now(),
+    )
+    return claims
+
+
+def _verify_with_jwks(
+    id_token: str,
+    header: Mapping[str, Any],
+    metadata: ProviderMetadata,
+    http: IdPHttp,
+    advertised: Collection[str],
+) -> dict[str, Any]:
+    """Verify an asymmetrically signed ID token with the provider's JWKS; its claims."""
+    alg = header.get("alg")
     if not isinstance(alg, str) or alg not in ASYMMETRIC_ALGS:
         raise _fail(
             f"it is signed with {str(alg)[:20]!r}, not a public-key algorithm",
@@ -315,15 +328,7 @@ def validate_id_token(
             "its signature does not verify with the provider's keys",
             hint="the token may be forged; log in again",
         )
-    claims = dict(token.claims)
-    _check_claims(
-        claims,
-        issuer=expected_issuers(metadata, claims, issuer_aliases),
-        client_id=client_id,
-        nonce=nonce,
-        now=now(),
-    )
-    return claims
+    return dict(token.claims)
 
 
 def _verify_hmac(id_token: str, alg: str, client_secret: str) -> dict[str, Any]:
