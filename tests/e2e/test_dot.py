@@ -496,3 +496,21 @@ def test_a_registry_profile_on_a_server_without_offline_access(dot: DOT, tmp_pat
     request = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
     assert request["scope"].split() == ["openid"]
     assert dot.introspect(token)["username"] == "bob"
+
+
+def test_an_hs256_id_token_from_dot_is_checked_with_the_client_secret(dot: DOT,
+                                                                       tmp_path: Path) -> None:
+    """DOT signs this client's ID tokens HS256 with its secret: the login checks them with
+    the secret (DOT's JWKS is not fetched for it) and stores the session."""
+    store = MemorySecrets()
+    browser = Background(dot_browser_login)
+    source = source_for(dot, store, "DH2", tmp_path, client_id=dot.hs256_client_id,
+                        oidc={"client_secret": dot.hs256_client_secret}, interactive=True,
+                        open_browser=browser)
+    token = source.token()
+    browser.wait(30)
+    assert dot.introspect(token)["client_id"] == dot.hs256_client_id
+    assert store.get_secret("DH2")
+    counts = dot.counts()
+    assert counts["token"] == {"authorization_code": {"ok": 1}}
+    assert "jwks" not in counts

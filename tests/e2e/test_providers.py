@@ -11,6 +11,7 @@ import io
 import socket
 import urllib.parse
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ from oauth_auth._discovery import clear_discovery_cache
 from oauth_auth._idtoken import clear_jwks_cache
 from oauth_auth._keys import AT_SUFFIX
 from tests.support.browser import Background, BrowserFlowError, http_browser_login
-from tests.support.idp import IdP, decode_jwt_payload, http_device_approve
+from tests.support.idp import IdP, decode_jwt_payload, http_device_approve, refresh
 
 pytestmark = pytest.mark.idp
 
@@ -229,6 +230,51 @@ def test_github(real_idp_factory: Callable[..., IdP]) -> None:
     polls = counts["token"]["urn:ietf:params:oauth:grant-type:device_code"]
     assert polls["ok"] == 1
     assert set(polls) <= {"ok", "authorization_pending"}
+
+
+def test_b2c_numeric_string_expires_in_at_login(real_idp_factory: Callable[..., IdP]) -> None:
+    """Azure AD B2C and Entra v1 send "expires_in": "3600": taken at login, as on refresh."""
+    idp = real_idp_factory(mode="b2c", access_token_ttl=1200)
+    oidc = params(idp.issuer, idp)
+    store = MemorySecrets()
+    began = datetime.now(timezone.utc)
+    token = login(oidc, store)
+    shared = store.get_secret(KEY + AT_SUFFIX) or ""
+    assert shared.startswith(f"{token}|")
+    expiry = datetime.fromisoformat(shared.split("|", 1)[1].replace("Z", "+00:00"))
+    assert timedelta(seconds=1190) <= expiry - began <= timedelta(seconds=1210)
+    assert idp.token_requests("authorization_code") == 1
+    assert refresh_once(idp, oidc, store)
+    # what the mode sends: a string, as B2C does
+    raw = refresh(idp, store.get_secret(KEY) or "").json()
+    assert raw["expires_in"] == "1200"
+
+
+def test_hs256_id_tokens_are_checked_with_the_client_secret(
+        real_idp_factory: Callable[..., IdP]) -> None:
+    """authentik and Auth0 (HS256 apps) sign ID tokens with the client secret: checked
+    with it, the JWKS not even fetched for it."""
+    idp = real_idp_factory(mode="hs256", client_secret=SECRET)
+    assert "HS256" in idp.metadata["id_token_signing_alg_values_supported"]
+    oidc = params(idp.issuer, idp, client_secret=SECRET)
+    store = MemorySecrets()
+    assert login(oidc, store)
+    assert store.get_secret(KEY)
+    counts = idp.counts()
+    assert counts["token"] == {"authorization_code": {"ok": 1}}
+    assert counts["jwks"] == 0
+
+
+def test_an_hs256_id_token_keyed_with_the_public_key_is_refused(
+        real_idp_factory: Callable[..., IdP]) -> None:
+    """The control (RFC 8725 section 2.1): HS256 with the provider's public key as the
+    HMAC secret is a forgery anyone can make; the login fails and stores nothing."""
+    idp = real_idp_factory(mode="hs256_forged", client_secret=SECRET)
+    store = MemorySecrets()
+    with pytest.raises(LoginError, match="does not verify with the client secret"):
+        login(params(idp.issuer, idp, client_secret=SECRET), store)
+    assert store.get_secret(KEY) is None
+    assert idp.token_requests("authorization_code") == 1
 
 
 def test_rfc8414_only_server(real_idp_factory: Callable[..., IdP]) -> None:

@@ -30,7 +30,8 @@
 //   tenant_id              "8eaef023-2b34-4da1-9baa-8bc8c9d6a490"  the "entra" mode's tenant
 //   mode                   ""      a cloud provider's documented quirks (see MODES below):
 //                                  "google", "entra", "auth0", "cognito", "gitlab",
-//                                  "github", "rfc8414"; "" is plain oidc-provider
+//                                  "github", "b2c", "hs256", "hs256_forged",
+//                                  "rfc8414"; "" is plain oidc-provider
 // access_token_ttl, refresh_token_ttl, id_token_ttl, device_code_ttl, rotate_refresh_token and
 // device_interval can be changed at run time with POST /__admin/config.
 //
@@ -243,6 +244,32 @@ const MODES = {
     },
     alwaysRefresh: true,
     authMethod: 'client_secret_post',
+  },
+  // Azure AD B2C (as Entra's v1 endpoints): token responses carry `expires_in` (and
+  // `not_before`) as strings of digits, e.g. "expires_in": "3600".
+  b2c: {
+    docs: [
+      'https://learn.microsoft.com/en-us/azure/active-directory-b2c/authorization-code-flow#2-get-an-access-token',
+      'https://learn.microsoft.com/en-us/previous-versions/azure/active-directory/azuread-dev/v1-protocols-oauth-code',
+    ],
+    stringExpiresIn: true,
+  },
+  // ID tokens signed HS256 with the client secret: authentik when the provider has no
+  // signing key, Auth0 applications set to HS256. Needs `client_secret` (a confidential
+  // client); the JWKS still holds the RSA key, which must never serve as an HMAC secret.
+  hs256: {
+    docs: [
+      'https://docs.goauthentik.io/docs/add-secure-apps/providers/oauth2/',
+      'https://auth0.com/docs/get-started/applications/signing-algorithms',
+    ],
+    idTokenAlg: 'HS256',
+  },
+  // The attack HS256 invites (RFC 8725 section 2.1): an ID token signed HS256 with the
+  // provider's PUBLIC key (as PEM, what a careless verifier would take) as the HMAC secret.
+  hs256_forged: {
+    docs: ['https://www.rfc-editor.org/rfc/rfc8725#section-2.1'],
+    idTokenAlg: 'HS256',
+    forgeWithPublicKey: true,
   },
   // An OAuth 2.0 authorization server that publishes only RFC 8414 metadata (as MCP
   // authorization servers do), with a path in its issuer: no openid-configuration, no
@@ -492,6 +519,7 @@ const clients = [
       ? { client_secret: settings.client_secret,
         token_endpoint_auth_method: MODE.authMethod ?? 'client_secret_basic' }
       : { token_endpoint_auth_method: 'none' }),
+    ...(MODE.idTokenAlg ? { id_token_signed_response_alg: MODE.idTokenAlg } : {}),
     redirect_uris: ['http://127.0.0.1/callback', 'http://localhost/callback'],
     post_logout_redirect_uris: ['http://127.0.0.1/logout', 'http://localhost/logout'],
     grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
@@ -537,6 +565,8 @@ const provider = new Provider(issuer, {
   conformIdTokenClaims: false,
   findAccount: (ctx, sub) => account(sub),
   pkce: { required: () => true },
+  ...(MODE.idTokenAlg ? { enabledJWA: {
+    idTokenSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA', MODE.idTokenAlg] } } : {}),
   features: {
     devInteractions: { enabled: true },
     deviceFlow: { enabled: true },
@@ -609,6 +639,16 @@ function resignIdToken(token, changes) {
   const input = `${header}.${b64url(JSON.stringify(claims))}`;
   const key = crypto.createPrivateKey({ key: signingKey, format: 'jwk' });
   return `${input}.${b64url(crypto.sign('sha256', Buffer.from(input), key))}`;
+}
+
+// Re-sign an ID token HS256 with the provider's public key (PEM) as the secret (a forgery).
+function forgeHs256(token) {
+  const payload = token.split('.')[1];
+  const header = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+  const publicPem = crypto.createPublicKey({ key: signingKey, format: 'jwk' })
+    .export({ type: 'spki', format: 'pem' });
+  const input = `${header}.${payload}`;
+  return `${input}.${crypto.createHmac('sha256', publicPem).update(input).digest('base64url')}`;
 }
 
 const OIDC_DISCOVERY = '/.well-known/openid-configuration';
@@ -713,8 +753,15 @@ function modeAfter(ctx) {
     ctx.body = doc;
   }
   if (ctx.path === ROUTES.token && body) {
+    if (MODE.stringExpiresIn && typeof body.expires_in === 'number') {
+      const notBefore = Math.floor(Date.now() / 1000);
+      ctx.body = { ...ctx.body, expires_in: String(body.expires_in), not_before: String(notBefore) };
+    }
+    if (MODE.forgeWithPublicKey && typeof body.id_token === 'string') {
+      ctx.body = { ...ctx.body, id_token: forgeHs256(body.id_token) };
+    }
     if (MODE.idTokenClaims && typeof body.id_token === 'string') {
-      ctx.body = { ...body, id_token: resignIdToken(body.id_token, MODE.idTokenClaims()) };
+      ctx.body = { ...ctx.body, id_token: resignIdToken(body.id_token, MODE.idTokenClaims()) };
     }
     const grant = ctx.oidc?.params?.grant_type ?? ctx.oidc?.body?.grant_type ?? '';
     const renamed = MODE.errorCodes?.[`${grant}:${body.error}`] ?? MODE.errorCodes?.[body.error];
