@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -278,12 +277,23 @@ class Config:
             ) from None
 
     def _write(self, doc: dict[str, Any]) -> None:
-        """Replace the file atomically with `doc` (mode 0600, fsync'd)."""
+        """Replace the file atomically with `doc` (mode 0600, fsync'd); a TOML file keeps
+        its comments and layout (see `_dump_toml`)."""
         import tempfile
 
         self._ensure_dir()
-        text = (_dump_toml(doc) if is_toml(self.path)
-                else json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        if is_toml(self.path):
+            # Over the file as it is (we hold the lock, so as `load` read it): what the
+            # user wrote, comments included, stays where it was.
+            try:
+                original = self.path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                original = ""
+            except (OSError, UnicodeDecodeError):
+                original = ""  # `load` would have refused it; write a fresh document
+            text = _dump_toml(doc, original)
+        else:
+            text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
         data = text.encode("utf-8")
         tmp = ""
         try:
@@ -341,54 +351,44 @@ def _parse_toml(text: str) -> Any:
     return tomllib.loads(text)
 
 
-def _dump_toml(doc: dict[str, Any]) -> str:
-    """`doc` as TOML: top-level values, then one table per nested table.
+def _dump_toml(doc: dict[str, Any], original: str = "") -> str:
+    """`doc` as TOML, written over `original` (the file as it was) with tomlkit.
 
-    Written here because the standard library only reads TOML, and this document is small:
-    tables of strings, integers and lists of strings (plus whatever unknown keys a newer
-    version left, kept as faithfully as TOML allows: a None, which TOML cannot hold, is
-    dropped). Keys are always quoted and strings are basic strings, so any URL or name
-    round-trips.
+    Users edit this file by hand, so a write-back changes only what changed: a key whose
+    value is the same keeps its place, its formatting and the comments around it; a new
+    key is added to its table, a removed one dropped. A None, which TOML cannot hold, is
+    dropped. tomlkit is imported here only: reading the file (every `token()` that looks
+    at its profile) uses the standard library's parser.
     """
-    lines: list[str] = []
+    import tomlkit
 
-    def table(path: list[str], values: dict[str, Any]) -> None:
-        scalars = [(k, v) for k, v in values.items() if not isinstance(v, dict) and v is not None]
-        tables = [(k, v) for k, v in values.items() if isinstance(v, dict)]
-        if path and (scalars or not tables):
-            lines.append(("\n" if lines else "") + "[" + ".".join(map(_toml_key, path)) + "]")
-        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in sorted(scalars))
-        for key, sub in sorted(tables):
-            table([*path, key], sub)
-
-    table([], doc)
-    return "\n".join(lines) + "\n"
+    document = tomlkit.parse(original) if original.strip() else tomlkit.document()
+    _sync_table(document, doc)
+    return tomlkit.dumps(document)
 
 
-def _toml_key(key: str) -> str:
-    return _toml_string(str(key))
+def _sync_table(table: Any, values: dict[str, Any]) -> None:
+    """Make the tomlkit `table` hold `values`, touching only the keys that differ."""
+    for key in [k for k in table if values.get(k) is None]:
+        del table[key]
+    for key, value in values.items():
+        if value is None:
+            continue
+        current = table.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            _sync_table(current, value)
+        elif _plain(current) != value or type(_plain(current)) is not type(value):
+            table[key] = _without_none(value)
 
 
-def _toml_string(text: str) -> str:
-    # JSON escapes every control character below U+0020; TOML also forbids a raw DEL.
-    # Non-ASCII stays as it is (UTF-8): TOML has no surrogate-pair escapes.
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+def _plain(item: Any) -> Any:
+    """A tomlkit item as the plain value `tomllib` reads (to compare with `doc`)."""
+    return item.unwrap() if hasattr(item, "unwrap") else item
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value) if not isinstance(value, float) or math.isfinite(value) else (
-            "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value if v is not None) + "]"
+def _without_none(value: Any) -> Any:
     if isinstance(value, dict):
-        inner = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
-                          for k, v in value.items() if v is not None)
-        return "{" + inner + "}"
-    if hasattr(value, "isoformat"):  # a TOML date/time read from the file
-        return str(value.isoformat())
-    return _toml_string(str(value))
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_without_none(v) for v in value if v is not None]
+    return value
