@@ -25,6 +25,7 @@ from .errors import (
     OAuthAuthError,
     OAuthError,
     SecretsError,
+    SubjectTokenError,
     TransportError,
 )
 
@@ -33,6 +34,15 @@ if TYPE_CHECKING:
     from ._postgres import PostgresSecrets
     from ._redis import RedisSecrets
     from .auth import OIDCAuth
+    from .grants import (
+        ClientCredentials,
+        EnvToken,
+        ExecToken,
+        FileToken,
+        GitHubActionsToken,
+        KubernetesToken,
+        TokenExchange,
+    )
     from .profiles import llm_gateway_auth, registry_auth
     from .resource import resource_auth
     from .secrets import (
@@ -49,10 +59,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ChainSecrets",
+    "ClientCredentials",
     "ConfigError",
+    "EnvToken",
     "EnvironmentSecrets",
+    "ExecToken",
+    "FileToken",
+    "GitHubActionsToken",
     "InvalidGrantError",
     "KeyringSecrets",
+    "KubernetesToken",
     "LockTimeoutError",
     "LoginError",
     "LoginRequiredError",
@@ -69,6 +85,8 @@ __all__ = [
     "SecretsError",
     "SecretsProvider",
     "SourceStatus",
+    "SubjectTokenError",
+    "TokenExchange",
     "TokenSourceLike",
     "TransportError",
     "derive_secret_key",
@@ -98,6 +116,13 @@ _LAZY = {
     "registry_auth": ".profiles",
     "llm_gateway_auth": ".profiles",
     "resource_auth": ".resource",
+    "ClientCredentials": ".grants",
+    "TokenExchange": ".grants",
+    "GitHubActionsToken": ".grants",
+    "KubernetesToken": ".grants",
+    "FileToken": ".grants",
+    "EnvToken": ".grants",
+    "ExecToken": ".grants",
 }
 
 

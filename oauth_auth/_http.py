@@ -231,6 +231,7 @@ class IdPHttp:
         self, method: str, url: str, data: Mapping[str, str] | None,
         json_body: Mapping[str, Any] | None = None,
         client: ClientAuthentication | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> _Answer:
         """One request and its body, all within `timeout` seconds.
 
@@ -249,6 +250,8 @@ class IdPHttp:
                     # client authentication (authlib's encoding) decides the body's shape
                     headers, form_body = encode_client_auth(client, url, data)
                     data = None
+                if extra_headers:
+                    headers = {**(headers or {}), **extra_headers}
                 request = self._client.build_request(
                     method, url, data=data, json=json_body, content=form_body, headers=headers,
                     extensions={"trace": watchdog.trace},
@@ -278,11 +281,12 @@ class IdPHttp:
         json_body: Mapping[str, Any] | None = None,
         client: ClientAuthentication | None = None,
         replayable: bool = True,
+        headers: Mapping[str, str] | None = None,
     ) -> _Answer:
         attempt = 0
         while True:
             try:
-                answer = self._attempt(method, url, data, json_body, client)
+                answer = self._attempt(method, url, data, json_body, client, headers)
             except httpx.ConnectError as exc:
                 # The request never reached the server: safe to retry, even a POST.
                 if attempt < self.max_retries:
@@ -338,9 +342,11 @@ class IdPHttp:
         log.debug("retrying an identity provider call in %.2f s", delay)
         self._sleep(min(delay, MAX_RETRY_AFTER))
 
-    def get_json(self, url: str) -> dict[str, Any]:
-        """GET a JSON object (discovery, JWKS). Non-JSON or non-200 is a TransportError."""
-        answer = self._send("GET", url, data=None)
+    def get_json(self, url: str, *, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """GET a JSON object (discovery, JWKS; `headers` for a service that wants a
+        credential, as GitHub's OIDC token endpoint). Non-JSON or non-200 is a
+        TransportError."""
+        answer = self._send("GET", url, data=None, headers=headers)
         doc = _json_object(answer)
         if answer.status_code != 200 or doc is None:
             raise TransportError(

@@ -9,6 +9,7 @@ OAuthAuthError                    base of everything this library raises
 ├── TransportError                the IdP was unreachable or answered 5xx/429 (retryable)
 ├── LoginError                    the interactive login failed (state, timeout, denied...)
 ├── LockTimeoutError              another process held the refresh lock for too long
+├── SubjectTokenError             a machine's subject token could not be had, or was refused
 └── ConfigError                   a bad argument, config file or provider document (ValueError)
 ```
 
@@ -31,6 +32,7 @@ __all__ = [
     "OAuthAuthError",
     "OAuthError",
     "SecretsError",
+    "SubjectTokenError",
     "TransportError",
     "clip_text",
     "fresh_copy",
@@ -178,6 +180,26 @@ class LoginError(OAuthAuthError):
 
 class ConfigError(OAuthAuthError, ValueError):
     """A bad argument, a corrupt config file, or a provider document that fails validation."""
+
+
+class SubjectTokenError(OAuthAuthError):
+    """A token exchange's subject token (RFC 8693) could not be obtained or was refused.
+
+    Its source failed (a command that exited non-zero, GitHub refusing the job's token
+    request, an empty file), or the provider refused the token exchange because of the
+    subject token (expired, an untrusted issuer or audience). `error` and `description`
+    are the provider's when it answered; `expired` is True when the token's own `exp`
+    says it had expired.
+    """
+
+    hint = "check where the subject token comes from (CI job permissions, token file)"
+
+    def __init__(self, message: str, *, error: str = "", description: str = "",
+                 expired: bool = False, hint: str = "") -> None:
+        self.error = error
+        self.description = description
+        self.expired = expired
+        super().__init__(message, hint=hint)
 
 
 class LockTimeoutError(OAuthAuthError):

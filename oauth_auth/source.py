@@ -9,7 +9,10 @@ The tiers, in the order `token()` tries them:
    token;
 3. the stored refresh token: secrets entry `<key>`, which restores the session across
    process restarts;
-4. the interactive login (browser + PKCE, or the device grant), only when `interactive`.
+4. a new session: the interactive login (browser + PKCE, or the device grant), only
+   when `interactive`; or, for a machine, the `grant` (client credentials, token
+   exchange: `oauth_auth.grants`), which runs where the login would, under the same
+   locks (`_new_session` is the one place that picks).
 
 Everything slow (secrets backend, provider, lock files, browser) happens in `_obtain()`,
 under an in-process lock and, when a secrets provider is shared, the session store's
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
     from ._discovery import ProviderMetadata
     from ._http import IdPHttp
     from ._store import SecretsSessionStore
+    from .grants import Grant
     from .secrets import SecretsProvider
 
 __all__ = [
@@ -203,6 +207,10 @@ class OAuthTokenSource:
         stderr: where login instructions go (default: sys.stderr at login time).
         reauth_interval: seconds after a 401 that a fresh token did not cure during which
             no 401 gets another refresh (see `reauth_allowed`); 0 turns that off.
+        grant: how a machine gets a new token when tiers 1-3 have none, instead of an
+            interactive login (`ClientCredentials`, `TokenExchange`); it runs under the
+            same locks, so N processes make one token request. `interactive` is then
+            not used.
     """
 
     def __init__(
@@ -230,6 +238,7 @@ class OAuthTokenSource:
         verify: bool | str | ssl.SSLContext = True,
         stderr: TextIO | None = None,
         reauth_interval: float = DEFAULT_REAUTH_INTERVAL,
+        grant: Grant | None = None,
     ) -> None:
         if not isinstance(oidc, OIDCParams):
             raise TypeError("oidc must be an OIDCParams")
@@ -253,6 +262,16 @@ class OAuthTokenSource:
             raise ConfigError("lock_timeout must be positive")
         if not reauth_interval >= 0:
             raise ConfigError("reauth_interval must not be negative")
+        if grant is not None:
+            from .grants import Grant
+
+            if not isinstance(grant, Grant):
+                raise ConfigError(
+                    "grant must be a grant of oauth_auth.grants",
+                    hint="for example grant=ClientCredentials() or"
+                    " grant=TokenExchange(KubernetesToken())",
+                )
+        self.grant = grant
         self.oidc = oidc
         self.interactive = interactive
         self.skip_browser = skip_browser
@@ -582,10 +601,10 @@ class OAuthTokenSource:
                         return retried
                 except OAuthError as exc:
                     errors.append(exc)
-                    if not (self.interactive and exc.error in LOGIN_CURES):
+                    if not (self._can_start_session() and exc.error in LOGIN_CURES):
                         raise
-            if self.interactive:
-                return self._login_and_store(store, stored.held)
+            if self._can_start_session():
+                return self._new_session(store, stored.held)
         raise self._no_credentials(errors)
 
     def _without_secrets(self, errors: list[OAuthAuthError]) -> Token:
@@ -598,10 +617,10 @@ class OAuthTokenSource:
                 errors.append(exc)
             except OAuthError as exc:
                 errors.append(exc)
-                if not (self.interactive and exc.error in LOGIN_CURES):
+                if not (self._can_start_session() and exc.error in LOGIN_CURES):
                     raise
-        if self.interactive:
-            return self._login_and_store(None, None)
+        if self._can_start_session():
+            return self._new_session(None, None)
         if errors:
             raise errors[0]
         raise _no_secrets_error()
@@ -673,6 +692,27 @@ class OAuthTokenSource:
         except OAuthAuthError as exc:
             log.warning("could not delete the dead refresh token: %s", exc)
         return None
+
+    def _can_start_session(self) -> bool:
+        """Whether tier 4 may run: a machine's grant, or a login with the user."""
+        return self.grant is not None or self.interactive
+
+    def _new_session(self, store: SecretsSessionStore | None, held: str | None) -> Token:
+        """Tier 4, the one place that picks how: the grant when there is one (a machine
+        has no person to log in), else the interactive login."""
+        if self.grant is not None:
+            return self._grant_and_store(self.grant, store, held)
+        return self._login_and_store(store, held)
+
+    def _grant_and_store(
+        self, grant: Grant, store: SecretsSessionStore | None, held: str | None
+    ) -> Token:
+        """Tier 4 for a machine: run the grant, then keep and share its token like a
+        login's (a refresh token, when the grant gave one, is stored in place of `held`)."""
+        from .grants import run_grant
+
+        token = run_grant(grant, self.oidc, self._metadata(), self._http(), self.clock)
+        return self._install(store, token, held)
 
     def _login_and_store(self, store: SecretsSessionStore | None, held: str | None) -> Token:
         """Tier 4: the interactive login, then store its refresh token in place of `held`

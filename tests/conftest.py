@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.support.postgres_server",
     "tests.support.mcp",
     "tests.support.proxy",
+    "tests.support.ci_issuer",
 ]
 
 

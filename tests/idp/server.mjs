@@ -32,8 +32,28 @@
 //                                  "google", "entra", "auth0", "cognito", "gitlab",
 //                                  "github", "b2c", "hs256", "hs256_forged",
 //                                  "rfc8414"; "" is plain oidc-provider
-// access_token_ttl, refresh_token_ttl, id_token_ttl, device_code_ttl, rotate_refresh_token and
-// device_interval can be changed at run time with POST /__admin/config.
+//   machine_client_id      "machine"         a confidential client for machines:
+//   machine_client_secret  "machine-secret"  client_credentials and token exchange grants,
+//                                  client_secret_basic
+//   machine_jwks           null    a JWKS (public keys): adds the client "machine-jwt", the
+//                                  same grants with private_key_jwt signed by those keys
+//   exchange_issuer        ""      the issuer whose JWTs the token exchange grant accepts as
+//   exchange_jwks_uri      ""      subject tokens (RS256, checked against this JWKS, `aud`
+//   exchange_audience      ""      must be exchange_audience when set); "" refuses them all
+// access_token_ttl, refresh_token_ttl, id_token_ttl, device_code_ttl, rotate_refresh_token,
+// device_interval and the exchange_* settings can be changed at run time with
+// POST /__admin/config.
+//
+// Machines: client_credentials (oidc-provider's own grant) and the RFC 8693 token exchange
+// grant (urn:ietf:params:oauth:grant-type:token-exchange, registered below with
+// registerGrantType): subject_token_type must be urn:ietf:params:oauth:token-type:jwt; the
+// subject token is verified against exchange_jwks_uri (issuer, audience, expiry); an expired
+// one is invalid_grant "subject_token has expired", any other failure invalid_grant too. The
+// issued access token is a ClientCredentials token of the exchanging client with claims
+// `subject` (the subject token's sub), `repository` and `ref` (when present) and `act`; a JWT
+// when a `resource` or `audience` names the API, else opaque (introspectable by the "api"
+// client either way).
+// Every exchange (and every refused one) is listed by GET /__admin/exchanges.
 //
 // Clients: the public native client (token_endpoint_auth_method none, PKCE S256 required,
 // redirect URIs http://127.0.0.1/callback and http://localhost/callback on any port, grants
@@ -67,6 +87,9 @@
 //                            `path` or under `path/` get it. delay_ms alone: delay, then serve.
 //                            drop: destroy the socket without an answer. -> 201
 //   GET  /__admin/faults     the pending faults (with "remaining")
+//   GET  /__admin/exchanges  [{"client_id", "sub", "repository", "ref", "aud", "jti",
+//                             "actor_sub", "resource", "error"}] every token exchange since the
+//                            last reset (error: "" when it was accepted)
 //   POST /__admin/faults/clear, DELETE /__admin/faults   remove them
 //   GET  /__admin/config     {"issuer", "settings", "initial_settings", "clients", "routes"}
 //   POST /__admin/config     {"rotate_refresh_token": false, ...} (run-time settings only)
@@ -78,7 +101,8 @@ import * as http from 'node:http';
 
 import { readFileSync } from 'node:fs';
 
-import Provider from 'oidc-provider';
+import { createRemoteJWKSet, jwtVerify } from 'jose'; // oidc-provider's own JOSE library
+import Provider, { errors } from 'oidc-provider';
 
 const providerVersion = JSON.parse(readFileSync(
   new URL('./node_modules/oidc-provider/package.json', import.meta.url),
@@ -101,10 +125,17 @@ const DEFAULTS = {
   client_secret: '',
   tenant_id: '8eaef023-2b34-4da1-9baa-8bc8c9d6a490',
   mode: '',
+  machine_client_id: 'machine',
+  machine_client_secret: 'machine-secret',
+  machine_jwks: null,
+  exchange_issuer: '',
+  exchange_jwks_uri: '',
+  exchange_audience: '',
 };
 const MUTABLE = new Set([
   'access_token_ttl', 'refresh_token_ttl', 'id_token_ttl', 'device_code_ttl',
   'rotate_refresh_token', 'device_interval',
+  'exchange_issuer', 'exchange_jwks_uri', 'exchange_audience',
 ]);
 const TTLS = ['access_token_ttl', 'refresh_token_ttl', 'id_token_ttl', 'device_code_ttl'];
 
@@ -317,6 +348,8 @@ const COUNTED = new Map([
 
 // --- counts and faults -------------------------------------------------------------------------
 
+let exchanges = [];
+
 function emptyCounts() {
   const counts = { token: {}, faults: {} };
   for (const name of COUNTED.values()) counts[name] = 0;
@@ -443,10 +476,12 @@ async function admin(ctx) {
       return;
     case 'POST /reset':
       counts = emptyCounts();
+      exchanges = [];
       ctx.body = { ok: true };
       return;
     case 'POST /reset-all':
       counts = emptyCounts();
+      exchanges = [];
       faults = [];
       settings = structuredClone(initialSettings);
       ctx.body = { ok: true };
@@ -461,6 +496,9 @@ async function admin(ctx) {
     }
     case 'GET /faults':
       ctx.body = faults;
+      return;
+    case 'GET /exchanges':
+      ctx.body = exchanges;
       return;
     case 'DELETE /faults':
     case 'POST /faults/clear':
@@ -487,6 +525,7 @@ async function admin(ctx) {
       ctx.status = 404;
       ctx.body = { error: 'not_found', routes: [
         'GET /counts', 'POST /reset', 'POST /reset-all', 'POST /fault', 'GET /faults',
+        'GET /exchanges',
         'POST /faults/clear', 'DELETE /faults', 'GET /config', 'POST /config', 'POST /revoke-all',
       ] };
   }
@@ -509,6 +548,9 @@ const { port } = server.address();
 const baseUrl = `http://127.0.0.1:${port}`;
 const MODE = MODES[initialSettings.mode];
 const issuer = `${baseUrl}${MODE.issuerPath ?? ''}`;
+
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 
 const clients = [
   {
@@ -534,6 +576,24 @@ const clients = [
     response_types: [],
     redirect_uris: [],
   },
+  {
+    client_id: settings.machine_client_id,
+    client_secret: settings.machine_client_secret,
+    client_name: 'a machine (client credentials, token exchange)',
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['client_credentials', TOKEN_EXCHANGE],
+    response_types: [],
+    redirect_uris: [],
+  },
+  ...(settings.machine_jwks ? [{
+    client_id: 'machine-jwt',
+    client_name: 'a machine with a key (private_key_jwt)',
+    token_endpoint_auth_method: 'private_key_jwt',
+    jwks: settings.machine_jwks,
+    grant_types: ['client_credentials', TOKEN_EXCHANGE],
+    response_types: [],
+    redirect_uris: [],
+  }] : []),
   ...settings.extra_clients,
 ];
 
@@ -549,6 +609,15 @@ const account = (sub) => ({
     };
   },
 });
+
+function resourceServerInfo() {
+  return {
+    scope: settings.resource_scope,
+    accessTokenFormat: 'jwt',
+    accessTokenTTL: settings.access_token_ttl,
+    jwt: { sign: { alg: 'RS256' } },
+  };
+}
 
 const provider = new Provider(issuer, {
   clients,
@@ -584,19 +653,18 @@ const provider = new Provider(issuer, {
       defaultResource: (ctx, client, oneOf) => oneOf,
       // A refresh (or code exchange) without `resource` keeps the granted one: JWT again.
       useGrantedResource: () => true,
-      getResourceServerInfo: () => ({
-        scope: settings.resource_scope,
-        accessTokenFormat: 'jwt',
-        accessTokenTTL: settings.access_token_ttl,
-        jwt: { sign: { alg: 'RS256' } },
-      }),
+      getResourceServerInfo: () => resourceServerInfo(),
     },
+    clientCredentials: { enabled: true },
   },
   issueRefreshToken: (ctx, client, source) => client.grantTypeAllowed('refresh_token')
     && (MODE.alwaysRefresh || source.scopes.has('offline_access')),
   rotateRefreshToken: () => settings.rotate_refresh_token,
+  extraTokenClaims: (ctx, token) => exchangeClaims.get(token),
   ttl: {
     AccessToken: (ctx, token) => token.resourceServer?.accessTokenTTL ?? settings.access_token_ttl,
+    ClientCredentials: (ctx, token) => token.resourceServer?.accessTokenTTL
+      ?? settings.access_token_ttl,
     RefreshToken: () => settings.refresh_token_ttl,
     IdToken: () => settings.id_token_ttl,
     DeviceCode: () => settings.device_code_ttl,
@@ -606,6 +674,92 @@ const provider = new Provider(issuer, {
     Grant: () => 86400 * 14,
   },
 });
+
+// --- RFC 8693 token exchange ------------------------------------------------------------------
+
+const remoteKeySets = new Map();
+// The claims an exchanged token carries (the provider's extraTokenClaims hook reads them).
+const exchangeClaims = new WeakMap();
+
+function subjectKeySet() {
+  const uri = settings.exchange_jwks_uri;
+  if (!remoteKeySets.has(uri)) remoteKeySets.set(uri, createRemoteJWKSet(new URL(uri)));
+  return remoteKeySets.get(uri);
+}
+
+// Verify a subject (or actor) token against the trusted issuer; throws invalid_grant.
+async function verifySubject(token, what, record) {
+  try {
+    const { payload } = await jwtVerify(token, subjectKeySet(), {
+      issuer: settings.exchange_issuer,
+      audience: settings.exchange_audience || undefined,
+      algorithms: ['RS256'],
+    });
+    return payload;
+  } catch (err) {
+    record.error = err.code ?? 'invalid';
+    exchanges.push(record);
+    if (err.code === 'ERR_JWT_EXPIRED') throw new errors.InvalidGrant(`${what} has expired`);
+    throw new errors.InvalidGrant(`${what} is not valid (${err.code ?? err.message})`);
+  }
+}
+
+async function tokenExchange(ctx) {
+  const { client, params } = ctx.oidc;
+  const record = { client_id: client.clientId, sub: null, repository: null, ref: null,
+    aud: null, jti: null, actor_sub: null, resource: params.resource ?? params.audience ?? null,
+    error: '' };
+  if (!settings.exchange_issuer || !settings.exchange_jwks_uri) {
+    throw new errors.InvalidRequest('this provider trusts no subject token issuer');
+  }
+  if (params.subject_token_type !== JWT_TOKEN_TYPE) {
+    throw new errors.InvalidRequest(`subject_token_type must be ${JWT_TOKEN_TYPE}`);
+  }
+  const subject = await verifySubject(params.subject_token, 'subject_token', record);
+  let actor = null;
+  if (params.actor_token) {
+    if (params.actor_token_type !== JWT_TOKEN_TYPE) {
+      throw new errors.InvalidRequest(`actor_token_type must be ${JWT_TOKEN_TYPE}`);
+    }
+    actor = await verifySubject(params.actor_token, 'actor_token', record);
+  }
+  Object.assign(record, {
+    sub: subject.sub ?? null,
+    repository: subject.repository ?? null,
+    ref: subject.ref ?? null,
+    aud: subject.aud ?? null,
+    jti: subject.jti ?? null,
+    actor_sub: actor?.sub ?? null,
+  });
+  exchanges.push(record);
+
+  const token = new provider.ClientCredentials({ client, scope: params.scope || undefined });
+  const resource = params.resource ?? params.audience;
+  if (resource) token.resourceServer = new provider.ResourceServer(resource, resourceServerInfo());
+  // oidc-provider's ClientCredentials tokens have no account, so the JWT's `sub` is the
+  // client; the subject travels as `subject` (with `act`, RFC 8693 section 4.1), through
+  // the extraTokenClaims hook.
+  exchangeClaims.set(token, {
+    subject: subject.sub,
+    ...(subject.repository ? { repository: subject.repository } : {}),
+    ...(subject.ref ? { ref: subject.ref } : {}),
+    ...(actor ? { act: { sub: actor.sub } } : { act: { sub: client.clientId } }),
+  });
+  ctx.oidc.entity('ClientCredentials', token);
+  const value = await token.save();
+  ctx.body = {
+    access_token: value,
+    issued_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+    token_type: 'Bearer',
+    expires_in: token.expiration,
+    ...(token.scope ? { scope: token.scope } : {}),
+  };
+}
+
+provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange, [
+  'subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'audience',
+  'resource', 'scope', 'requested_token_type',
+]);
 
 const grantIds = new Set();
 for (const event of ['access_token.saved', 'refresh_token.saved', 'authorization_code.saved', 'grant.saved']) {
@@ -859,5 +1013,7 @@ process.stdout.write(`${JSON.stringify({
   base_url: baseUrl,
   api_client_id: settings.api_client_id,
   api_client_secret: settings.api_client_secret,
+  machine_client_id: settings.machine_client_id,
+  machine_client_secret: settings.machine_client_secret,
   oidc_provider: providerVersion,
 })}\n`);

@@ -66,7 +66,8 @@ __all__ = ["LEDGER", "Ledger", "fingerprint"]
 #: Shortest value treated as a secret (see the module docstring).
 MIN_SECRET = 12
 #: Form and JSON members that carry secrets.
-REQUEST_SECRETS = ("refresh_token", "code", "code_verifier", "device_code", "token")
+REQUEST_SECRETS = ("refresh_token", "code", "code_verifier", "device_code", "token",
+                   "subject_token", "actor_token", "client_assertion")
 RESPONSE_SECRETS = ("access_token", "refresh_token", "id_token", "device_code")
 _PREFIX = 8
 

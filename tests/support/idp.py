@@ -120,6 +120,8 @@ class IdP:
     process: subprocess.Popen[bytes]
     api_client_id: str = "api"
     api_client_secret: str = "api-secret"
+    machine_client_id: str = "machine"  # client_credentials and token exchange, secret basic
+    machine_client_secret: str = "machine-secret"
     settings: dict[str, Any] = field(default_factory=dict)
     oidc_provider_version: str = ""
     base_url: str = ""  # scheme://host:port (the issuer may add a path, as mode rfc8414 does)
@@ -212,6 +214,12 @@ class IdP:
         if outcome is None:
             return int(sum(by_outcome.values()))
         return int(by_outcome.get(outcome, 0))
+
+    def exchanges(self) -> list[dict[str, Any]]:
+        """Every token exchange since the last reset: client_id, the subject token's sub,
+        repository, ref, aud and jti, actor_sub, resource, and error ("" if accepted)."""
+        result: list[dict[str, Any]] = self._admin("GET", "/exchanges")
+        return result
 
     def reset_counts(self) -> None:
         self._admin("POST", "/reset")
@@ -321,9 +329,11 @@ def start_idp(*, timeout: float = READY_TIMEOUT, **settings: Any) -> IdP:
 
     Settings: client_id, access_token_ttl, refresh_token_ttl, id_token_ttl, device_code_ttl,
     rotate_refresh_token, device_interval, resource_scope, scopes, audience_param,
-    api_client_id, api_client_secret, extra_clients, client_secret, tenant_id, mode
-    ("google", "entra", "auth0", "cognito", "gitlab", "github", "rfc8414": a cloud
-    provider's documented quirks, see MODES in server.mjs). Raises IdPError (with the process's
+    api_client_id, api_client_secret, extra_clients, client_secret, tenant_id,
+    machine_client_id, machine_client_secret, machine_jwks, exchange_issuer,
+    exchange_jwks_uri, exchange_audience, mode ("google", "entra", "auth0", "cognito",
+    "gitlab", "github", "rfc8414": a cloud provider's documented quirks, see MODES in
+    server.mjs). Raises IdPError (with the process's
     stderr) if it does not come up within `timeout` seconds.
     """
     node = require_idp()
@@ -379,6 +389,8 @@ def start_idp(*, timeout: float = READY_TIMEOUT, **settings: Any) -> IdP:
         process=process,
         api_client_id=ready["api_client_id"],
         api_client_secret=ready["api_client_secret"],
+        machine_client_id=ready.get("machine_client_id") or "machine",
+        machine_client_secret=ready.get("machine_client_secret") or "machine-secret",
         settings=dict(settings),
         oidc_provider_version=ready.get("oidc_provider") or "",
         base_url=ready.get("base_url") or ready["issuer"],
