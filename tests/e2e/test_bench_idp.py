@@ -378,7 +378,7 @@ def test_extra_client_and_settings(real_idp_factory) -> None:
     assert provider.client_id == "other-client"
     assert obtain_tokens(provider)["refresh_token"]
     assert obtain_tokens(provider, client_id="second")["refresh_token"]
-    assert set(provider.config()["clients"]) == {"other-client", "api", "second"}
+    assert set(provider.config()["clients"]) == {"other-client", "api", "machine", "second"}
 
 
 def test_bad_settings_fail_fast_with_stderr() -> None:
