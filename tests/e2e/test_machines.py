@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,9 @@ from oauth_auth.grants import TOKEN_EXCHANGE_GRANT, Grant
 from tests.support.api import ProtectedAPI
 from tests.support.ci_issuer import CIIssuer
 from tests.support.hygiene import LEDGER
-from tests.support.idp import IdP, decode_jwt_payload
+from tests.support.idp import IdP, decode_jwt_payload, start_idp
+
+pytestmark = pytest.mark.idp  # every test here needs the bundled oidc-provider
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "https://api.example.test"
@@ -185,12 +187,23 @@ def test_16_processes_make_exactly_one_client_credentials_request(
 # --------------------------------------------------------------------- private_key_jwt
 
 
-@pytest.fixture
-def jwt_client(real_idp_factory: Callable[..., IdP]) -> tuple[IdP, RSAKey]:
-    """A provider whose client "machine-jwt" authenticates with this RSA key's JWTs."""
+@pytest.fixture(scope="module")
+def jwt_client_idp() -> Iterator[tuple[IdP, RSAKey]]:
+    """A provider whose client "machine-jwt" authenticates with this RSA key's JWTs (one
+    for the module: each start costs a node process)."""
     key = RSAKey.generate_key(2048, private=True)
     public = {**key.as_dict(private=False), "kid": "machine-key-1", "use": "sig"}
-    return real_idp_factory(machine_jwks={"keys": [public]}), key
+    provider = start_idp(machine_jwks={"keys": [public]}, timeout=60)
+    try:
+        yield provider, key
+    finally:
+        provider.stop()
+
+
+@pytest.fixture
+def jwt_client(jwt_client_idp: tuple[IdP, RSAKey]) -> tuple[IdP, RSAKey]:
+    jwt_client_idp[0].reset()
+    return jwt_client_idp
 
 
 @pytest.mark.parametrize("form", ["pem-file", "pem-bytes", "jwk"])
