@@ -288,6 +288,14 @@ class IdPHttp:
             try:
                 answer = self._attempt(method, url, data, json_body, client, headers)
             except httpx.ConnectError as exc:
+                untrusted = _certificate_failure(exc)
+                if untrusted is not None:  # no retry: the certificate will not change
+                    raise TransportError(
+                        f"the TLS certificate of the identity provider at"
+                        f" {_endpoint_url(url)} is not trusted ({untrusted})",
+                        hint="if a proxy or a private CA signs it, set SSL_CERT_FILE (or"
+                        " SSL_CERT_DIR) to that CA's certificates, or pass verify=",
+                    ) from None
                 # The request never reached the server: safe to retry, even a POST.
                 if attempt < self.max_retries:
                     self._pause(attempt, None)
@@ -444,6 +452,22 @@ class IdPHttp:
         """
         answer = self._send("GET", url, data=None)
         return answer.status_code, answer.challenges
+
+
+def _certificate_failure(exc: BaseException) -> str | None:
+    """Why certificate verification failed, when that is what ended this connection.
+
+    A proxy that intercepts TLS, or a company CA, looks like a dead provider otherwise;
+    the reason is OpenSSL's (e.g. "unable to get local issuer certificate"), no secret.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return str(current.verify_message or current.reason or "verification failed")
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _read_capped(response: httpx.Response, deadline: float) -> bytes | None:

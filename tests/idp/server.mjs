@@ -28,6 +28,8 @@
 //                                  authenticate with this secret (client_secret_basic, or
 //                                  client_secret_post in the "github" mode)
 //   tenant_id              "8eaef023-2b34-4da1-9baa-8bc8c9d6a490"  the "entra" mode's tenant
+//   tls_cert, tls_key      ""      PEM certificate (chain) and key: serve HTTPS (the issuer is
+//                                  then https://127.0.0.1:PORT)
 //   mode                   ""      a cloud provider's documented quirks (see MODES below):
 //                                  "google", "entra", "auth0", "cognito", "gitlab",
 //                                  "github", "b2c", "hs256", "hs256_forged",
@@ -98,6 +100,7 @@
 
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
+import * as https from 'node:https';
 
 import { readFileSync } from 'node:fs';
 
@@ -131,6 +134,8 @@ const DEFAULTS = {
   exchange_issuer: '',
   exchange_jwks_uri: '',
   exchange_audience: '',
+  tls_cert: '',
+  tls_key: '',
 };
 const MUTABLE = new Set([
   'access_token_ttl', 'refresh_token_ttl', 'id_token_ttl', 'device_code_ttl',
@@ -539,13 +544,17 @@ function rsaKey() {
 }
 
 const signingKey = rsaKey();
-const server = http.createServer();
+// With tls_cert and tls_key (PEM), HTTPS: a provider whose CA the client must be told of.
+const tls = Boolean(initialSettings.tls_cert && initialSettings.tls_key);
+const server = tls
+  ? https.createServer({ cert: initialSettings.tls_cert, key: initialSettings.tls_key })
+  : http.createServer();
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(0, '127.0.0.1', resolve);
 });
 const { port } = server.address();
-const baseUrl = `http://127.0.0.1:${port}`;
+const baseUrl = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
 const MODE = MODES[initialSettings.mode];
 const issuer = `${baseUrl}${MODE.issuerPath ?? ''}`;
 

@@ -11,6 +11,7 @@ Fixture: `forward_proxy` (a started `ForwardProxy`, stopped after the test).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.server
 import ipaddress
@@ -86,15 +87,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200, "Connection established")
             self.end_headers()
             sockets = [self.connection, upstream]
-            while True:
-                readable, _, _ = select.select(sockets, [], [], 30)
-                if not readable:
-                    return
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if not data:
+            # A side that resets the tunnel (a client refusing the certificate) ends it.
+            with contextlib.suppress(OSError):
+                while True:
+                    readable, _, _ = select.select(sockets, [], [], 30)
+                    if not readable:
                         return
-                    (upstream if sock is self.connection else self.connection).sendall(data)
+                    for sock in readable:
+                        data = sock.recv(65536)
+                        if not data:
+                            return
+                        (upstream if sock is self.connection else self.connection).sendall(data)
 
 
 class _Server(http.server.ThreadingHTTPServer):
