@@ -32,6 +32,7 @@ __all__ = [
     "CALLBACK_PATH",
     "DEFAULT_DEVICE_INTERVAL",
     "DEVICE_CODE_GRANT_TYPE",
+    "MIN_DEVICE_INTERVAL",
     "PROTECTED_PARAMS",
     "SLOW_DOWN_INCREMENT",
     "AuthorizationRequest",
@@ -60,6 +61,8 @@ CALLBACK_PATH = "/callback"
 DEVICE_CODE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
 #: RFC 8628 section 3.2: the polling interval when the provider names none.
 DEFAULT_DEVICE_INTERVAL = 5.0
+#: The shortest polling interval we follow, whatever the provider says (seconds).
+MIN_DEVICE_INTERVAL = 1.0
 #: RFC 8628 section 3.5: seconds added to the interval on every `slow_down`.
 SLOW_DOWN_INCREMENT = 5.0
 #: Bytes of randomness behind the PKCE verifier (43 base64url characters, RFC 7636 4.1).
@@ -156,11 +159,12 @@ def format_redirect_uri(host: str, port: int) -> str:
 class AuthorizationRequest:
     """One authorization request and the secrets needed to finish it.
 
-    `code_verifier`, `state` and `nonce` are kept out of the repr: they are what an
-    attacker would need to complete (or forge) this login.
+    `url`, `code_verifier`, `state` and `nonce` are kept out of the repr: they are what
+    an attacker would need to complete (or forge) this login (the URL carries the state
+    and the nonce).
     """
 
-    url: str
+    url: str = field(repr=False)
     redirect_uri: str
     scopes: tuple[str, ...]
     state: str = field(repr=False)
@@ -463,14 +467,18 @@ class DeviceAuthorization:
 
 
 def _web_url(value: object) -> str | None:
-    """The value if it is an absolute http(s) URL made of printable characters."""
+    """The value if it is an absolute https URL (http only on a loopback address) made of
+    printable characters: the user types their code on that page, so a plain-http page
+    elsewhere would hand the code to whoever is on the network path."""
     if not isinstance(value, str) or not value or not value.isprintable():
         return None
     try:
         parts = urlsplit(value)
     except ValueError:  # "http://[x": not a URL at all
         return None
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    if not parts.hostname or not (
+        parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
+    ):
         return None
     return value
 
@@ -485,7 +493,9 @@ def parse_device_authorization(doc: Mapping[str, Any]) -> DeviceAuthorization:
     """Validate a device authorization response.
 
     Strings shown to the user must be printable (a hostile provider must not be able to
-    send terminal escape sequences), and the URIs must be web URLs.
+    send terminal escape sequences), and the URIs must be https (http only on loopback);
+    a complete URI that is not is dropped, and the interval is at least
+    `MIN_DEVICE_INTERVAL`.
 
     Raises:
         LoginError: a required member is missing or malformed.
@@ -510,8 +520,10 @@ def parse_device_authorization(doc: Mapping[str, Any]) -> DeviceAuthorization:
         )
     if uri is None:
         raise LoginError(
-            "the device authorization response has no usable verification_uri",
+            "the device authorization response has no usable verification_uri (an https"
+            " URL, or http on a loopback address)",
             error="invalid_response",
+            hint="the identity provider's device login page must be served over https",
         )
     complete = _web_url(doc.get("verification_uri_complete")) or ""
     return DeviceAuthorization(
@@ -520,7 +532,10 @@ def parse_device_authorization(doc: Mapping[str, Any]) -> DeviceAuthorization:
         verification_uri=uri,
         verification_uri_complete=complete,
         expires_in=_positive_number(doc.get("expires_in"), 0.0),
-        interval=_positive_number(doc.get("interval"), DEFAULT_DEVICE_INTERVAL),
+        # A floor, or a provider saying 0.01 gets 100 polls a second (RFC 8628 3.5 asks
+        # the client to respect the interval; no provider needs one below a second).
+        interval=max(_positive_number(doc.get("interval"), DEFAULT_DEVICE_INTERVAL),
+                     MIN_DEVICE_INTERVAL),
     )
 
 

@@ -1,7 +1,10 @@
 """The device authorization grant driver (RFC 8628): log in where no browser can run.
 
 The user is told (on stderr) where to go and which code to enter, the opener is offered
-the verification URI (its complete form when given, as gh does), and the token endpoint
+the verification URI (an in-process opener its complete form when given, as gh does; a
+browser command never, since every local user can read its arguments and the user code
+in them would let another user approve this login with their own account), and the
+token endpoint
 is polled at the provider's pace: `interval` (default 5 s), `authorization_pending`,
 `slow_down` (+5 s for good), until approval, denial, expiry of the device code or the
 login's own timeout. Time is read from an injected clock and waited with an injected
@@ -61,6 +64,7 @@ def device_login(
     extra_params: Mapping[str, str] | None = None,
     http: IdPHttp,
     open_url: Callable[[str], object] | None,
+    open_complete: bool = False,
     stderr: TextIO,
     deadline: float,
     clock: Callable[[], float],
@@ -77,8 +81,11 @@ def device_login(
         audience_param: how the audience travels ("resource", "audience", "").
         extra_params: the `auth_params`, added to the device authorization request.
         http: the IdP client.
-        open_url: called with the verification URI (complete form preferred); failures
-            are ignored, the printed instructions are enough. None: don't open anything.
+        open_url: called with the verification URI; failures are ignored, the printed
+            instructions are enough. None: don't open anything.
+        open_complete: give `open_url` the complete form (with the user code) when the
+            provider sent one: only for a callable that runs in this process, never for
+            a browser command (its arguments are readable by every local user).
         stderr: where the instructions go.
         deadline: `clock()` value at which the login gives up (also capped by the
             device code's `expires_in`).
@@ -126,7 +133,8 @@ def device_login(
     stderr.flush()
     if open_url is not None:
         try:
-            open_url(grant.verification_uri_complete or grant.verification_uri)
+            complete = grant.verification_uri_complete if open_complete else ""
+            open_url(complete or grant.verification_uri)
         except Exception:  # the printed instructions are the fallback
             log.debug("could not open the verification URI", exc_info=True)
 

@@ -125,13 +125,19 @@ def _say(stderr: TextIO, text: str) -> None:
 def _open_or_print(
     url: str,
     *,
+    start_url: str,
     port: int,
     opener: Callable[[str], object] | None,
     skip_browser: bool,
     unavailable: str,
     stderr: TextIO,
 ) -> None:
-    """Show the authorization URL: open a browser when possible, print it otherwise."""
+    """Show the authorization URL: open a browser when possible, print it otherwise.
+
+    An `opener` callable runs in this process and gets `url` itself; the standard
+    `webbrowser` runs a command, whose arguments every local user can read, so it gets
+    the one-time `start_url` (see `_loopback`). Only stderr ever shows `url`.
+    """
     why_not = ""
     if skip_browser:
         why_not = "skip"
@@ -139,7 +145,7 @@ def _open_or_print(
         why_not = unavailable
     else:
         try:
-            opened = (opener or webbrowser.open)(url)
+            opened = opener(url) if opener is not None else webbrowser.open(start_url)
         except Exception:  # any failure of the opener means: print the URL instead
             log.debug("opening the browser failed", exc_info=True)
             opened = False
@@ -210,9 +216,11 @@ def _browser_login(
         state=request.state,
         issuer=metadata.issuer,
         require_iss=metadata.iss_parameter_supported,
+        authorization_url=request.url,
     ) as server:
         _open_or_print(
             request.url,
+            start_url=server.start_url,
             port=port,
             opener=opener,
             skip_browser=skip_browser,
@@ -326,7 +334,9 @@ def interactive_login(
         method: "auto", "browser" or "device" (see `choose_method`).
         skip_browser: browser flow, but print the URL instead of opening a browser.
         open_browser: called with the authorization URL (device flow: the verification
-            URI, its complete form when given); None means the standard `webbrowser`.
+            URI, its complete form when given); None means the standard `webbrowser`,
+            which gets the one-time start page (device flow: the verification URI alone),
+            since its command line is readable by every local user.
         timeout: seconds for the whole login.
         callback_host: the redirect URI's loopback host; the path is always /callback.
         extra_params: added to (or overriding) the authorization request's parameters.
@@ -378,6 +388,9 @@ def interactive_login(
             metadata=metadata,
             http=http,
             open_url=opener,
+            # The browser command's arguments are readable by every local user: it gets
+            # the verification URI alone, never the complete form with the user code.
+            open_complete=opener is open_browser,
             stderr=out,
             deadline=deadline,
             clock=clock,

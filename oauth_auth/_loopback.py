@@ -8,6 +8,17 @@ local program must not be able to abort the user's login).
 
 For `localhost` it listens on both 127.0.0.1 and ::1, because which one the browser
 resolves `localhost` to depends on the machine; for an IP literal, on that address only.
+A request whose `Host` is not one of those names with our port (a page of another site
+whose name an attacker re-pointed at 127.0.0.1: DNS rebinding) gets 421 and nothing else.
+
+The start page: a browser command's arguments are readable by every local user
+(/proc/<pid>/cmdline), so the authorization URL (state, nonce, code challenge) must not be
+one of them, or another user could log in as themselves with our state and deliver their
+code to this server (login CSRF). The browser is given `start_url` instead, a one-time page
+of this server at an unguessable path, which redirects to the authorization URL. The first
+fetch gets the redirect; a second fetch, whoever makes it, ends the login with a
+`LoginError` (either someone else used the page first, or the user's own browser is second
+to someone else), so a stolen start URL never yields a login the user did not see fail.
 
 The request line (which carries the code) is never logged, pages echo only HTML-escaped
 error codes and descriptions, and they are served with `no-store`, `no-referrer` and a
@@ -20,10 +31,12 @@ login's); the first conclusive callback wins.
 from __future__ import annotations
 
 import errno
+import hmac
 import html
 import http.server
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -35,7 +48,7 @@ from urllib.parse import urlsplit
 from ._authorize import CALLBACK_PATH, StateMismatch, format_redirect_uri, parse_callback
 from .errors import ConfigError, LoginError
 
-__all__ = ["CallbackServer", "listen_addresses"]
+__all__ = ["START_PATH_PREFIX", "CallbackServer", "allowed_hosts", "listen_addresses"]
 
 log = logging.getLogger("oauth_auth")
 
@@ -46,6 +59,10 @@ HANDLER_TIMEOUT = 10.0
 WAIT_SLICE = 0.25
 #: How often the serving threads check whether they should stop (seconds).
 POLL_INTERVAL = 0.05
+#: The start page's path is this prefix and an unguessable token.
+START_PATH_PREFIX = "/start/"
+#: Bytes of randomness in the start page's path.
+START_TOKEN_BYTES = 32
 
 
 def listen_addresses(host: str) -> list[str]:
@@ -62,6 +79,24 @@ def listen_addresses(host: str) -> list[str]:
     if bare == "localhost":
         return ["127.0.0.1", "::1"]
     return [bare]
+
+
+def allowed_hosts(host: str, port: int) -> frozenset[str]:
+    """The `Host` header values the callback server answers (lower case, with the port).
+
+    The redirect URI's host and the addresses listened on for it: `localhost`, 127.0.0.1
+    and [::1] for `localhost`; an IP literal alone for itself. The bare name is allowed on
+    port 80 only, where browsers leave the port out.
+
+    Raises:
+        ConfigError: the host is not a loopback host.
+    """
+    names = {host.strip("[]").lower(), *listen_addresses(host)}
+    netlocs = [f"[{n}]" if ":" in n else n for n in names]
+    allowed = {f"{n}:{port}" for n in netlocs}
+    if port == 80:
+        allowed.update(netlocs)
+    return frozenset(allowed)
 
 
 _PAGE = """<!doctype html>
@@ -104,13 +139,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     owner: CallbackServer
 
     def do_GET(self) -> None:
+        if (self.headers.get("Host") or "").lower() not in self.owner.hosts:
+            # DNS rebinding: a page of another site may not talk to this server.
+            self._send(421, _page("Wrong address", _p(
+                f"This login server answers only at {self.owner.redirect_uri}."), ok=False))
+            return
         parts = urlsplit(self.path)
-        if parts.path != CALLBACK_PATH:
+        extra: dict[str, str] | None = None
+        if parts.path == CALLBACK_PATH:
+            status, body, conclusive = self.owner._on_callback(parts.query)
+        elif self.owner._is_start_path(parts.path):
+            status, body, extra, conclusive = self.owner._on_start()
+        else:
             self._send(404, _page("Not found", _p("This is not the login callback."), ok=False))
             return
-        status, body, conclusive = self.owner._on_callback(parts.query)
         try:
-            self._send(status, body)
+            self._send(status, body, extra)
         finally:
             # Ending the flow only after the page is written lets the browser get it even
             # when the process exits right after the login.
@@ -199,6 +243,8 @@ class CallbackServer:
         state: the `state` of the authorization request.
         issuer: the provider's issuer, compared with the RFC 9207 `iss` parameter.
         require_iss: the provider promises `iss`, so its absence is an error.
+        authorization_url: where the one-time start page (`start_url`) redirects; None
+            serves no start page.
     """
 
     def __init__(
@@ -209,11 +255,16 @@ class CallbackServer:
         state: str,
         issuer: str,
         require_iss: bool = False,
+        authorization_url: str | None = None,
     ) -> None:
         if not 0 < port < 65536:
             raise ConfigError(f"callback port {port!r} is not a TCP port (1-65535)")
         self.redirect_uri = format_redirect_uri(host, port)
+        self.hosts = allowed_hosts(host, port)
         self.port = port
+        self._authorization_url = authorization_url
+        self._start_path = START_PATH_PREFIX + secrets.token_urlsafe(START_TOKEN_BYTES)
+        self._start_fetches = 0
         self._state = state
         self._issuer = issuer
         self._require_iss = require_iss
@@ -272,6 +323,54 @@ class CallbackServer:
     def addresses(self) -> list[str]:
         """The addresses actually listened on (tests; diagnostics)."""
         return [str(s.server_address[0]) for s in self._servers]
+
+    @property
+    def start_url(self) -> str:
+        """The one-time start page: what a browser command is given instead of the
+        authorization URL (which must not be on any command line)."""
+        return self.redirect_uri.removesuffix(CALLBACK_PATH) + self._start_path
+
+    def _is_start_path(self, path: str) -> bool:
+        return self._authorization_url is not None and hmac.compare_digest(
+            path.encode("utf-8", "replace"), self._start_path.encode("ascii")
+        )
+
+    def _on_start(self) -> tuple[int, bytes, dict[str, str] | None, bool]:
+        """Answer a fetch of the start page: the redirect once, then the end of the login.
+
+        Returns the status, the page, extra headers and whether the flow ends.
+        """
+        with self._lock:
+            if self._claimed:
+                return 409, _page(
+                    "Login already finished",
+                    _p("This login has already finished. You can close this tab."),
+                    ok=False,
+                ), None, False
+            self._start_fetches += 1
+            if self._start_fetches == 1 and self._authorization_url is not None:
+                target = self._authorization_url
+                return 302, _page(
+                    "Continue to log in",
+                    f'<p><a href="{html.escape(target)}">Continue to the identity'
+                    " provider</a>.</p>",
+                    ok=True,
+                ), {"Location": target}, False
+            self._error = LoginError(
+                "the login's start page was opened a second time, so the login was stopped:"
+                " another program on this machine may have opened it first",
+                error="start_page_reused",
+                hint="run the login again, and open its page only once; if you did not open"
+                " it twice, check who else can run programs on this machine",
+            )
+            self._claimed = True
+            return 400, _page(
+                "Login stopped",
+                _p("This login page was opened more than once, so the login was stopped for"
+                   " your safety: another program may have opened it first.")
+                + _p("Return to the terminal and run the login again."),
+                ok=False,
+            ), None, True
 
     def _on_callback(self, query: str) -> tuple[int, bytes, bool]:
         """Decide the answer to one `GET /callback`; called from a handler thread.

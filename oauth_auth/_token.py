@@ -24,6 +24,7 @@ __all__ = [
     "encode_at_entry",
     "fingerprint",
     "format_rfc3339",
+    "identity_claims",
     "parse_token_response",
 ]
 
@@ -209,3 +210,34 @@ def decode_at_entry(value: str | None) -> Token | None:
     if when.tzinfo is None or when.year < 1971:
         return None
     return Token(access_token=access, expiry=when.timestamp())
+
+
+#: The ID-token claims that say who is logged in, in the order a display prefers them.
+IDENTITY_CLAIMS = ("sub", "email", "name", "preferred_username")
+
+
+def identity_claims(id_token: str | None) -> dict[str, str]:
+    """Who an ID token names: its `sub`, `email`, `name` and `preferred_username` (those
+    present, as printable text of at most 200 characters); {} without a readable token.
+
+    Only decodes: the token was validated when it arrived (the login checks signature,
+    issuer, audience and nonce before anything is kept), and this only displays it, so
+    the user can see which account a login stored.
+    """
+    if not id_token or id_token.count(".") != 2:
+        return {}
+    import base64
+    import json
+
+    payload = id_token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except ValueError:
+        return {}
+    if not isinstance(claims, dict):
+        return {}
+    return {
+        name: "".join(ch if ch.isprintable() else "?" for ch in value)[:200]
+        for name in IDENTITY_CLAIMS
+        if isinstance(value := claims.get(name), str) and value
+    }

@@ -33,7 +33,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeGuard
@@ -41,7 +41,13 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeGuard
 from ._keys import normalize_scopes
 from ._params import LOGIN_METHODS, LoginMethod, OIDCParams, merge_auth_params
 from ._scrub import scrubbed
-from ._token import DEFAULT_PREEMPTIVE_WINDOW, Token, fingerprint, parse_token_response
+from ._token import (
+    DEFAULT_PREEMPTIVE_WINDOW,
+    Token,
+    fingerprint,
+    identity_claims,
+    parse_token_response,
+)
 from .errors import (
     ConfigError,
     InvalidGrantError,
@@ -120,12 +126,17 @@ class LogoutResult:
         revoked: the provider confirmed its revocation (RFC 7009).
         revocation_error: why it was not revoked ("" when it was, or nothing was held).
         deleted: both secrets entries were deleted.
+        access_token_revoked: a session without a refresh token had its access token (in
+            memory, else the shared entry's, while unexpired) revoked on its own, so a
+            copy someone kept stops working now, not when it expires. (Revoking a refresh
+            token revokes the access tokens of its grant: RFC 7009 section 2.1.)
     """
 
     had_refresh_token: bool
     revoked: bool
     revocation_error: str
     deleted: bool
+    access_token_revoked: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +157,9 @@ class SourceStatus:
         stored_refresh_token: the store holds a refresh token (tier 3); None when it was
             not read or the read failed.
         errors: what failed while reading the store (tier 2 first, then tier 3).
+        identity: who the session in memory is logged in as, from its (validated) ID
+            token: `sub`, and `email`, `name`, `preferred_username` when present; empty
+            without an ID token. A login shows it, so a user sees which account was stored.
     """
 
     memory_expiry: datetime | None = None
@@ -156,6 +170,7 @@ class SourceStatus:
     shared_fresh: bool = False
     stored_refresh_token: bool | None = None
     errors: tuple[OAuthAuthError, ...] = ()
+    identity: Mapping[str, str] = field(default_factory=dict)
 
 
 class OAuthTokenSource:
@@ -463,8 +478,10 @@ class OAuthTokenSource:
         with self._lock:
             held, refresh = self._memory, self._refresh_token
         memory_expiry = held.expiry_datetime if held is not None else None
+        identity = identity_claims(held.id_token if held is not None else None)
         if not read_store:
-            return SourceStatus(memory_expiry, held is not None, bool(refresh))
+            return SourceStatus(memory_expiry, held is not None, bool(refresh),
+                                identity=identity)
         errors: list[OAuthAuthError] = []
         shared: Token | None = None
         stored: bool | None = None
@@ -493,11 +510,13 @@ class OAuthTokenSource:
             shared_fresh=shared is not None and self._servable(shared, self.clock()),
             stored_refresh_token=stored,
             errors=tuple(errors),
+            identity=identity,
         )
 
     def logout(self) -> None:
-        """End the session: revoke the refresh token at the provider where it can (RFC
-        7009), then delete both secrets entries and forget the tokens in memory.
+        """End the session: revoke the refresh token (or, without one, the access token) at
+        the provider where it can (RFC 7009), then delete both secrets entries and forget
+        the tokens in memory.
 
         A failed revocation is logged and does not stop the local deletion.
 
@@ -532,6 +551,11 @@ class OAuthTokenSource:
             revoked, why = False, ""
             if refresh:
                 revoked, why = self._revoke(refresh)
+            # Revoking a refresh token revokes the access tokens of its grant (RFC 7009
+            # section 2.1: every provider here with a revocation endpoint does), so only a
+            # session without one gets its access token revoked on its own.
+            access = "" if refresh else self._access_to_revoke(store)
+            access_revoked = bool(access) and self._revoke(access, "access_token")[0]
             self._keep(None)
             self._refresh_token = None
             deleted = False
@@ -540,7 +564,20 @@ class OAuthTokenSource:
                 if read_error is not None:
                     raise read_error
                 deleted = True
-            return LogoutResult(bool(refresh), revoked, why, deleted)
+            return LogoutResult(bool(refresh), revoked, why, deleted, access_revoked)
+
+    def _access_to_revoke(self, store: SecretsSessionStore | None) -> str:
+        """The access token a logout revokes: the one in memory, else the shared entry's
+        while it has not expired (revoking an expired one would only cost a request)."""
+        held = self._memory
+        if held is None and store is not None:
+            try:
+                held = store.read_access_token()
+            except OAuthAuthError:
+                held = None
+        if held is None or (held.expiry is not None and held.expiry <= self.clock()):
+            return ""
+        return held.access_token
 
     # ------------------------------------------------------------------ the tiers
 
@@ -814,7 +851,8 @@ class OAuthTokenSource:
             want=want,
         )
 
-    def _revoke(self, refresh: str) -> tuple[bool, str]:
+    def _revoke(self, token: str, hint: str = "refresh_token") -> tuple[bool, str]:
+        """Revoke one token at the provider (RFC 7009); (revoked, why not)."""
         from ._protocol import client_auth_for, revocation_form
 
         oidc = self.oidc
@@ -824,17 +862,17 @@ class OAuthTokenSource:
                 return False, "the provider advertises no revocation endpoint"
             status = self._http().post_form_status(
                 meta.revocation_endpoint,
-                revocation_form(refresh, oidc.client_id),
+                revocation_form(token, oidc.client_id, hint),
                 client=client_auth_for(
                     oidc.client_id, oidc.client_secret, meta, revocation=True,
                     fallback=oidc.provider_preset.client_auth_methods,
                 ),
             )
         except OAuthAuthError as exc:
-            log.warning("revoking the refresh token failed: %s", short_error(exc))
+            log.warning("revoking the %s failed: %s", hint.replace("_", " "), short_error(exc))
             return False, short_error(exc)
         if status != 200:
-            log.warning("revoking the refresh token failed: HTTP %s", status)
+            log.warning("revoking the %s failed: HTTP %s", hint.replace("_", " "), status)
             return False, f"HTTP {status}"
         return True, ""
 

@@ -3,17 +3,30 @@ provider to show (its counts are the referee)."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import requests
 
 from oauth_auth import MemorySecrets, OAuthTokenSource, OIDCAuth, OIDCParams
 from tests.support.api import ProtectedAPI
-from tests.support.idp import IdP, obtain_tokens, refresh_count
+from tests.support.browser import http_browser_login, http_device_approve
+from tests.support.fake_browser import cmdlines_holding, write_browser_script
+from tests.support.idp import DEVICE_GRANT, IdP, obtain_tokens, refresh_count
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_an_always_401_api_costs_one_refresh_not_one_per_request(
@@ -41,3 +54,205 @@ def test_an_always_401_api_costs_one_refresh_not_one_per_request(
     assert refresh_count(real_idp.counts()) == 1
     assert api.count() == 21
     assert store.get_secret("KH") != tokens["refresh_token"]  # the rotation was stored
+
+
+# --- issue 15, item 1: nothing of the login on any command line -----------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _login_child(idp: IdP, tmp_path: Path, mode: str, **cfg: Any) -> subprocess.Popen[str]:
+    """A process logging in with the default opener, `BROWSER` being the fake browser."""
+    browser = write_browser_script(tmp_path / "browser")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("BROWSER", "DISPLAY", "WAYLAND_DISPLAY", "SSH_"))}
+    env.update(BROWSER=str(browser), FAKE_BROWSER_MODE=mode,
+               FAKE_BROWSER_RECORD=str(tmp_path / "record.json"), PYTHONPATH=str(ROOT))
+    settings = {"issuer": idp.issuer, "client_id": idp.client_id, "scopes": ["email"],
+                "callback_port": _free_port(), "lock_dir": str(tmp_path / "locks"), **cfg}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.support.login_child", json.dumps(settings)],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _finish(child: subprocess.Popen[str], timeout: float = 90) -> tuple[dict[str, Any], str]:
+    out, err = child.communicate(timeout=timeout)
+    lines = out.strip().splitlines()
+    assert lines, err
+    return json.loads(lines[-1]), err
+
+
+def test_the_default_browser_gets_a_one_time_start_page_and_no_argv_holds_the_login(
+    real_idp: IdP, tmp_path: Path
+) -> None:
+    result, err = _finish(_login_child(real_idp, tmp_path, "login"))
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert result["ok"], (result, err, record)
+    # The browser command got the start page, on the callback server, and nothing else.
+    (given,) = record["argv"]
+    assert record["start_page"], given
+    assert urlsplit(given).path.startswith("/start/")
+    assert "state" not in given
+    assert real_idp.issuer not in given
+    assert record["first"]["status"] == 302
+    assert record["first"]["location"].startswith(real_idp.authorization_endpoint)
+    # While the login ran, no process's command line held the authorization URL, its
+    # state, nonce or code challenge (the browser looked at every /proc/<pid>/cmdline).
+    assert record["secrets_found"] == 3
+    assert record["cmdlines_with_secrets"] == {}
+    assert record["callback_status"] == 200
+    assert real_idp.token_requests("authorization_code") == 1
+    # The identity the login stored is exposed (the CLI prints it).
+    assert result["stored"]
+    assert result["identity"]["sub"] == "alice"
+    assert result["identity"]["email"] == "alice@example.test"
+
+
+def test_a_second_fetch_of_the_start_page_ends_the_login(real_idp: IdP, tmp_path: Path) -> None:
+    result, _ = _finish(_login_child(real_idp, tmp_path, "twice"))
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert not result["ok"], (result, record)
+    assert result["code"] == "start_page_reused"
+    assert "opened a second time" in result["error"]
+    assert record["first"]["status"] == 302
+    # The second fetcher got no redirect and no state; the code delivered later was refused.
+    assert record["second"] == {"status": 400, "location": None, "body_has_state": False}
+    assert record["callback_status"] == 409
+    assert real_idp.token_requests("authorization_code", outcome=None) == 0
+
+
+def test_device_login_gives_the_default_browser_no_user_code(
+    real_idp: IdP, tmp_path: Path
+) -> None:
+    child = _login_child(real_idp, tmp_path, "record", method="device")
+    assert child.stderr is not None
+    code = uri = ""
+    for line in child.stderr:
+        found = re.search(r"open (\S+) in a browser on any device and enter the code: (\S+)",
+                          line)
+        if found:
+            uri, code = found.groups()
+            break
+    assert code, "no device instructions on stderr"
+    record_file = tmp_path / "record.json"
+    deadline = time.monotonic() + 30
+    while not record_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    record = json.loads(record_file.read_text())
+    http_device_approve(uri, code)
+    result, err = _finish(child)
+    assert result["ok"], (result, err)
+    assert record["argv"] == [uri]
+    assert code not in " ".join(record["argv"])
+    assert cmdlines_holding([code]) == {}
+
+
+def test_an_open_browser_callable_gets_the_authorization_url_and_foreign_hosts_get_421(
+    real_idp: IdP, tmp_path: Path
+) -> None:
+    seen: list[str] = []
+    rebinding: list[int] = []
+
+    def opener(url: str) -> bool:
+        seen.append(url)
+        callback = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+        port = urlsplit(callback).port
+        # A page of evil.example, whose name was re-pointed at 127.0.0.1 (DNS rebinding).
+        with httpx.Client(trust_env=False, timeout=5) as client:
+            answer = client.get(f"http://127.0.0.1:{port}/callback?code=x&state=y",
+                                headers={"Host": f"evil.example:{port}"})
+        rebinding.append(answer.status_code)
+        http_browser_login(url)
+        return True
+
+    source = OAuthTokenSource(
+        OIDCParams(real_idp.issuer, real_idp.client_id, scopes=["email"],
+                   callback_port=_free_port()),
+        key_provider=lambda: "KB", secrets_provider=MemorySecrets(), interactive=True,
+        open_browser=opener, lock_dir=str(tmp_path / "locks"))
+    assert source.token()
+    (url,) = seen
+    assert url.startswith(real_idp.authorization_endpoint)
+    assert "state=" in url
+    assert "code_challenge=" in url
+    assert rebinding == [421]
+    assert real_idp.token_requests("authorization_code") == 1
+    identity = source.status(read_store=False).identity
+    assert identity == {"sub": "alice", "email": "alice@example.test"}
+
+
+# --- issue 15, item 12 ---------------------------------------------------------------------
+
+
+def test_a_device_interval_of_10_ms_is_polled_at_most_once_a_second(
+    real_idp: IdP, tmp_path: Path
+) -> None:
+    real_idp.configure(device_interval=0.01)
+    approved: list[float] = []
+
+    def opener(url: str) -> bool:
+        def approve() -> None:
+            time.sleep(3)
+            http_device_approve(url)
+            approved.append(time.monotonic())
+
+        threading.Thread(target=approve, daemon=True).start()
+        return True
+
+    source = OAuthTokenSource(
+        OIDCParams(real_idp.issuer, real_idp.client_id), key_provider=lambda: "KD",
+        secrets_provider=MemorySecrets(), interactive=True, login_method="device",
+        open_browser=opener, lock_dir=str(tmp_path / "locks"))
+    started = time.monotonic()
+    assert source.token()
+    took = time.monotonic() - started
+    polls = real_idp.token_requests(DEVICE_GRANT, outcome=None)
+    # Before the floor: 68 polls in 3 s. Now one a second at most, and the approval ended it.
+    assert approved
+    assert 3 <= polls <= took + 1, (polls, took)
+
+
+def test_logout_revokes_at_the_provider_and_the_access_token_dies_with_it(
+    real_idp: IdP, tmp_path: Path
+) -> None:
+    def active(token: str) -> bool:
+        response = httpx.post(real_idp.introspection_endpoint, data={"token": token},
+                              auth=(real_idp.api_client_id, real_idp.api_client_secret),
+                              timeout=10)
+        assert response.status_code == 200
+        return bool(response.json()["active"])
+
+    def session(with_refresh: bool) -> tuple[OAuthTokenSource, dict[str, Any]]:
+        tokens = obtain_tokens(real_idp)
+        store = MemorySecrets()
+        if with_refresh:
+            store.set_secret("KL", tokens["refresh_token"])
+        expiry = datetime.fromtimestamp(time.time() + int(tokens["expires_in"]),
+                                        tz=timezone.utc)
+        store.set_secret("KL_AT", f"{tokens['access_token']}|{expiry:%Y-%m-%dT%H:%M:%SZ}")
+        return OAuthTokenSource(OIDCParams(real_idp.issuer, real_idp.client_id),
+                                key_provider=lambda: "KL", secrets_provider=store,
+                                lock_dir=str(tmp_path / "locks")), tokens
+
+    # With a refresh token: one revocation, and the provider revokes the grant's access
+    # tokens with it (RFC 7009 section 2.1).
+    source, tokens = session(with_refresh=True)
+    real_idp.reset_counts()
+    result = source.logout_result()
+    assert (result.revoked, result.access_token_revoked) == (True, False)
+    assert real_idp.counts()["revocation"] == 1
+    assert not active(tokens["refresh_token"])
+    assert not active(tokens["access_token"])
+    # Only an access token (a provider that gave no refresh token): it is revoked itself.
+    source, tokens = session(with_refresh=False)
+    assert active(tokens["access_token"])
+    real_idp.reset_counts()
+    result = source.logout_result()
+    assert (result.had_refresh_token, result.access_token_revoked) == (False, True)
+    assert real_idp.counts()["revocation"] == 1
+    assert not active(tokens["access_token"])

@@ -163,8 +163,9 @@ function checkSettings(settings) {
   if (typeof settings.rotate_refresh_token !== 'boolean') {
     throw new Error('rotate_refresh_token must be true or false');
   }
-  if (settings.device_interval !== null && !Number.isInteger(settings.device_interval)) {
-    throw new Error('device_interval must be a whole number of seconds or null');
+  if (settings.device_interval !== null && !(typeof settings.device_interval === 'number'
+      && Number.isFinite(settings.device_interval) && settings.device_interval >= 0)) {
+    throw new Error('device_interval must be a number of seconds (0.01 plays a hostile provider) or null');
   }
   if (!(settings.mode in MODES)) {
     throw new Error(`mode must be one of ${Object.keys(MODES).map((m) => JSON.stringify(m)).join(', ')}`);

@@ -208,6 +208,8 @@ def http_browser_login(
 ) -> str:
     """Play the user through oidc-provider's dev login and consent pages; return the callback URL.
 
+    `authorization_url` may also be the library's one-time start page (a browser command
+    gets that), which is followed to the provider first.
     Follows the provider's redirects with its cookies, submits the login form (`login`, any
     password) and the consent form, and stops at the first redirect that leaves the provider
     (the loopback redirect URI, carrying code, state and iss, or error). Then GETs that URL
@@ -216,9 +218,16 @@ def http_browser_login(
     cancel=True), so the callback carries error=access_denied.
     Raises BrowserFlowError when a page is not what a dev interaction page should be.
     """
-    provider = _origin(authorization_url)
     with httpx.Client(follow_redirects=False, timeout=timeout) as client:
         response = client.get(authorization_url)
+        if _is_start_page(authorization_url):
+            # The library's one-time start page (what a browser command is given): it
+            # redirects to the provider's authorization URL.
+            if response.status_code != 302:
+                raise BrowserFlowError(f"the start page answered {response.status_code}")
+            authorization_url = response.headers["location"]
+            response = client.get(authorization_url)
+        provider = _origin(authorization_url)
         for _ in range(MAX_STEPS):
             url = str(response.url)
             if response.is_redirect:
@@ -251,6 +260,14 @@ def http_browser_login(
             else:
                 raise BrowserFlowError(f"unexpected page at {url}: {page.summary()}")
         raise BrowserFlowError(f"no redirect to the callback after {MAX_STEPS} steps")
+
+
+def _is_start_page(url: str) -> bool:
+    from oauth_auth._discovery import is_loopback_host
+    from oauth_auth._loopback import START_PATH_PREFIX
+
+    parts = urllib.parse.urlsplit(url)
+    return is_loopback_host(parts.hostname) and parts.path.startswith(START_PATH_PREFIX)
 
 
 def http_browser_deny(authorization_url: str, **kwargs: Any) -> str:

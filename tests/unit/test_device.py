@@ -97,7 +97,8 @@ def run(fake_time: FakeTime) -> Iterator[Any]:
     clients: list[IdPHttp] = []
 
     def go(answers: list[Any], *, timeout: float = 300.0, opener: Any = None,
-           meta: ProviderMetadata = META, **device_doc: Any) -> tuple[Any, Provider, str]:
+           open_complete: bool = True, meta: ProviderMetadata = META,
+           **device_doc: Any) -> tuple[Any, Provider, str]:
         provider = Provider(fake_time, answers, **device_doc)
         http = make_http(provider)
         clients.append(http)
@@ -106,8 +107,8 @@ def run(fake_time: FakeTime) -> Iterator[Any]:
         try:
             result = device_login(
                 client_id="cli", scopes=["openid", "offline_access"], audience="https://api",
-                metadata=meta, http=http, open_url=opener, stderr=err,
-                deadline=fake_time.clock() + timeout, clock=fake_time.clock,
+                metadata=meta, http=http, open_url=opener, open_complete=open_complete,
+                stderr=err, deadline=fake_time.clock() + timeout, clock=fake_time.clock,
                 sleep=fake_time.sleep,
             )
         except LoginError as exc:
@@ -142,6 +143,15 @@ def test_opener_gets_plain_uri_without_complete_form(run: Any) -> None:
     opened: list[str] = []
     run([TOKEN], opener=opened.append, verification_uri_complete=None)
     assert opened == [f"{ISSUER}/device"]
+
+
+def test_a_browser_command_never_gets_the_user_code(run: Any) -> None:
+    """Its arguments are readable by every local user, who could approve the login with
+    their own account (issue 15, item 1)."""
+    opened: list[str] = []
+    _, _, err = run([TOKEN], opener=opened.append, open_complete=False)
+    assert opened == [f"{ISSUER}/device"]
+    assert "WDJB-MJHT" in err  # the user types it, from the terminal
 
 
 def test_failing_opener_is_fine(run: Any) -> None:
@@ -269,6 +279,61 @@ def test_interactive_login_device_method(fake_time: FakeTime) -> None:
     assert provider.device_forms[0]["scope"] == "email openid offline_access"
     assert opened == [f"{ISSUER}/device?user_code=WDJB-MJHT"]
     assert fake_time.sleeps == [5, 10]
+
+
+def test_interactive_login_gives_the_default_browser_no_user_code(
+    fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import webbrowser
+
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
+    monkeypatch.setattr("oauth_auth._login.browser_unavailable_reason", lambda: "")
+    provider = Provider(fake_time, [TOKEN])
+    http = make_http(provider)
+    try:
+        interactive_login(oidc=OIDC, metadata=META, http=http, method="device",
+                          stderr=io.StringIO(), clock=fake_time.clock, sleep=fake_time.sleep)
+    finally:
+        http.close()
+    assert opened == [f"{ISSUER}/device"]
+
+
+@pytest.mark.parametrize("interval", [0.01, 1e-9, 0.5])
+def test_the_polling_interval_has_a_floor_of_a_second(
+    run: Any, fake_time: FakeTime, interval: float
+) -> None:
+    # A provider saying interval 0.04 got 68 polls in 3 s (issue 15, item 12).
+    run(["authorization_pending"] * 3 + [TOKEN], interval=interval)
+    assert fake_time.sleeps == [1.0] * 4
+
+
+@pytest.mark.parametrize("uri", [
+    "http://idp.example.com/device",  # plain http to a host on the network
+    "http://idp.localhost/device",  # a name that merely looks local
+    "ftp://idp.example.com/device",
+])
+def test_a_verification_uri_must_be_https_or_loopback(run: Any, uri: str) -> None:
+    result, provider, err = run([TOKEN], verification_uri=uri)
+    assert isinstance(result, LoginError)
+    assert "https" in str(result)
+    assert provider.polls == []
+    assert "WDJB-MJHT" not in err  # nobody is sent to type the code there
+
+
+def test_a_plain_http_complete_uri_is_dropped(run: Any) -> None:
+    opened: list[str] = []
+    run([TOKEN], opener=opened.append,
+        verification_uri_complete="http://idp.example.com/device?user_code=WDJB-MJHT")
+    assert opened == [f"{ISSUER}/device"]
+
+
+def test_a_loopback_verification_uri_may_be_plain_http(run: Any) -> None:
+    opened: list[str] = []
+    token, _, _ = run([TOKEN], opener=opened.append, verification_uri_complete=None,
+                      verification_uri="http://127.0.0.1:9/device")
+    assert token["access_token"] == "AT"
+    assert opened == ["http://127.0.0.1:9/device"]
 
 
 @pytest.mark.parametrize(

@@ -378,3 +378,108 @@ def test_nothing_secret_is_logged(make_server: Callable[..., CallbackServer], po
     assert "SECRET-CODE" not in out + err
     assert "SECRET-CODE" not in caplog.text
     assert STATE not in caplog.text
+
+
+# --- the one-time start page and the Host check (issue 15, item 1) ---------------------------
+
+AUTH_URL = f"{ISSUER}/auth?state={STATE}&nonce=n&code_challenge=c"
+
+
+def test_the_start_page_redirects_once_then_the_callback_works(
+    make_server: Callable[..., CallbackServer], port: int
+) -> None:
+    server = make_server(authorization_url=AUTH_URL)
+    start = server.start_url
+    assert start.startswith(f"http://127.0.0.1:{port}/start/")
+    assert STATE not in start
+    assert len(start.rsplit("/", 1)[1]) >= 43  # 32 random bytes
+    with httpx.Client(trust_env=False, timeout=5) as client:
+        first = client.get(start)
+    assert first.status_code == 302
+    assert first.headers["location"] == AUTH_URL
+    assert first.headers["cache-control"] == "no-store"
+    assert first.headers["referrer-policy"] == "no-referrer"
+    browser = Browser()
+    browser.visit(url(port, code="the-code", state=STATE))
+    assert wait(server) == "the-code"
+    browser.join()
+
+
+def test_a_second_fetch_of_the_start_page_ends_the_login(
+    make_server: Callable[..., CallbackServer], port: int
+) -> None:
+    server = make_server(authorization_url=AUTH_URL)
+    browser = Browser()
+    browser.visit(server.start_url, server.start_url, url(port, code="late", state=STATE))
+    with pytest.raises(LoginError) as info:
+        wait(server)
+    browser.join()
+    first, second, late = browser.responses
+    assert first.status_code == 302
+    assert second.status_code == 400
+    assert "location" not in second.headers
+    assert STATE not in second.text  # the second fetcher learns nothing
+    assert "Login stopped" in second.text
+    assert late.status_code == 409  # the code that came after is not used
+    assert info.value.error == "start_page_reused"
+    assert info.value.hint
+
+
+def test_a_wrong_start_token_is_a_404_and_changes_nothing(
+    make_server: Callable[..., CallbackServer], port: int
+) -> None:
+    server = make_server(authorization_url=AUTH_URL)
+    token = server.start_url.rsplit("/", 1)[1]
+    wrong = [server.start_url[:-1] + ("A" if token[-1] != "A" else "B"),
+             url(port, path="/start/"), server.start_url + "/", server.start_url.upper()]
+    browser = Browser()
+    browser.visit(*wrong, server.start_url, url(port, code="c", state=STATE))
+    assert wait(server) == "c"
+    browser.join()
+    assert [r.status_code for r in browser.responses] == [404, 404, 404, 404, 302, 200]
+
+
+def test_without_an_authorization_url_there_is_no_start_page(
+    make_server: Callable[..., CallbackServer], port: int
+) -> None:
+    server = make_server()
+    browser = Browser()
+    browser.visit(server.start_url, url(port, code="c", state=STATE))
+    assert wait(server) == "c"
+    browser.join()
+    assert browser.responses[0].status_code == 404
+
+
+@pytest.mark.parametrize("host", [
+    "evil.example", "evil.example:{port}", "127.0.0.1:1", "localhost:{port}", "127.0.0.2:{port}",
+    "", "127.0.0.1:{port}.evil.example",
+])
+def test_a_foreign_host_header_gets_421_and_the_login_goes_on(
+    make_server: Callable[..., CallbackServer], port: int, host: str
+) -> None:
+    """DNS rebinding: a page of another site whose name resolves to 127.0.0.1."""
+    server = make_server(authorization_url=AUTH_URL)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        header = f"Host: {host.format(port=port)}\r\n" if host else ""
+        path = server.start_url.split(str(port), 1)[1]
+        conn.sendall(f"GET {path} HTTP/1.1\r\n{header}Connection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 421 "), answer[:80]
+    assert AUTH_URL.encode() not in answer
+    # The start page was not used up, and the login goes on.
+    with httpx.Client(trust_env=False, timeout=5) as client:
+        assert client.get(server.start_url).status_code == 302
+    Browser().visit(url(port, code="c", state=STATE))
+    assert wait(server) == "c"
+
+
+def test_localhost_answers_its_loopback_names_and_nothing_else(port: int) -> None:
+    from oauth_auth._loopback import allowed_hosts
+
+    assert allowed_hosts("localhost", port) == {
+        f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
+    assert allowed_hosts("127.0.0.1", port) == {f"127.0.0.1:{port}"}
+    assert allowed_hosts("::1", port) == {f"[::1]:{port}"}
+    assert allowed_hosts("LOCALHOST", 80) >= {"localhost", "localhost:80"}

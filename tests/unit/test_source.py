@@ -533,7 +533,9 @@ def test_logout_revokes_and_deletes(source: OAuthTokenSource, fake_idp: FakeProv
     result = source.logout_result()
     assert result.revoked
     assert result.deleted
+    # The refresh token alone: the provider revokes the grant's access tokens with it.
     assert fake_idp.revoked == ["rt-1"]
+    assert not result.access_token_revoked
     assert secrets.inner.get_secret(KEY) is None
     assert secrets.inner.get_secret(KEY + "_AT") is None
     with pytest.raises(LoginRequiredError):
