@@ -38,10 +38,9 @@ from oauth_auth import (
 from oauth_auth.grants import TOKEN_EXCHANGE_GRANT, Grant
 from tests.support.api import ProtectedAPI
 from tests.support.ci_issuer import CIIssuer
+from tests.support.dot import DOT
 from tests.support.hygiene import LEDGER
 from tests.support.idp import IdP, decode_jwt_payload, start_idp
-
-pytestmark = pytest.mark.idp  # every test here needs the bundled oidc-provider
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "https://api.example.test"
@@ -206,6 +205,7 @@ def jwt_client(jwt_client_idp: tuple[IdP, RSAKey]) -> tuple[IdP, RSAKey]:
     return jwt_client_idp
 
 
+@pytest.mark.idp
 @pytest.mark.parametrize("form", ["pem-file", "pem-bytes", "jwk"])
 def test_private_key_jwt_client_credentials(
     form: str, jwt_client: tuple[IdP, RSAKey], tmp_path: Path
@@ -235,6 +235,7 @@ def test_private_key_jwt_client_credentials(
     assert idp.token_requests(CC) == 2
 
 
+@pytest.mark.idp
 def test_private_key_jwt_with_a_key_the_provider_does_not_know_is_invalid_client(
     jwt_client: tuple[IdP, RSAKey], tmp_path: Path
 ) -> None:
@@ -386,3 +387,43 @@ def test_16_processes_make_exactly_one_token_exchange(
     assert len({o.split()[1] for o in outputs}) == 1
     assert exchange_idp.token_requests(TOKEN_EXCHANGE_GRANT, None) == 1
     assert len(exchange_idp.exchanges()) == 1
+
+
+# --------------------------------------------------------------------- django-oauth-toolkit
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+def test_client_credentials_against_django_oauth_toolkit(
+    method: str, dot: DOT, api_factory: Callable[..., ProtectedAPI], tmp_path: Path
+) -> None:
+    """DOT's client-credentials application (tests/dot/serve.py, "Service"): basic by
+    default, post when that is all DOT advertises; shared through tier 2; a 401 gets a
+    new token."""
+    if method == "client_secret_post":
+        dot.configure(auth_methods=["client_secret_post"])
+    store = MemorySecrets()
+
+    def source() -> OAuthTokenSource:
+        return OAuthTokenSource(
+            OIDCParams(dot.issuer, dot.service_client_id,
+                       client_secret=dot.service_client_secret),
+            key_provider=lambda: "DOT_MACHINE", secrets_provider=store,
+            grant=ClientCredentials(["read"]), lock_dir=tmp_path / "locks",
+        )
+
+    first = source()
+    token = first.token()
+    assert source().token() == token  # another process's view: tier 2
+    assert dot.token_requests(CC) == 1
+    assert dot.client_auth()[f"token:{method}"] == 1
+    info = dot.introspect(token)
+    assert info["active"] is True
+    assert info["client_id"] == dot.service_client_id
+
+    api = api_factory(lambda t: bool(dot.introspect(t).get("active")))
+    api.rejected_tokens.add(token)
+    with httpx.Client(auth=OIDCAuth(first), timeout=10) as client:
+        assert client.get(api.url + "/data").status_code == 200
+    assert api.count() == 2
+    assert api.seen[1].authorization not in (None, f"Bearer {token}")
+    assert dot.token_requests(CC) == 2
