@@ -514,3 +514,38 @@ def test_an_hs256_id_token_from_dot_is_checked_with_the_client_secret(dot: DOT,
     counts = dot.counts()
     assert counts["token"] == {"authorization_code": {"ok": 1}}
     assert "jwks" not in counts
+
+
+# -------------------------------------------------- RFC 8252 registration: 127.0.0.1, any port
+
+
+def test_oidcparams_callback_host_uses_a_client_registered_on_127_0_0_1(
+        dot: DOT, tmp_path: Path) -> None:
+    """DOT's public client is registered the RFC 8252 way, `http://127.0.0.1/callback`
+    on any port (and `localhost` on one port only): OIDCParams(callback_host="127.0.0.1")
+    logs in on a port of its own choosing; `localhost` on that port is refused by DOT."""
+    port = free_port()
+    refused = Background(dot_browser_login)
+    wrong = OAuthTokenSource(OIDCParams(dot.issuer, dot.client_id, callback_port=port),
+                             key_provider=lambda: "DL0", secrets_provider=MemorySecrets(),
+                             interactive=True, open_browser=refused, login_timeout=2,
+                             lock_dir=str(tmp_path / "locks"))
+    with pytest.raises(LoginError):
+        wrong.token()  # DOT shows an error page and never redirects
+    assert "redirect" in str(refused.failure()).lower(), refused.failure()
+
+    store = MemorySecrets()
+    browser = Background(dot_browser_login)
+    params = OIDCParams(dot.issuer, dot.client_id, callback_port=port,
+                        callback_host="127.0.0.1")
+    source = OAuthTokenSource(params, key_provider=lambda: "DL1", secrets_provider=store,
+                              interactive=True, open_browser=browser, login_timeout=60,
+                              lock_dir=str(tmp_path / "locks"))
+    token = source.token()
+    browser.wait(30)
+    (url,) = browser.urls
+    request = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    assert request["redirect_uri"] == f"http://127.0.0.1:{port}/callback"
+    assert dot.active(token)
+    assert store.get_secret("DL1")
+    assert dot.counts()["token"] == {"authorization_code": {"ok": 1}}
