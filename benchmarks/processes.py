@@ -11,9 +11,6 @@ Service is running, the real keyring through `KeyringSecrets`.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -22,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import ROOT, child_env, introspect_active, login
+from tests.support.child_token import start_together
 from tests.support.filesecrets import FileSecrets
 from tests.support.idp import refresh_count
 
@@ -34,23 +32,16 @@ def run_children(idp: Any, store: str, key: str, tmp: Path, lock: bool,
                  ) -> tuple[list[str], float]:
     """Start n children, release them together; their outputs and the wall time from the
     start signal until the last one exited."""
-    go = tmp / f"go-{time.monotonic_ns()}"
     cfg = {"issuer": idp.issuer, "client_id": idp.client_id, "key": key, "store": store,
-           "go": str(go), "lock": lock}
+           "lock": lock}
     environ = child_env(tmp / "pycache", {**(env or {}),
                                           "OAUTH_AUTH_LOCK_DIR": str(tmp / "locks"),
                                           "PYTHONPATH": str(ROOT)})
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "tests.support.child_token", json.dumps(cfg)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=environ, cwd=ROOT)
-        for _ in range(n)
-    ]
+    # Released when every interpreter has said it waits for the signal (ready files).
+    procs = start_together([cfg] * n, tmp, env=environ, cwd=ROOT)
+    start = time.perf_counter()
     outputs: list[str] = []
     try:
-        time.sleep(1.0 + 0.1 * n)  # every interpreter started and waits for the signal
-        start = time.perf_counter()
-        go.touch()
         for p in procs:
             out, err = p.communicate(timeout=CHILD_TIMEOUT)
             outputs.append(out.strip() or f"ERROR NoOutput {err.strip()[-200:]}")

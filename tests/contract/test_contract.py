@@ -19,7 +19,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import stat
 import subprocess
 import sys
@@ -58,6 +57,7 @@ from oauth_auth import (
     llm_gateway_auth,
     registry_auth,
 )
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RFC3339_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -113,11 +113,6 @@ def at_entry(token: str, seconds_left: float) -> str:
 def long_token(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(16)}"
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RecordingSecrets:

@@ -9,10 +9,7 @@ as the library's `open_browser`.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 import urllib.parse
 from datetime import datetime, timedelta, timezone
@@ -33,6 +30,7 @@ from oauth_auth import (
 )
 from oauth_auth._idtoken import clear_jwks_cache
 from tests.support.browser import Background
+from tests.support.child_token import start_together
 from tests.support.dot import (
     DEVICE_GRANT,
     DOT,
@@ -234,19 +232,12 @@ def run_children(dot: DOT, store: FileSecrets, key: str, tmp_path: Path, *, n: i
                  modes: tuple[tuple[str, int], ...] = (("sync", 1),)) -> list[str]:
     """Start `n` tests.support.child_token processes on the file store, release them at
     once, and return one line per caller ("TOKEN <t>" or "ERROR <type> <message>")."""
-    go = tmp_path / f"go-{time.monotonic_ns()}"
     base = {"issuer": dot.issuer, "client_id": dot.client_id, "key": key,
-            "store": f"file:{store.dir}", "go": str(go), "lock": lock}
+            "store": f"file:{store.dir}", "lock": lock}
     env = dict(os.environ, OAUTH_AUTH_LOCK_DIR=str(tmp_path / "locks"), PYTHONPATH=str(ROOT))
-    procs = []
-    for i in range(n):
-        mode, callers = modes[i % len(modes)]
-        cfg = {**base, "mode": mode, "callers": callers}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "tests.support.child_token", json.dumps(cfg)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT))
-    time.sleep(1.0 + 0.15 * n)  # every interpreter up and waiting for the signal
-    go.touch()
+    configs = [{**base, "mode": modes[i % len(modes)][0], "callers": modes[i % len(modes)][1]}
+               for i in range(n)]
+    procs = start_together(configs, tmp_path, env=env, cwd=ROOT)
     lines: list[str] = []
     for proc in procs:
         out, err = proc.communicate(timeout=150)

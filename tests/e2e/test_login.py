@@ -26,14 +26,10 @@ from oauth_auth._token import Token
 from oauth_auth.errors import LoginError
 from tests.support.browser import Background, http_browser_deny, http_browser_login
 from tests.support.idp import IdP, decode_jwt_payload, http_device_approve
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.idp
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

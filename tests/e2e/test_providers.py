@@ -8,7 +8,6 @@ biting the generic rules, so a mode that stopped reproducing it would fail here.
 from __future__ import annotations
 
 import io
-import socket
 import urllib.parse
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -30,6 +29,7 @@ from oauth_auth._idtoken import clear_jwks_cache
 from oauth_auth._keys import AT_SUFFIX
 from tests.support.browser import Background, BrowserFlowError, http_browser_login
 from tests.support.idp import IdP, decode_jwt_payload, http_device_approve, refresh
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.idp
 
@@ -37,11 +37,6 @@ SECRET = "bench-client-secret-0123456789abcdef"
 KEY = "PROVIDERS_E2E"
 API = "https://api.example.test"
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(autouse=True)

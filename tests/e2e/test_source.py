@@ -7,10 +7,7 @@ library takes over. The provider's admin counts are the referee.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import subprocess
-import sys
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -32,10 +29,12 @@ from oauth_auth import (
 )
 from tests.support.api import ProtectedAPI
 from tests.support.browser import chromium_login, require_chromium
+from tests.support.child_token import start_together
 from tests.support.fakes import FakeClock
 from tests.support.filesecrets import FileSecrets
 from tests.support.hygiene import LEDGER
 from tests.support.idp import IdP, obtain_tokens, refresh_count
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -222,21 +221,14 @@ def run_children(idp: IdP, store: str, key: str, tmp_path: Path, n: int = 16,
                  lock: bool = True, env: dict[str, str] | None = None,
                  modes: tuple[tuple[str, int], ...] = (("sync", 1),)) -> list[str]:
     """Start n children (cycling through `modes`: (mode, callers)); one line per caller."""
-    go = tmp_path / f"go-{time.monotonic_ns()}"
     base = {"issuer": idp.issuer, "client_id": idp.client_id, "key": key, "store": store,
-            "go": str(go), "lock": lock}
+            "lock": lock}
     child_env = dict(env or os.environ)
     child_env["OAUTH_AUTH_LOCK_DIR"] = str(tmp_path / "locks")
     child_env["PYTHONPATH"] = str(ROOT)
-    procs = []
-    for i in range(n):
-        mode, callers = modes[i % len(modes)]
-        cfg = {**base, "mode": mode, "callers": callers}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "tests.support.child_token", json.dumps(cfg)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env, cwd=ROOT))
-    time.sleep(1.0 + 0.1 * n)  # let every interpreter start and wait for the signal
-    go.touch()
+    configs = [{**base, "mode": modes[i % len(modes)][0], "callers": modes[i % len(modes)][1]}
+               for i in range(n)]
+    procs = start_together(configs, tmp_path, env=child_env, cwd=ROOT)
     outputs = []
     for p in procs:
         out, err = p.communicate(timeout=120)
@@ -331,7 +323,7 @@ def test_login_then_a_new_process_needs_no_login(real_idp: IdP, tmp_path: Path, 
     else:
         browser = background_browser()
     source = OAuthTokenSource(
-        OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=_free_port()),
+        OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=free_port()),
         key_provider=lambda: "KL", secrets_provider=store, interactive=True,
         open_browser=browser, lock_dir=str(tmp_path / "locks"),
         config_persister=lambda k, e: persisted.append(k), login_timeout=120,
@@ -351,13 +343,6 @@ def test_login_then_a_new_process_needs_no_login(real_idp: IdP, tmp_path: Path, 
     assert counts["authorization_code"] == {"ok": 1}
     assert counts["refresh_token"] == {"ok": 1}
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ------------------------------------------------------------- a failed login stores nothing
@@ -396,7 +381,7 @@ def test_a_failed_login_is_a_login_error_and_stores_nothing(
     store = MemorySecrets()
     persisted: list[str] = []
     source = OAuthTokenSource(
-        OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=_free_port()),
+        OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=free_port()),
         key_provider=lambda: "KF", secrets_provider=store, interactive=True,
         open_browser=_callback_with(lambda p: make_query(p, real_idp.issuer)),
         lock_dir=str(tmp_path / "locks"), login_timeout=20,
@@ -419,7 +404,7 @@ def test_a_login_without_a_refresh_token_warns_once_and_names_offline_access(
     token, so the session cannot outlive the process; one warning says so and why."""
     store = MemorySecrets()
     source = OAuthTokenSource(
-        OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=_free_port()),
+        OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=free_port()),
         key_provider=lambda: "KN", secrets_provider=store, interactive=True,
         open_browser=background_browser(), lock_dir=str(tmp_path / "locks"),
         auth_params={"scope": "openid", "prompt": "login"},

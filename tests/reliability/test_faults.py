@@ -33,6 +33,7 @@ from tests.reliability.conftest import (
     timed,
 )
 from tests.support.idp import refresh_count
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.idp
 
@@ -428,13 +429,6 @@ def test_discovery_naming_another_issuer_is_refused(session: Session,
 # ------------------------------------------------------------------ JWKS during a login
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.mark.parametrize(("fault", "fragment"), [({"status": 503}, "HTTP 503"),
                                                  ({"drop": True}, "failed")],
@@ -450,7 +444,7 @@ def test_jwks_unavailable_during_login(real_idp: Any, tmp_path: Any, figures: Fi
     store = MemorySecrets()
     browser = Background(http_browser_login)
     source = OAuthTokenSource(
-        OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=_free_port()),
+        OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=free_port()),
         key_provider=lambda: "JWKS", secrets_provider=store, interactive=True,
         open_browser=browser, login_timeout=30, lock_dir=tmp_path / "locks",
         http_timeout=2.0, max_retries=1,

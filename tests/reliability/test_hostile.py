@@ -69,6 +69,7 @@ from oauth_auth._token import MAX_EXPIRES_IN, decode_at_entry, parse_token_respo
 from tests.reliability.conftest import FIGURES
 from tests.support.fakes import ISSUER as FAKE_ISSUER
 from tests.support.fakes import FakeClock, FakeProvider
+from tests.support.servers import free_port
 
 BOUNDED = settings(
     max_examples=200,
@@ -172,9 +173,7 @@ def test_callback_query_yields_a_code_only_when_it_is_ours(
 def test_loopback_server_survives_hostile_requests() -> None:
     """Raw requests, well-formed or not, to the callback server: none ends the login,
     none kills the server; then the real callback still works."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     requests = st.builds(
         lambda method, target, extra: f"{method} {target} HTTP/1.1\r\n{extra}\r\n\r\n",
         st.sampled_from(["GET", "POST", "HEAD", "PUT", "FOO", "", "GET GET"]),
@@ -211,9 +210,7 @@ def test_loopback_server_survives_hostile_requests() -> None:
 
 
 def test_loopback_server_serves_the_real_callback_after_junk() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with CallbackServer(host="127.0.0.1", port=port, state=STATE, issuer=ISSUER) as server:
         for raw in (b"\x00\xff garbage\r\n\r\n",
                     b"GET /callback?state=nope&code=x HTTP/1.0\r\n\r\n",

@@ -32,7 +32,6 @@ import importlib.util
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -50,6 +49,7 @@ from tests.support.browser import BrowserFlowError, parse_page, submit_form
 from tests.support.hygiene import LEDGER
 from tests.support.idp import make_pkce
 from tests.support.require import missing
+from tests.support.servers import free_port
 
 __all__ = [
     "DEVICE_GRANT",
@@ -88,12 +88,6 @@ def require_dot() -> None:
         missing(f"django-oauth-toolkit 3.x (found {version('django-oauth-toolkit')})",
                 INSTALL_HINT)
 
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -39,6 +39,7 @@ from oauth_auth._token import format_rfc3339
 from oauth_auth.cli import main
 from tests.support.fakes import ISSUER, FakeProvider
 from tests.support.idp import IdP, obtain_tokens, refresh_count
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = "cli"
@@ -442,12 +443,6 @@ def test_plaintext_backend_is_honoured_with_a_warning(
 # ------------------------------------------------------------------------------ login (real IdP)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
 
 def test_login_profile_round_trip_in_process(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, real_idp: IdP,
@@ -459,7 +454,7 @@ def test_login_profile_round_trip_in_process(
     browser = Background(http_browser_login)
     monkeypatch.setattr(cli_module, "_session_options",
                         {"secrets_provider": secrets, "open_browser": browser})
-    port = _free_port()
+    port = free_port()
     code, out, err = run(capsys, "login", "--profile", "work", "--issuer", real_idp.issuer,
                          "--client-id", real_idp.client_id, "--scope", "email",
                          "--callback-port", str(port))
@@ -516,7 +511,7 @@ def test_login_runs_a_new_login_even_when_logged_in(
                         {"secrets_provider": secrets, "open_browser": browser})
     code, _, err = run(capsys, "registry", "login", "--registry", REGISTRY_URL,
                        "--issuer", real_idp.issuer, "--client-id", real_idp.client_id,
-                       "--callback-port", str(_free_port()))
+                       "--callback-port", str(free_port()))
     assert code == 0, err
     browser.wait()
     assert real_idp.token_requests("authorization_code") == 1
@@ -545,7 +540,7 @@ def test_llm_login_status_token_logout_round_trip(
                         {"secrets_provider": secrets, "open_browser": browser})
     code, out, err = run(capsys, "llm", "login", "--gateway", GATEWAY_URL,
                          "--issuer", real_idp.issuer, "--client-id", real_idp.client_id,
-                         "--callback-port", str(_free_port()))
+                         "--callback-port", str(free_port()))
     assert (code, out) == (0, ""), err
     browser.wait()
     assert real_idp.token_requests("authorization_code") == 1
@@ -739,7 +734,7 @@ def test_console_script_login_with_a_browser_command(
     env = {**keyring_env, "BROWSER": str(browser)}
     env.pop("DISPLAY", None)
     result = _sh([*_script(), "login", "--profile", "e2e", "--issuer", real_idp.issuer,
-                  "--client-id", real_idp.client_id, "--callback-port", str(_free_port())], env)
+                  "--client-id", real_idp.client_id, "--callback-port", str(free_port())], env)
     assert (result.returncode, result.stdout) == (0, ""), result.stderr
     assert "Logged in" in result.stderr
     assert real_idp.token_requests("authorization_code") == 1
@@ -807,7 +802,7 @@ def test_console_script_ctrl_c_during_a_login_exits_1_and_frees_the_port(
     import threading
     import time
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [*_script(), "login", "--issuer", real_idp.issuer, "--client-id", real_idp.client_id,
          "--no-browser", "--callback-port", str(port)],

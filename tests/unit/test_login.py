@@ -29,6 +29,7 @@ from oauth_auth._login import browser_unavailable_reason, choose_method, interac
 from oauth_auth._params import OIDCParams
 from oauth_auth._token import Token
 from oauth_auth.errors import ConfigError, LoginError, TransportError
+from tests.support.servers import free_port
 
 ISSUER = "https://idp.example.com"
 KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
@@ -43,11 +44,6 @@ META = ProviderMetadata(
     id_token_signing_alg_values_supported=("RS256",),
 )
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Stub:

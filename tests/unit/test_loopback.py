@@ -13,15 +13,11 @@ import pytest
 
 from oauth_auth._loopback import CallbackServer, listen_addresses
 from oauth_auth.errors import ConfigError, LoginError
+from tests.support.servers import free_port
 
 ISSUER = "https://idp.example.com"
 STATE = "the-state-0123456789"
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def has_ipv6_loopback() -> bool:
