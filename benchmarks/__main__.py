@@ -1,8 +1,8 @@
-"""Run the six benchmarks of issue 8 and write the results.
+"""Run the benchmarks of issue 8 (items 1-6) and of issue 16 (item 7, the fleet stores).
 
-    python -m benchmarks            # everything (~3-5 minutes on 2 cores)
+    python -m benchmarks            # everything (~4-6 minutes on 2 cores)
     python -m benchmarks --quick    # fewer repetitions, to try the harness
-    python -m benchmarks --only 1,3 # some of them
+    python -m benchmarks --only 1,3 # some of them (--only 7: the fleet stores alone)
 
 A full run writes benchmarks/results/latest.{md,png,json} and rewrites the README section
 between `<!-- bench:start -->` and `<!-- bench:end -->`; a --quick or --only run writes
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated items")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated items")
     parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     args = parser.parse_args(argv)
     only = {int(x) for x in args.only.split(",") if x.strip()}
@@ -116,12 +116,12 @@ def main(argv: list[str] | None = None) -> int:
             " (no auth, header only, OIDCAuth)")
         res["throughput"] = throughput.run(pairs=pairs, log=log)
         res["throughput_params"] = {"pairs": pairs}
-    if only & {3, 4, 5, 6}:
+    if only & {3, 4, 5, 6, 7}:
         from benchmarks._common import start_provider
 
         with contextlib.ExitStack() as stack:
             idp = None
-            if only & {3, 4, 6}:
+            if only & {3, 4, 6, 7}:
                 idp = stack.enter_context(start_provider())
                 log(f"local OpenID provider (oidc-provider {idp.oidc_provider_version}) at"
                     f" {idp.issuer}")
@@ -149,11 +149,15 @@ def main(argv: list[str] | None = None) -> int:
 
                 log("[5] start-up of `oauth-auth token`")
                 res["startup"] = startup.run(ss.env, rounds=3 if quick else 10, log=log)
+            if 7 in only:
+                from benchmarks import fleet
+
+                res["fleet"] = fleet.run(idp, quick=quick, log=log)
     res["elapsed_s"] = time.perf_counter() - started
 
     from benchmarks import report
 
-    full = not quick and only == {1, 2, 3, 4, 5, 6}
+    full = not quick and only == {1, 2, 3, 4, 5, 6, 7}
     stem = "latest" if full else "partial"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(jsonable(res), indent=1) + "\n")

@@ -205,6 +205,11 @@ def markdown(res: dict[str, Any], *, heading: str = "#") -> str:
             lines.append(f"| {mem['labels'][mode]} | {s.median:.1f} ({s.p25:.1f}-{s.p75:.1f})"
                          f" | {s.median - floor:+.1f} MiB |")
         lines.append("")
+
+    if "fleet" in res:
+        from benchmarks import fleet
+
+        lines += fleet.markdown(res["fleet"], heading=heading)
     return "\n".join(lines)
 
 

@@ -1,8 +1,9 @@
 """One process of a simulated host for the fleet proofs (tests/e2e/test_fleet_proof.py).
 
 Usage: ``python -m tests.support.fleet_child '<json>'`` with keys issuer, client_id, key,
-store (a store URL for `store_from_url`; the encryption key comes from the environment,
-``OAUTH_AUTH_STORE_KEY``, never from argv), go (a file whose appearance starts every
+store (a store URL for `store_from_url`, whose encryption key comes from the environment,
+``OAUTH_AUTH_STORE_KEY``, never from argv; or ``file:<dir>``, the tests' `FileSecrets`, the
+one-host baseline of the benchmarks), go (a file whose appearance starts every
 process at once), and optionally:
 
 - lock (bool, default true): false turns the session lock off (the token source's private
@@ -30,6 +31,7 @@ from typing import Any
 
 from oauth_auth import OAuthAuthError, OAuthTokenSource, OIDCParams
 from oauth_auth._store_url import store_from_url
+from tests.support.filesecrets import FileSecrets
 
 
 class PauseBeforeWrite:
@@ -58,7 +60,9 @@ def main() -> int:
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                         format="%(levelname)s %(name)s %(message)s")
     cfg = json.loads(sys.argv[1])
-    secrets: Any = store_from_url(cfg["store"])
+    store = str(cfg["store"])
+    secrets: Any = (FileSecrets(store[5:]) if store.startswith("file:")
+                    else store_from_url(store))
     if cfg.get("pause_before_write"):
         secrets = PauseBeforeWrite(secrets, cfg["key"])
     source = OAuthTokenSource(
