@@ -9,6 +9,7 @@ a JWK as a dict. It is read once, when first needed, and never shown by a repr.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import threading
@@ -45,9 +46,9 @@ class AssertionKey:
     """A private key that signs client assertions; safe for concurrent use.
 
     Args:
-        value: a path to a PEM file (str or path-like), PEM text (a str that starts
-            with "-----BEGIN") or bytes, or a private JWK as a dict (its `kid` and
-            `alg`, when present, go into the JWS header).
+        value: a path to a key file (str or path-like; PEM, or a JWK as JSON), PEM
+            text (a str that starts with "-----BEGIN") or bytes, or a private JWK as a
+            dict (its `kid` and `alg`, when present, go into the JWS header).
 
     Raises:
         ConfigError: (from `sign`, at first use) the key cannot be read or is not a
@@ -103,6 +104,16 @@ def _load(value: AssertionKeyInput) -> tuple[RSAKey | ECKey | OKPKey, dict[str, 
         "RSA": RSAKey, "EC": ECKey, "OKP": OKPKey,
     }
     header: dict[str, str] = {"typ": "JWT"}
+    pem = b""
+    if not isinstance(value, Mapping):
+        pem = _pem_bytes(value)
+        if pem.lstrip().startswith(b"{"):  # a key file may hold a JWK as JSON
+            try:
+                value = json.loads(pem)
+            except ValueError:
+                raise ConfigError("assertion_key's file is neither PEM nor a JWK") from None
+            if not isinstance(value, Mapping):
+                raise ConfigError("assertion_key's file is neither PEM nor a JWK")
     try:
         if isinstance(value, Mapping):
             kty = value.get("kty")
@@ -122,7 +133,6 @@ def _load(value: AssertionKeyInput) -> tuple[RSAKey | ECKey | OKPKey, dict[str, 
                 if isinstance(value.get(name), str) and value[name]:
                     header[name] = value[name]
         else:
-            pem = _pem_bytes(value)
             kind = _pem_kind(pem)
             key = classes[kind].import_key(pem)
     except JoseError as exc:

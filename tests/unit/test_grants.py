@@ -394,3 +394,62 @@ def test_github_actions_refusals(status: int, error: type[Exception],
     source = GitHubActionsToken("aud", transport=transport)
     with pytest.raises(error):
         source.read()
+
+
+def test_private_key_jwt_from_a_jwk_json_file(tmp_path: Path) -> None:
+    key = RSAKey.generate_key(2048, private=True)
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps({**key.as_dict(private=True), "kid": "file-kid"}))
+    form = ClientCredentials(assertion_key=str(path)).prepare(params(), META, NOW).form
+    assert jwt.decode(form["client_assertion"], key).header["kid"] == "file-kid"
+
+
+# --------------------------------------------------------------------- the CLI's spec
+
+
+def test_machine_spec_round_trips_and_builds() -> None:
+    from oauth_auth._machine import MachineSpec
+
+    spec = MachineSpec("exchange", subject="github", client_secret_env="CI_SECRET")
+    assert MachineSpec.from_config(spec.to_config()) == spec
+    assert spec.to_config() == {"grant": "exchange", "subject": "github",
+                                "client_secret_env": "CI_SECRET"}
+    grant = spec.build(ISSUER)
+    assert isinstance(grant, TokenExchange)
+    assert isinstance(grant.subject, GitHubActionsToken)
+    assert grant.subject.audience == ISSUER  # GitHub's aud defaults to the issuer
+    assert spec.client_secret({"CI_SECRET": "from-the-env"}) == "from-the-env"
+    with pytest.raises(ConfigError, match="CI_SECRET"):
+        spec.client_secret({})
+    assert isinstance(MachineSpec("client_credentials").build(ISSUER), ClientCredentials)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "where"),
+    [
+        ("kubernetes", KubernetesToken, DEFAULT_KUBERNETES_TOKEN_PATH),
+        ("kubernetes:/var/run/secrets/tokens/t", KubernetesToken, "/var/run/secrets/tokens/t"),
+        ("file:/tmp/subject", FileToken, "/tmp/subject"),
+        ("env:SUBJECT_TOKEN", EnvToken, "SUBJECT_TOKEN"),
+    ],
+)
+def test_exchange_subject_forms(text: str, kind: type, where: str) -> None:
+    from oauth_auth._machine import parse_subject
+
+    source = parse_subject(text, audience="aud")
+    assert type(source) is kind
+    assert where in repr(source)
+
+
+@pytest.mark.parametrize("doc", [
+    {"grant": "password"},
+    {"grant": "exchange"},
+    {"grant": "exchange", "subject": "ftp:x"},
+    {"grant": "client_credentials", "client_secret": "never-in-the-config"},
+    "client_credentials",
+])
+def test_bad_machine_tables(doc: Any) -> None:
+    from oauth_auth._machine import MachineSpec
+
+    with pytest.raises(ConfigError):
+        MachineSpec.from_config(doc)
