@@ -103,27 +103,61 @@ def _json_object(answer: _Answer) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _text(doc: Mapping[str, Any], name: str, limit: int = 500) -> str:
+#: Form fields that carry no secret. Every other value a request sent (refresh token, code,
+#: verifier, device code, assertion, token to revoke...) is a secret to redact from what
+#: the provider answers: a field added later is redacted unless it is listed here.
+PUBLIC_FORM_FIELDS = frozenset({
+    "grant_type", "client_id", "redirect_uri", "scope", "resource", "audience",
+    "token_type_hint", "client_assertion_type", "subject_token_type", "actor_token_type",
+    "requested_token_type", "response_type", "code_challenge_method",
+})
+#: Shorter values are left alone: they are not credentials, and replacing them would
+#: garble the text ("1" in every number).
+MIN_REDACTED_LENGTH = 8
+REDACTED = "[redacted]"
+
+
+def sent_secrets(
+    data: Mapping[str, str] | None, client: ClientAuthentication | None = None
+) -> tuple[str, ...]:
+    """The secret values a request carries: its non-public form fields and the client
+    secret, longest first (so a secret containing another is replaced whole)."""
+    values = {v for k, v in (data or {}).items() if k not in PUBLIC_FORM_FIELDS}
+    if client is not None and client.client_secret:
+        values.add(client.client_secret)
+    return tuple(sorted((v for v in values if len(v) >= MIN_REDACTED_LENGTH),
+                        key=len, reverse=True))
+
+
+def _text(doc: Mapping[str, Any], name: str, limit: int = 500,
+          secrets: tuple[str, ...] = ()) -> str:
     """A string member, bounded, with control characters (terminal escapes) replaced:
-    what a provider says ends up on the user's terminal."""
+    what a provider says ends up on the user's terminal. Every secret the request sent is
+    replaced first (before the cut, so no part of one survives it)."""
     value = doc.get(name)
-    return clip_text(value, limit) if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    for secret in secrets:
+        value = value.replace(secret, REDACTED)
+    return clip_text(value, limit)
 
 
-def oauth_error_from(doc: Mapping[str, Any], status_code: int | None) -> OAuthError:
+def oauth_error_from(doc: Mapping[str, Any], status_code: int | None,
+                     secrets: tuple[str, ...] = ()) -> OAuthError:
     """Build the typed error for an OAuth error document (pure).
 
     A provider's own code for a standard error (GitHub's `bad_refresh_token`...,
     `presets.OAUTH_ERROR_ALIASES`) becomes the standard code, the provider's code kept
     at the head of the description, so that a dead grant is an `InvalidGrantError`
-    whoever says so.
+    whoever says so. A provider that echoes what it was sent ("refresh token <token> is
+    unknown") has each of `secrets` (`sent_secrets`) replaced by "[redacted]".
     """
-    code = _text(doc, "error", 100) or "invalid_response"
-    desc = _text(doc, "error_description")
+    code = _text(doc, "error", 100, secrets) or "invalid_response"
+    desc = _text(doc, "error_description", secrets=secrets)
     alias = OAUTH_ERROR_ALIASES.get(code)
     if alias is not None:
         code, desc = alias, f"{code}: {desc}" if desc else code
-    uri = _text(doc, "error_uri")
+    uri = _text(doc, "error_uri", secrets=secrets)
     cls = InvalidGrantError if code == "invalid_grant" else OAuthError
     return cls(code, desc, error_uri=uri, status_code=status_code)
 
@@ -398,7 +432,7 @@ class IdPHttp:
         if doc is not None and isinstance(doc.get("error"), str) and (
             status >= 400 or "access_token" not in doc
         ):
-            raise oauth_error_from(doc, status)
+            raise oauth_error_from(doc, status, sent_secrets(data, client))
         if not 200 <= status < 300:
             raise OAuthError(
                 "invalid_response",

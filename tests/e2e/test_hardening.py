@@ -18,9 +18,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 import requests
 
-from oauth_auth import MemorySecrets, OAuthTokenSource, OIDCAuth, OIDCParams
+from oauth_auth import (
+    InvalidGrantError,
+    LoginError,
+    MemorySecrets,
+    OAuthTokenSource,
+    OIDCAuth,
+    OIDCParams,
+)
 from tests.support.api import ProtectedAPI
 from tests.support.browser import http_browser_login, http_device_approve
 from tests.support.fake_browser import cmdlines_holding, write_browser_script
@@ -256,3 +264,43 @@ def test_logout_revokes_at_the_provider_and_the_access_token_dies_with_it(
     assert (result.had_refresh_token, result.access_token_revoked) == (False, True)
     assert real_idp.counts()["revocation"] == 1
     assert not active(tokens["access_token"])
+
+
+def test_a_provider_echoing_the_refresh_token_or_the_code_has_them_redacted(
+    real_idp: IdP, tmp_path: Path
+) -> None:
+    tokens = obtain_tokens(real_idp)
+    store = MemorySecrets()
+    store.set_secret("KE", tokens["refresh_token"])
+    echo = {"error": "invalid_grant",
+            "error_description": "refresh token {form:refresh_token} is unknown"}
+    real_idp.inject_fault("/token", status=400, body=echo)
+    source = OAuthTokenSource(OIDCParams(real_idp.issuer, real_idp.client_id),
+                              key_provider=lambda: "KE", secrets_provider=store,
+                              lock_dir=str(tmp_path / "locks"))
+    with pytest.raises(InvalidGrantError) as info:
+        source.token()
+    assert info.value.description == "refresh token [redacted] is unknown"
+    assert tokens["refresh_token"] not in str(info.value)
+    assert real_idp.counts()["faults"] == {"/token": 1}  # the provider did echo it
+
+    callbacks: list[str] = []
+
+    def opener(url: str) -> bool:
+        callbacks.append(http_browser_login(url))
+        return True
+
+    real_idp.inject_fault("/token", status=400, body={
+        "error": "invalid_grant",
+        "error_description": "code {form:code} with verifier {form:code_verifier} refused"})
+    login = OAuthTokenSource(
+        OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=_free_port()),
+        key_provider=lambda: "KC", secrets_provider=MemorySecrets(), interactive=True,
+        open_browser=opener, lock_dir=str(tmp_path / "locks"))
+    with pytest.raises(LoginError) as failed:
+        login.token()
+    (callback,) = callbacks
+    code = parse_qs(urlsplit(callback).query)["code"][0]
+    assert "code [redacted] with verifier [redacted] refused" in str(failed.value)
+    assert code not in str(failed.value)
+    assert code not in repr(failed.value.__cause__)

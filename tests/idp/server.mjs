@@ -87,7 +87,9 @@
 //                             "headers": {"Retry-After": "1"}, "delay_ms": 0, "drop": false,
 //                             "method": "POST"?}: the next `count` requests whose path is
 //                            `path` or under `path/` get it. delay_ms alone: delay, then serve.
-//                            drop: destroy the socket without an answer. -> 201
+//                            drop: destroy the socket without an answer. "{form:NAME}" in
+//                            a /token fault's body is the posted NAME (an echoing provider).
+//                            -> 201
 //   GET  /__admin/faults     the pending faults (with "remaining")
 //   GET  /__admin/exchanges  [{"client_id", "sub", "repository", "ref", "aud", "jti",
 //                             "actor_sub", "resource", "error"}] every token exchange since the
@@ -419,10 +421,15 @@ async function serveFault(ctx, fault) {
   if (fault.delay_ms) await sleep(fault.delay_ms);
   if (fault.status == null && !fault.drop) return false; // a pure delay: serve normally
   counts.faults[fault.path] = (counts.faults[fault.path] ?? 0) + 1;
+  let form = null;
   if (ctx.path === ROUTES.token && ctx.method === 'POST') {
-    const grant = new URLSearchParams(await readBody(ctx.req)).get('grant_type') ?? 'unknown';
-    countToken(grant, 'fault');
+    form = new URLSearchParams(await readBody(ctx.req));
+    countToken(form.get('grant_type') ?? 'unknown', 'fault');
   }
+  // "{form:NAME}" in a fault's body is the value the client posted (a provider that echoes
+  // what it was sent, e.g. the refresh token or the code, in its error_description).
+  const echo = (text) => (form === null ? text
+    : text.replace(/\{form:([A-Za-z_]+)\}/g, (_, name) => form.get(name) ?? ''));
   if (fault.drop) {
     ctx.respond = false;
     ctx.req.socket.destroy();
@@ -434,9 +441,9 @@ async function serveFault(ctx, fault) {
     ctx.body = '';
   } else if (typeof fault.body === 'string') {
     ctx.type = ctx.response.get('Content-Type') || 'text/plain';
-    ctx.body = fault.body;
+    ctx.body = echo(fault.body);
   } else {
-    ctx.body = fault.body; // JSON
+    ctx.body = JSON.parse(echo(JSON.stringify(fault.body))); // JSON
   }
   ctx.set('Cache-Control', 'no-store');
   return true;

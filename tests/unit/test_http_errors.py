@@ -72,3 +72,39 @@ def test_a_body_over_the_cap_declared_by_content_length_is_refused_unread() -> N
     ))
     with pytest.raises(OAuthError, match="larger than 1 MiB"):
         http.post_form(f"{ISSUER}/token", {"grant_type": "refresh_token"})
+
+
+def test_every_secret_a_request_sent_is_redacted_from_the_providers_answer() -> None:
+    """Issue 15: a provider echoing the refresh token, code or client secret in its
+    error_description had it carried into the error (and onto the terminal)."""
+    from oauth_auth._protocol import ClientAuthentication
+    from oauth_auth._scrub import scrubbed
+
+    secret, refresh, device = "client-secret-0123", "rt-" + "x" * 40, "device-code-0123"
+    echoed: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        said = f"client {secret}, token {refresh}, device {device}, grant refresh_token"
+        echoed.append(said)
+        return httpx.Response(400, json={"error": "invalid_client", "error_description": said,
+                                         "error_uri": f"https://idp.example/e?t={refresh}"})
+
+    http = IdPHttp(transport=httpx.MockTransport(handler), max_retries=0)
+    try:
+        # (`scrubbed`, as every public entry point does: the raw answer in the frames of
+        # post_form is cleared; the error's own text is what this test is about.)
+        with pytest.raises(OAuthError) as info, scrubbed:
+            http.post_form(
+                "https://idp.example/token",
+                {"grant_type": "refresh_token", "refresh_token": refresh,
+                 "device_code": device, "client_id": "cli"},
+                client=ClientAuthentication("cli", secret, "client_secret_basic"),
+            )
+    finally:
+        http.close()
+    assert echoed  # the provider did say them
+    assert info.value.description == (
+        "client [redacted], token [redacted], device [redacted], grant refresh_token")
+    assert info.value.error_uri == "https://idp.example/e?t=[redacted]"
+    for value in (secret, refresh, device):
+        assert value not in str(info.value)
