@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import ROOT, child_env, introspect_active, login
-from tests.support.child_token import start_together
+from tests.support.children import start_together
 from tests.support.filesecrets import FileSecrets
 from tests.support.idp import refresh_count
 
@@ -38,7 +38,7 @@ def run_children(idp: Any, store: str, key: str, tmp: Path, lock: bool,
                                           "OAUTH_AUTH_LOCK_DIR": str(tmp / "locks"),
                                           "PYTHONPATH": str(ROOT)})
     # Released when every interpreter has said it waits for the signal (ready files).
-    procs = start_together([cfg] * n, tmp, env=environ, cwd=ROOT)
+    procs = start_together("tests.support.child_token", [cfg] * n, tmp, env=environ, cwd=ROOT)
     start = time.perf_counter()
     outputs: list[str] = []
     try:

@@ -30,7 +30,7 @@ from oauth_auth import (
 )
 from oauth_auth._idtoken import clear_jwks_cache
 from tests.support.browser import Background
-from tests.support.child_token import start_together
+from tests.support.children import start_together
 from tests.support.dot import (
     DEVICE_GRANT,
     DOT,
@@ -237,7 +237,7 @@ def run_children(dot: DOT, store: FileSecrets, key: str, tmp_path: Path, *, n: i
     env = dict(os.environ, OAUTH_AUTH_LOCK_DIR=str(tmp_path / "locks"), PYTHONPATH=str(ROOT))
     configs = [{**base, "mode": modes[i % len(modes)][0], "callers": modes[i % len(modes)][1]}
                for i in range(n)]
-    procs = start_together(configs, tmp_path, env=env, cwd=ROOT)
+    procs = start_together("tests.support.child_token", configs, tmp_path, env=env, cwd=ROOT)
     lines: list[str] = []
     for proc in procs:
         out, err = proc.communicate(timeout=150)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from tests.support.api import ProtectedAPI
 from tests.support.browser import http_browser_login, http_device_approve
 from tests.support.fake_browser import cmdlines_holding, write_browser_script
 from tests.support.idp import DEVICE_GRANT, IdP, obtain_tokens, refresh_count
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,12 +67,6 @@ def test_an_always_401_api_costs_one_refresh_not_one_per_request(
 # --- issue 15, item 1: nothing of the login on any command line -----------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _login_child(idp: IdP, tmp_path: Path, mode: str, **cfg: Any) -> subprocess.Popen[str]:
     """A process logging in with the default opener, `BROWSER` being the fake browser."""
     browser = write_browser_script(tmp_path / "browser")
@@ -81,7 +75,7 @@ def _login_child(idp: IdP, tmp_path: Path, mode: str, **cfg: Any) -> subprocess.
     env.update(BROWSER=str(browser), FAKE_BROWSER_MODE=mode,
                FAKE_BROWSER_RECORD=str(tmp_path / "record.json"), PYTHONPATH=str(ROOT))
     settings = {"issuer": idp.issuer, "client_id": idp.client_id, "scopes": ["email"],
-                "callback_port": _free_port(), "lock_dir": str(tmp_path / "locks"), **cfg}
+                "callback_port": free_port(), "lock_dir": str(tmp_path / "locks"), **cfg}
     return subprocess.Popen(
         [sys.executable, "-m", "tests.support.login_child", json.dumps(settings)],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -180,7 +174,7 @@ def test_an_open_browser_callable_gets_the_authorization_url_and_foreign_hosts_g
 
     source = OAuthTokenSource(
         OIDCParams(real_idp.issuer, real_idp.client_id, scopes=["email"],
-                   callback_port=_free_port()),
+                   callback_port=free_port()),
         key_provider=lambda: "KB", secrets_provider=MemorySecrets(), interactive=True,
         open_browser=opener, lock_dir=str(tmp_path / "locks"))
     assert source.token()

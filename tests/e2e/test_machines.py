@@ -8,10 +8,7 @@ The provider's admin counts (token requests by grant and outcome) and its exchan
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,6 +34,7 @@ from oauth_auth import (
 )
 from oauth_auth.grants import TOKEN_EXCHANGE_GRANT, Grant
 from tests.support.api import ProtectedAPI
+from tests.support.children import start_together
 from tests.support.ci_issuer import CIIssuer
 from tests.support.dot import DOT
 from tests.support.hygiene import LEDGER
@@ -147,21 +145,14 @@ def test_a_401_gets_a_new_token_from_the_grant(
 
 def run_children(idp: IdP, grant: str, tmp_path: Path, n: int = 16) -> list[str]:
     """Start n machine processes sharing one FileSecrets store; one output line each."""
-    go = tmp_path / f"go-{time.monotonic_ns()}"
     cfg = {"issuer": idp.issuer, "client_id": idp.machine_client_id, "key": "FLEET",
-           "store": str(tmp_path / "store"), "go": str(go), "grant": grant}
+           "store": str(tmp_path / "store"), "grant": grant}
     env = dict(os.environ)
     env["OAUTH_AUTH_LOCK_DIR"] = str(tmp_path / "locks")
     env["PYTHONPATH"] = str(ROOT)
     env["MACHINE_CLIENT_SECRET"] = idp.machine_client_secret  # never on argv
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.support.machine_child", json.dumps(cfg)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-        for _ in range(n)
-    ]
-    time.sleep(1.0 + 0.1 * n)  # let every interpreter start and wait for the signal
-    go.touch()
+    procs = start_together("tests.support.machine_child", [cfg] * n, tmp_path, env=env,
+                           cwd=ROOT)
     outputs = []
     for p in procs:
         out, err = p.communicate(timeout=120)

@@ -29,7 +29,7 @@ from oauth_auth import (
 )
 from tests.support.api import ProtectedAPI
 from tests.support.browser import chromium_login, require_chromium
-from tests.support.child_token import start_together
+from tests.support.children import start_together
 from tests.support.fakes import FakeClock
 from tests.support.filesecrets import FileSecrets
 from tests.support.hygiene import LEDGER
@@ -228,7 +228,7 @@ def run_children(idp: IdP, store: str, key: str, tmp_path: Path, n: int = 16,
     child_env["PYTHONPATH"] = str(ROOT)
     configs = [{**base, "mode": modes[i % len(modes)][0], "callers": modes[i % len(modes)][1]}
                for i in range(n)]
-    procs = start_together(configs, tmp_path, env=child_env, cwd=ROOT)
+    procs = start_together("tests.support.child_token", configs, tmp_path, env=child_env, cwd=ROOT)
     outputs = []
     for p in procs:
         out, err = p.communicate(timeout=120)

@@ -5,7 +5,7 @@ store ("file:<dir>" or "keyring"), go (a file whose appearance starts everyone),
 (bool: the private switch that turns the cross-process lock off), and optionally mode
 ("sync": one token() call, the default; "threads": `callers` threads calling token();
 "async": `callers` asyncio tasks calling atoken() on one loop), and "ready" (a file the
-child creates once it waits for `go`: see `start_together`, the parent's side).
+child creates once it waits for `go`: see `tests.support.children`).
 Prints one `TOKEN <token>` or `ERROR <type> <message>` line per caller; exits 0, or 3 if
 any caller failed. The library logs at DEBUG to stderr, which the parent checks for secrets
 (the session's secret-hygiene ledger only sees its own process).
@@ -16,60 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 from oauth_auth import KeyringSecrets, OAuthAuthError, OAuthTokenSource, OIDCParams
+from tests.support.children import wait_for_start
 from tests.support.filesecrets import FileSecrets
-
-#: Seconds a child waits for the start signal, and the parent for every child to be ready.
-START_TIMEOUT = 180.0
-
-
-def start_together(
-    configs: Sequence[Mapping[str, Any]],
-    directory: Path,
-    *,
-    env: Mapping[str, str],
-    cwd: Path,
-    timeout: float = START_TIMEOUT,
-) -> list[subprocess.Popen[str]]:
-    """Start one child per config and release them at once: each child creates its ready
-    file when it waits for the start signal, and the signal is given when every one has
-    (or has already exited, which the caller then sees in its output). No sleep that
-    guesses how long 16 interpreters take to start on a loaded machine.
-
-    Raises:
-        RuntimeError: not every child was ready within `timeout` (the children are killed).
-    """
-    stamp = time.monotonic_ns()
-    go = directory / f"go-{stamp}"
-    readies = [directory / f"ready-{stamp}-{i}" for i in range(len(configs))]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.support.child_token",
-             json.dumps({**cfg, "go": str(go), "ready": str(ready)})],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(env), cwd=cwd)
-        for cfg, ready in zip(configs, readies, strict=True)
-    ]
-    deadline = time.monotonic() + timeout
-    while not all(r.exists() or p.poll() is not None for r, p in zip(readies, procs, strict=True)):
-        if time.monotonic() > deadline:
-            for p in procs:
-                p.kill()
-                p.communicate()
-            started = sum(r.exists() for r in readies)
-            raise RuntimeError(f"only {started} of {len(procs)} children were ready after"
-                               f" {timeout:.0f} s")
-        time.sleep(0.01)
-    go.touch()
-    return procs
 
 
 def main() -> int:
@@ -88,14 +41,9 @@ def main() -> int:
         lock_timeout=180,  # the test bounds correctness, not the wait on a loaded machine
     )
     source._cross_process_lock = cfg.get("lock", True)
-    if cfg.get("ready"):
-        Path(cfg["ready"]).touch()  # imported, set up, waiting: the parent counts these
-    deadline = time.monotonic() + START_TIMEOUT
-    while not os.path.exists(cfg["go"]):
-        if time.monotonic() > deadline:
-            print("ERROR Timeout never started", flush=True)
-            return 3
-        time.sleep(0.002)
+    if not wait_for_start(cfg):
+        print("ERROR Timeout never started", flush=True)
+        return 3
     mode, callers = cfg.get("mode", "sync"), int(cfg.get("callers", 1))
     results: list[str] = []
 

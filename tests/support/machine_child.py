@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import sys
-import time
 
 from oauth_auth import (
     ClientCredentials,
@@ -25,6 +24,7 @@ from oauth_auth import (
     TokenExchange,
 )
 from oauth_auth.grants import Grant
+from tests.support.children import wait_for_start
 from tests.support.filesecrets import FileSecrets
 
 
@@ -45,12 +45,9 @@ def main() -> int:
         grant=grant,
         lock_timeout=180,  # the test bounds correctness, not the wait on a loaded machine
     )
-    deadline = time.monotonic() + 30
-    while not os.path.exists(cfg["go"]):
-        if time.monotonic() > deadline:
-            print("ERROR Timeout never started", flush=True)
-            return 3
-        time.sleep(0.002)
+    if not wait_for_start(cfg):  # its ready file, then the go file (tests.support.children)
+        print("ERROR Timeout never started", flush=True)
+        return 3
     try:
         print(f"TOKEN {source.token()}", flush=True)
     except OAuthAuthError as exc:
