@@ -288,7 +288,7 @@ def test_a_provider_echoing_the_refresh_token_or_the_code_has_them_redacted(
         "error": "invalid_grant",
         "error_description": "code {form:code} with verifier {form:code_verifier} refused"})
     login = OAuthTokenSource(
-        OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=_free_port()),
+        OIDCParams(real_idp.issuer, real_idp.client_id, callback_port=free_port()),
         key_provider=lambda: "KC", secrets_provider=MemorySecrets(), interactive=True,
         open_browser=opener, lock_dir=str(tmp_path / "locks"))
     with pytest.raises(LoginError) as failed:
