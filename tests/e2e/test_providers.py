@@ -143,6 +143,10 @@ def test_auth0_audience(real_idp_factory: Callable[..., IdP]) -> None:
     token = login(oidc, store)
     assert decode_jwt_payload(token)["aud"] == API
     assert decode_jwt_payload(refresh_once(idp, oidc, store))["aud"] == API
+    # the device grant carries `audience` too
+    opener = Background(http_device_approve)
+    device = source(oidc, MemorySecrets(), opener, login_method="device").token()
+    assert decode_jwt_payload(device)["aud"] == API
 
 
 @pytest.mark.parametrize("mode", ["cognito", "gitlab"])
