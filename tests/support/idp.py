@@ -332,8 +332,9 @@ def start_idp(*, timeout: float = READY_TIMEOUT, **settings: Any) -> IdP:
     api_client_id, api_client_secret, extra_clients, client_secret, tenant_id,
     machine_client_id, machine_client_secret, machine_jwks, exchange_issuer,
     exchange_jwks_uri, exchange_audience, mode ("google", "entra", "auth0", "cognito",
-    "gitlab", "github", "rfc8414": a cloud provider's documented quirks, see MODES in
-    server.mjs). Raises IdPError (with the process's
+    "gitlab", "github", "b2c", "hs256", "hs256_forged", "rfc8414": a provider's documented
+    quirks, see MODES in server.mjs), tls_cert and tls_key (PEM: serve HTTPS).
+    Raises IdPError (with the process's
     stderr) if it does not come up within `timeout` seconds.
     """
     node = require_idp()
