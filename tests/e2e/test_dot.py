@@ -519,7 +519,7 @@ def test_oidcparams_callback_host_uses_a_client_registered_on_127_0_0_1(
     refused = Background(dot_browser_login)
     wrong = OAuthTokenSource(OIDCParams(dot.issuer, dot.client_id, callback_port=port),
                              key_provider=lambda: "DL0", secrets_provider=MemorySecrets(),
-                             interactive=True, open_browser=refused, login_timeout=2,
+                             interactive=True, open_browser=refused, login_timeout=1,
                              lock_dir=str(tmp_path / "locks"))
     with pytest.raises(LoginError):
         wrong.token()  # DOT shows an error page and never redirects
