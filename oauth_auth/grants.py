@@ -407,8 +407,8 @@ class Grant(abc.ABC):
     def prepare(self, oidc: OIDCParams, metadata: ProviderMetadata, now: float) -> GrantRequest:
         """The token request to send now."""
 
-    def refused(self, exc: OAuthError, now: float) -> Exception:
-        """The error to raise when the provider refused the request (default: as is)."""
+    def refused(self, exc: OAuthError, request: GrantRequest, now: float) -> Exception:
+        """The error to raise when the provider refused `request` (default: as is)."""
         return exc
 
 
@@ -493,7 +493,7 @@ class ClientCredentials(Grant):
         client, replayable = _authenticate(oidc, metadata, self._key, form, now, required=True)
         return GrantRequest(form, client, replayable)
 
-    def refused(self, exc: OAuthError, now: float) -> Exception:
+    def refused(self, exc: OAuthError, request: GrantRequest, now: float) -> Exception:
         if exc.error in ("invalid_client", "unauthorized_client"):
             exc.hint = (
                 "check the client's secret or key and that the provider allows it the"
@@ -543,7 +543,6 @@ class TokenExchange(Grant):
         self.scopes = _check_scopes(scopes, "TokenExchange")
         self.requested_token_type = requested_token_type
         self._key = AssertionKey(assertion_key) if assertion_key is not None else None
-        self._last_subject = ""
 
     def __repr__(self) -> str:
         return f"TokenExchange(subject={self.subject!r}, audience={self.audience!r})"
@@ -552,7 +551,6 @@ class TokenExchange(Grant):
         from ._protocol import add_audience
 
         subject = self.subject.read()
-        self._last_subject = subject
         form = {
             "grant_type": TOKEN_EXCHANGE_GRANT,
             "client_id": oidc.client_id,
@@ -577,11 +575,10 @@ class TokenExchange(Grant):
                                            required=False)
         return GrantRequest(form, client, replayable)
 
-    def refused(self, exc: OAuthError, now: float) -> Exception:
-        subject, self._last_subject = self._last_subject, ""
+    def refused(self, exc: OAuthError, request: GrantRequest, now: float) -> Exception:
         if exc.error not in SUBJECT_ERRORS:
             return exc
-        expiry = _jwt_expiry(subject)
+        expiry = _jwt_expiry(request.form.get("subject_token", ""))
         said = f"{exc.error}" + (f": {exc.description}" if exc.description else "")
         if expiry is not None and expiry <= now:
             when = datetime.fromtimestamp(expiry, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -640,5 +637,5 @@ def run_grant(
             replayable=request.replayable,
         )
     except OAuthError as exc:
-        raise grant.refused(exc, clock()) from None
+        raise grant.refused(exc, request, clock()) from None
     return parse_token_response(doc, clock())

@@ -453,3 +453,16 @@ def test_bad_machine_tables(doc: Any) -> None:
 
     with pytest.raises(ConfigError):
         MachineSpec.from_config(doc)
+
+
+def test_concurrent_async_callers_make_one_token_request(tmp_path: Path) -> None:
+    import asyncio
+
+    provider = Provider(ok("access-token-for-all-tasks"))
+    source = source_for(provider, ClientCredentials(), tmp_path)
+
+    async def many() -> list[str]:
+        return list(await asyncio.gather(*(source.atoken() for _ in range(10))))
+
+    assert set(asyncio.run(many())) == {"access-token-for-all-tasks"}
+    assert len(provider.forms) == 1
