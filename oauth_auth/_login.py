@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, TextIO
 
 from ._authorize import (
     AuthorizationRequest,
+    StateMismatch,
     build_authorization_request,
     build_code_exchange,
     format_redirect_uri,
     login_scopes,
+    parse_callback,
     wants_offline_access,
 )
 from ._device import device_login
@@ -33,7 +35,7 @@ from ._params import LOGIN_METHODS
 from ._protocol import ClientAuthentication, client_auth_for
 from ._scrub import scrubs
 from ._token import Token, parse_token_response
-from .errors import ConfigError, LoginError, OAuthError
+from .errors import ConfigError, LoginError, OAuthAuthError, OAuthError
 
 if TYPE_CHECKING:
     from ._discovery import ProviderMetadata
@@ -166,7 +168,7 @@ def _open_or_print(
             "The browser must reach this machine's port"
             f" {port}: from your own computer, forward it with"
             f" `ssh -L {port}:localhost:{port} <this host>`, or use the device login"
-            " (--device).",
+            " (--device), or paste the final URL back (--paste).",
         )
 
 
@@ -197,6 +199,8 @@ def _browser_login(
     deadline: float,
     clock: Callable[[], float],
     now: Callable[[], float],
+    read_redirect: Callable[[str], str] | None = None,
+    preflight: bool = False,
 ) -> Token:
     port = oidc.port
     request: AuthorizationRequest = build_authorization_request(
@@ -209,6 +213,11 @@ def _browser_login(
         prompt=oidc.prompt,
         extra_params=extra_params,
     )
+    if preflight:
+        _preflight(http, request.url, oidc.client_id)
+    if read_redirect is not None:
+        code = _pasted_code(request, metadata, read_redirect, stderr)
+        return _exchange(oidc, metadata, http, request, code, now)
     # Listen before showing the URL: the browser may come back very fast.
     with CallbackServer(
         host=callback_host,
@@ -227,8 +236,68 @@ def _browser_login(
             unavailable=unavailable,
             stderr=stderr,
         )
+        _say(stderr, f"Waiting for the browser to come back to {request.redirect_uri}"
+             f" (up to {max(deadline - clock(), 0):.0f} s; Ctrl-C to cancel)...")
         code = server.wait(deadline=deadline, clock=clock)
+    return _exchange(oidc, metadata, http, request, code, now)
 
+
+def _preflight(http: IdPHttp, url: str, client_id: str) -> None:
+    """Ask the authorization endpoint once, without a browser, whether it takes this
+    request: a wrong client id or redirect URI is refused with a 4xx (the provider cannot
+    redirect an error to a redirect URI it does not trust), which otherwise shows only in
+    the browser while the command waits for the whole login timeout. A redirect or a page
+    (the provider's login) passes; so does a provider that cannot be asked."""
+    try:
+        status, _ = http.probe(url)
+    except OAuthAuthError as exc:
+        log.debug("the authorization request's preflight failed: %s", exc)
+        return
+    if 400 <= status < 500 and status not in (401, 403, 429):
+        raise LoginError(
+            f"the identity provider refused the authorization request (HTTP {status})"
+            " before any browser opened",
+            error="invalid_request",
+            hint=f"check the client id ({client_id!r}), that its redirect URI"
+            " http://localhost:<port>/callback is registered (--callback-port,"
+            " --callback-host), and the scopes",
+        )
+
+
+#: How many pasted URLs of another login (a stale tab) are ignored before giving up.
+PASTE_ATTEMPTS = 3
+
+
+def _pasted_code(request: AuthorizationRequest, metadata: ProviderMetadata,
+                 read_redirect: Callable[[str], str], stderr: TextIO) -> str:
+    """The paste mode (SSH without port forwarding): the user opens the URL anywhere and
+    pastes back the redirect URL the browser ended on, which is checked exactly like a
+    callback (`parse_callback`: state, then iss, then error, then code)."""
+    _say(stderr, f"To log in, open this URL in a browser:\n\n    {request.url}\n")
+    _say(stderr, f"After the login the browser goes to {request.redirect_uri}?... (the"
+         " page may fail to load: that is expected). Copy that whole URL from the"
+         " address bar and paste it here (Ctrl-C to cancel).")
+    for _ in range(PASTE_ATTEMPTS):
+        pasted = read_redirect(request.redirect_uri).strip()
+        head, _sep, query = pasted.partition("?")
+        if head.rstrip("/") != request.redirect_uri.rstrip("/"):
+            _say(stderr, f"That is not a URL under {request.redirect_uri}; paste the URL the"
+                 " browser ended on.")
+            continue
+        try:
+            return parse_callback(query.partition("#")[0], expected_state=request.state,
+                                  issuer=metadata.issuer,
+                                  require_iss=metadata.iss_parameter_supported)
+        except StateMismatch:
+            _say(stderr, "That URL belongs to another login (its state does not match);"
+                 " paste the one from this login.")
+    raise LoginError("no URL of this login was pasted", error="invalid_request",
+                     hint="run the login again and paste the URL the browser ends on")
+
+
+def _exchange(oidc: OIDCParams, metadata: ProviderMetadata, http: IdPHttp,
+              request: AuthorizationRequest, code: str, now: Callable[[], float]) -> Token:
+    """Trade the authorization code for tokens (once: a code is single-use)."""
     try:
         _, doc = http.post_form(
             metadata.token_endpoint,
@@ -320,6 +389,8 @@ def interactive_login(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], float] = time.time,
+    read_redirect: Callable[[str], str] | None = None,
+    preflight: bool = False,
 ) -> Token:
     """Run the login; return the token it obtained.
 
@@ -344,6 +415,10 @@ def interactive_login(
         clock: monotonic seconds, for the timeout.
         sleep: waits between device-grant polls.
         now: seconds since the epoch, the moment a token response arrived (its expiry).
+        read_redirect: the paste mode: called with the redirect URI, returns the URL
+            the user's browser ended on (no callback server is started).
+        preflight: ask the authorization endpoint (no browser) whether it takes the
+            request first, so a wrong client id fails at once (the command line does).
 
     Raises:
         LoginError: the login failed, was denied, timed out, or a check failed.
@@ -417,4 +492,6 @@ def interactive_login(
         deadline=deadline,
         clock=clock,
         now=now,
+        read_redirect=read_redirect,
+        preflight=preflight,
     )

@@ -11,10 +11,11 @@ Kinds of session:
 =========  ================================  ====================  =====================
 kind       config entry                      key prefix / resource  secrets
 =========  ================================  ====================  =====================
-registry   ``registries[<registry url>]``    REGISTRY_OAUTH_ / url  keyring
+registry   ``registries[<registry url>]``    REGISTRY_OAUTH_ / url  keyring, scoped
+                                                                    ``__thv_registry_``
 llm        ``llm_gateways[<gateway url>]``   LLM_OAUTH_ / url       env, then keyring,
                                                                     scoped ``__thv_llm_``
-profile    ``profiles[<name>]``              OAUTH_AUTH_ /          keyring
+profile    ``profiles[<name>]``              OAUTH_AUTH_<NAME>_ /   keyring
                                              audience or client id
 ad hoc     none                              OAUTH_AUTH_ /          keyring
                                              audience or client id
@@ -23,8 +24,10 @@ ad hoc     none                              OAUTH_AUTH_ /          keyring
 The key is the entry's ``cached_refresh_token_ref`` when it has one written for this
 session (the entry's issuer is the one in use, and a derived ref derives from this issuer
 and this registry, gateway, audience or client: `_keys.ref_written_for`), else
-``derive_secret_key(prefix, resource, issuer)``. After a login or a rotation of the refresh
-token the entry gets ``cached_refresh_token_ref`` and ``cached_token_expiry`` (RFC 3339 UTC).
+``derive_secret_key(prefix, resource, issuer)`` with the issuer's trailing slash dropped
+(`_naming`); a named profile's prefix carries its name, so two profiles never share an
+entry. After a login or a rotation of the refresh token the entry gets
+``cached_refresh_token_ref`` and ``cached_token_expiry`` (RFC 3339 UTC).
 
 This module imports neither requests nor httpx: `registry_auth` and `llm_gateway_auth`
 load `OIDCAuth` when called, and the CLI uses `open_session` directly, so `oauth-auth
@@ -35,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -56,6 +59,7 @@ from ._keys import (
     normalize_scopes,
     ref_written_for,
 )
+from ._naming import key_issuer, profile_key_prefix
 from ._params import DEFAULT_CALLBACK_PORT, OIDCParams
 from ._token import format_rfc3339
 from .errors import ConfigError, LoginRequiredError
@@ -91,6 +95,12 @@ __all__ = [
 
 log = logging.getLogger("oauth_auth")
 
+#: `OIDCParams` keyword fields a profile keeps as the user gave them (never client_secret).
+PROVIDER_FIELDS = ("preset", "offline_access", "prompt", "audience_param", "auth_params",
+                   "endpoints", "callback_host")
+#: The secrets entry beside a session's refresh token that holds its client secret.
+CLIENT_SECRET_SUFFIX = "_CLIENT_SECRET"
+
 #: The keyring service of every entry oauth-auth stores (library and command alike).
 KEYRING_SERVICE = "oauth-auth"
 #: How long before expiry the LLM profile stops serving a token: a credential helper
@@ -124,6 +134,12 @@ class ProfileKind:
     # left to the login's offline_access rule); False leaves openid to the login's
     # provider rules too (an OAuth-only resource server never registered it)
     oidc_scopes: bool = True
+    # the key prefix is `prefix` + the entry's name (named profiles, `_naming`)
+    prefix_per_name: bool = False
+
+    def key_prefix(self, name: str | None) -> str:
+        """The `derive_secret_key` prefix of the session `name` of this kind."""
+        return profile_key_prefix(name) if self.prefix_per_name and name else self.prefix
 
     def login_command(self, name: str | None, oidc: OIDCParams | None = None,
                       *, full: bool = False) -> str:
@@ -149,11 +165,11 @@ class ProfileKind:
 
 
 REGISTRY = ProfileKind("registry", REGISTRIES, "REGISTRY_OAUTH_", "registry", "registry",
-                       "--registry")
+                       "--registry", scope="registry")
 LLM = ProfileKind("llm", LLM_GATEWAYS, LLM_KEY_PREFIX, "LLM gateway", "llm", "--gateway",
                   scope=LLM_SCOPE, env_first=True, window=LLM_PREEMPTIVE_WINDOW)
 PROFILE = ProfileKind("profile", PROFILES, "OAUTH_AUTH_", "profile", "", "--profile",
-                      key_from_url=False)
+                      key_from_url=False, prefix_per_name=True)
 ADHOC = ProfileKind("adhoc", None, "OAUTH_AUTH_", "client", "", "", key_from_url=False)
 #: A resource found by RFC 9728 discovery (`oauth_auth.resource`): one session per
 #: (canonical resource URL, issuer).
@@ -223,6 +239,8 @@ class Session:
     config: Config
     entry: dict[str, Any] | None
     source: OAuthTokenSource = field(repr=False)
+    settings: dict[str, Any] = field(default_factory=dict)  # PROVIDER_FIELDS, as given
+    confidential: bool = False  # the client has a secret (kept in the store, not here)
 
     @property
     def login_command(self) -> str:
@@ -236,7 +254,15 @@ class Session:
             "scopes": normalize_scopes(self.oidc.scopes, drop=LOGIN_SCOPES),
             "audience": self.oidc.audience,
             "callback_port": self.oidc.callback_port,
+            **{f: self.settings.get(f) for f in PROVIDER_FIELDS},
+            "confidential": True if self.confidential else None,
         }
+
+    def save_client_secret(self) -> None:
+        """Keep the client secret beside the session (``<key>_CLIENT_SECRET``), never in
+        the config file; a no-op for a public client."""
+        if self.oidc.client_secret and self.secrets is not None:
+            self.secrets.set_secret(self.key + CLIENT_SECRET_SUFFIX, self.oidc.client_secret)
 
     def save_settings(self) -> None:
         """Write this session's settings into its config entry (profiles, registries, LLM)."""
@@ -265,6 +291,9 @@ def open_session(
     interactive: bool | None = None,
     config_path: str | None = None,
     fresh_login: bool = False,
+    provider: Mapping[str, Any] | None = None,
+    client_secret: str | None = None,
+    read_client_secret: bool = False,
     **more: Any,
 ) -> Session:
     """Resolve settings (arguments over the config entry), the key and the secrets, and
@@ -277,6 +306,13 @@ def open_session(
     from the token source's reads (writes still go through), so an interactive `token()`
     logs in anew instead of reusing the stored session: what `oauth-auth login` does.
 
+    `provider` holds `OIDCParams` keyword fields as the user gave them (`PROVIDER_FIELDS`:
+    preset, offline_access, prompt...), merged over the entry's and saved with it.
+    `client_secret` is never saved in the config: `save_client_secret()` keeps it in the
+    secrets store beside the session (``<key>_CLIENT_SECRET``), and a later session reads
+    it from there when the entry says the client is confidential (or when
+    `read_client_secret` asks, for ad-hoc flags, which have no entry).
+
     Raises:
         NotConfiguredError: no issuer or client id, from the arguments or the config.
         ConfigError: an invalid config file or setting.
@@ -288,6 +324,8 @@ def open_session(
             raise ConfigError(f"a {kind.describe} needs a name"
                               f" ({kind.name_flag} in the command)")
         entry = config.entry(kind.section, name)
+        if kind.prefix_per_name:
+            _refuse_shared_prefix(config, kind, name)
     stored = entry or {}
     eff_issuer = issuer or stored.get("issuer") or ""
     eff_client = client_id or stored.get("client_id") or ""
@@ -299,30 +337,33 @@ def open_session(
         )
         raise NotConfiguredError(
             f"no OAuth settings for the {where}: {missing} unknown"
-            + (f" (nothing in {config.path})" if kind.section is not None else ""),
+            + (_not_in_config(config, kind) if kind.section is not None else ""),
             hint="run: " + kind.login_command(name, full=True),
         )
     eff_scopes = list(scopes) if scopes is not None else list(stored.get("scopes") or [])
     eff_audience = audience if audience is not None else (stored.get("audience") or "")
     eff_port = callback_port if callback_port is not None else int(
         stored.get("callback_port") or 0)
-    oidc = OIDCParams(
-        eff_issuer, eff_client, scopes=_login_scopes(eff_scopes, kind.oidc_scopes),
-        audience=eff_audience, callback_port=eff_port,
-    )
+    settings = {f: stored[f] for f in PROVIDER_FIELDS if stored.get(f) is not None}
+    settings.update({f: v for f, v in (provider or {}).items() if v is not None})
 
     ref = stored.get("cached_refresh_token_ref") or ""
-    if ref and stored.get("issuer") not in (None, "", eff_issuer):
+    if ref and key_issuer(stored.get("issuer") or eff_issuer) != key_issuer(eff_issuer):
         ref = ""  # the ref belongs to another issuer's session
     own = (name or "",) if kind.key_from_url else (eff_audience, eff_client)
     if ref and not ref_written_for(ref, issuer=eff_issuer, resources=own):
         log.warning("ignoring the cached_refresh_token_ref %s of the %s %s: it is the key of"
                     " another issuer's or client's session", ref, kind.describe, name)
         ref = ""
+    prefix = kind.key_prefix(name)
+    if ref and prefix != kind.prefix and ref in {
+            derive_secret_key(kind.prefix, resource, form) for resource in own if resource
+            for form in (eff_issuer, key_issuer(eff_issuer))}:
+        ref = ""  # the key every profile of this client shared before Release 2
     if kind.key_from_url:
-        derived = derive_secret_key(kind.prefix, name or "", eff_issuer)
+        derived = derive_secret_key(prefix, name or "", key_issuer(eff_issuer))
     else:
-        derived = derive_secret_key(kind.prefix, eff_audience or eff_client, eff_issuer)
+        derived = derive_secret_key(prefix, eff_audience or eff_client, key_issuer(eff_issuer))
     key = ref or derived
 
     store = more.pop("secrets_provider", _UNSET)
@@ -333,6 +374,16 @@ def open_session(
         secrets = ChainSecrets(EnvironmentSecrets(), store)
     if secrets is not None and kind.scope:
         secrets = ScopedSecrets(secrets, kind.scope)
+
+    confidential = bool(client_secret) or bool(stored.get("confidential"))
+    if client_secret is None and secrets is not None and (confidential or read_client_secret):
+        client_secret = secrets.get_secret(key + CLIENT_SECRET_SUFFIX) or ""
+        confidential = confidential or bool(client_secret)
+    oidc = OIDCParams(
+        eff_issuer, eff_client, scopes=_login_scopes(eff_scopes, kind.oidc_scopes),
+        audience=eff_audience, callback_port=eff_port, client_secret=client_secret or "",
+        **settings,
+    )
 
     source_secrets = secrets
     if fresh_login and secrets is not None:
@@ -358,7 +409,36 @@ def open_session(
         options["config_persister"] = _persister(config, kind.section, name, oidc)
     options.update(more)
     source = OAuthTokenSource(oidc, **options)
-    return Session(kind, name, oidc, key, store, secrets, config, entry, source)
+    return Session(kind, name, oidc, key, store, secrets, config, entry, source,
+                   settings=settings, confidential=confidential)
+
+
+def _refuse_shared_prefix(config: Config, kind: ProfileKind, name: str) -> None:
+    """Refuse a profile whose key prefix another profile has (``work`` and ``WORK``):
+    the two would share one secrets entry, so logging out of one would end the other."""
+    prefix = kind.key_prefix(name)
+    entries: dict[str, Any] = config.load()[kind.section or PROFILES]
+    for other in entries:
+        if other != name and kind.key_prefix(other) == prefix:
+            raise ConfigError(
+                f"the profile {name!r} would share its secrets with the existing profile"
+                f" {other!r} (both are keyed {prefix}...)",
+                hint=f"choose another name, or use --profile {_quote(other)}",
+            )
+
+
+def _not_in_config(config: Config, kind: ProfileKind) -> str:
+    """Why the config gave no settings: no such file, or which entries it has."""
+    if not config.path.exists():
+        return f" (no such file: {config.path})"
+    try:
+        names = sorted(config.load()[kind.section or PROFILES])
+    except ConfigError:
+        names = []
+    plural = {"profile": "profiles", "registry": "registries"}.get(kind.describe,
+                                                                   kind.describe + "s")
+    known = ", ".join(names) if names else "none"
+    return f" (the {plural} in {config.path}: {known})"
 
 
 class _FreshLogin:

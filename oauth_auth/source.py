@@ -226,6 +226,11 @@ class OAuthTokenSource:
             interactive login (`ClientCredentials`, `TokenExchange`); it runs under the
             same locks, so N processes make one token request. `interactive` is then
             not used.
+        read_redirect: the browser login's paste mode (SSH without port forwarding):
+            called with the redirect URI, it returns the URL the user's browser ended
+            on, checked like a callback; no callback server is started.
+        preflight: the browser login first asks the authorization endpoint, without a
+            browser, whether it takes the request, so a wrong client id fails at once.
     """
 
     def __init__(
@@ -254,6 +259,8 @@ class OAuthTokenSource:
         stderr: TextIO | None = None,
         reauth_interval: float = DEFAULT_REAUTH_INTERVAL,
         grant: Grant | None = None,
+        read_redirect: Callable[[str], str] | None = None,
+        preflight: bool = False,
     ) -> None:
         if not isinstance(oidc, OIDCParams):
             raise TypeError("oidc must be an OIDCParams")
@@ -315,6 +322,8 @@ class OAuthTokenSource:
         self._verify = verify
         self._stderr = stderr
         self.reauth_interval = float(reauth_interval)
+        self._read_redirect = read_redirect
+        self._preflight = preflight
         self._uncured_at = -math.inf  # when a fresh token last got a 401 too
         # Private test switch: turn the cross-process lock off to show the race it prevents.
         self._cross_process_lock = True
@@ -385,6 +394,14 @@ class OAuthTokenSource:
                 return access
             del access
             return await anyio.to_thread.run_sync(self.token)
+
+    @property
+    def id_token(self) -> str | None:
+        """The ID token that came with the access token held in memory: after a login or
+        a refresh that returned one; None otherwise (a token from the shared cache has
+        none). The command line keeps it beside the session for `status`."""
+        held = self._memory
+        return held.id_token if held is not None else None
 
     def reauth_allowed(self) -> bool:
         """Whether a 401 deserves a refresh now (`OIDCAuth` asks before its retry).
@@ -774,6 +791,8 @@ class OAuthTokenSource:
             extra_params=self._auth_params,
             stderr=self._stderr,
             now=self.clock,
+            read_redirect=self._read_redirect,
+            preflight=self._preflight,
         )
         if not token.refresh_token and not self._warned_no_refresh:
             self._warned_no_refresh = True

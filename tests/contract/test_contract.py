@@ -1116,8 +1116,9 @@ def test_registry_auth_reads_the_config_refreshes_and_persists(
 
     _registry_config(config_file, REGISTRY, fake_idp.issuer)
     key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY, fake_idp.issuer)
+    scoped = "__thv_registry_" + key  # DESIGN, Release 2: ToolHive's registry scope
     seeded = fake_idp.seed()
-    file_keyring.set(key, seeded)
+    file_keyring.set(scoped, seeded)
     auth = registry_auth(REGISTRY, interactive=False)
     try:
         with httpx.Client(auth=auth) as client:
@@ -1125,8 +1126,8 @@ def test_registry_auth_reads_the_config_refreshes_and_persists(
         access = fake_idp.issued[-1]
         assert api.seen == [f"Bearer {access}"]
         stored = file_keyring.entries()
-        assert stored[key] != seeded
-        assert stored[key + "_AT"].startswith(access + "|")
+        assert stored[scoped] != seeded
+        assert stored[scoped + "_AT"].startswith(access + "|")
         entry = json.loads(config_file.read_text())["registries"][REGISTRY]
         assert entry["cached_refresh_token_ref"] == key
         assert RFC3339_Z.fullmatch(entry["cached_token_expiry"])
@@ -1145,7 +1146,7 @@ def test_registry_auth_uses_the_cached_ref_as_key(
     issuer = "https://idp.example.test"
     _registry_config(config_file, REGISTRY, issuer, cached_refresh_token_ref="MY_REF")
     token = long_token("access")
-    file_keyring.set("MY_REF_AT", at_entry(token, 3600))
+    file_keyring.set("__thv_registry_MY_REF_AT", at_entry(token, 3600))  # DESIGN, Release 2
     with httpx.Client(auth=registry_auth(REGISTRY, interactive=False)) as client:
         client.get(api.url)
     assert api.seen == [f"Bearer {token}"]
@@ -1173,7 +1174,7 @@ def test_registry_auth_arguments_override_the_config(
     _registry_config(other, REGISTRY, "https://wrong.example.test")
     issuer = "https://right.example.test"
     token = long_token("access")
-    key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY, issuer)
+    key = "__thv_registry_" + derive_secret_key("REGISTRY_OAUTH_", REGISTRY, issuer)
     file_keyring.set(key + "_AT", at_entry(token, 3600))
     auth = registry_auth(
         REGISTRY, issuer=issuer, client_id="x", config_path=str(other), interactive=False
@@ -1420,16 +1421,12 @@ def test_cli_subcommands_and_flags_are_there(tmp_path: Path) -> None:
             result = cli(env, *group, command, "--help")
             assert result.returncode == 0, (group, command, result.stderr)
             text = result.stdout
-            for flag in (
-                "--issuer",
-                "--client-id",
-                "--scope",
-                "--audience",
-                "--callback-port",
-                "--no-browser",
-                "--device",
-            ):
+            for flag in ("--issuer", "--client-id", "--scope", "--audience"):
                 assert flag in text, (group, command, flag)
+            # Login-only flags are login's alone (issue 14: token, status and logout
+            # accepted and listed them).
+            for flag in ("--callback-port", "--no-browser", "--device"):
+                assert (flag in text) == (command == "login"), (group, command, flag)
             if group == ["registry"]:
                 assert "--registry" in text
             elif group == ["llm"]:
@@ -1445,7 +1442,8 @@ def test_cli_registry_token_persists_to_the_config_and_reads_it_back(
     config = Path(env["OAUTH_AUTH_CONFIG"])
     keyring_file = KeyringFile(tmp_path / "keyring.json")
     key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY, fake_idp.issuer)
-    keyring_file.set(key, fake_idp.seed())
+    # DESIGN, Release 2: registry tokens live under ToolHive's `__thv_registry_<key>`.
+    keyring_file.set("__thv_registry_" + key, fake_idp.seed())
     result = cli(env, "registry", "token", "--registry", REGISTRY, *_adhoc(fake_idp))
     assert result.returncode == 0, result.stderr
     access = fake_idp.issued[-1]
@@ -1483,8 +1481,9 @@ def test_cli_named_profile_from_a_json_config(tmp_path: Path) -> None:
         )
     )
     token = long_token("work")
+    # DESIGN, Release 2: a named profile's key carries its name.
     KeyringFile(tmp_path / "keyring.json").set(
-        derive_secret_key("OAUTH_AUTH_", "api://w", issuer) + "_AT", at_entry(token, 3600)
+        derive_secret_key("OAUTH_AUTH_WORK_", "api://w", issuer) + "_AT", at_entry(token, 3600)
     )
     result = cli(env, "token", "--profile", "work")
     assert (result.returncode, result.stdout) == (0, token + "\n"), result.stderr
@@ -1513,9 +1512,11 @@ def test_cli_reads_a_toml_config_file(
     env["OAUTH_AUTH_CONFIG"] = str(config)
     token = long_token("toml")
     resource = REGISTRY if argv[0] == "registry" else CLIENT
-    prefix = "REGISTRY_OAUTH_" if argv[0] == "registry" else "OAUTH_AUTH_"
+    # DESIGN, Release 2: `__thv_registry_<key>`, and a named profile's key carries its name
+    prefix = "REGISTRY_OAUTH_" if argv[0] == "registry" else "OAUTH_AUTH_WORK_"
+    scope = "__thv_registry_" if argv[0] == "registry" else ""
     KeyringFile(tmp_path / "keyring.json").set(
-        derive_secret_key(prefix, resource, issuer) + "_AT", at_entry(token, 3600)
+        scope + derive_secret_key(prefix, resource, issuer) + "_AT", at_entry(token, 3600)
     )
     result = cli(env, *argv)
     assert (result.returncode, result.stdout) == (0, token + "\n"), result.stderr
@@ -1625,7 +1626,7 @@ def test_cli_config_file_is_written_0600(fake_idp: FakeIdP, tmp_path: Path) -> N
     env = cli_env(tmp_path)
     config = tmp_path / "elsewhere" / "oauth.json"
     env["OAUTH_AUTH_CONFIG"] = str(config)
-    key = derive_secret_key("OAUTH_AUTH_", CLIENT, fake_idp.issuer)
+    key = derive_secret_key("OAUTH_AUTH_P1_", CLIENT, fake_idp.issuer)  # DESIGN, Release 2
     # A profile whose settings come from flags: the persister writes its entry.
     KeyringFile(tmp_path / "keyring.json").set(key, fake_idp.seed())
     result = cli(env, "token", "--profile", "p1", *_adhoc(fake_idp))

@@ -111,7 +111,8 @@ def test_cli_stderr_holds_no_secret_even_with_debug(
     Secret Service and provider: the token goes to stdout alone; stderr (debug logs
     included) and the config file hold no token; the files are private."""
     registry = f"https://registry-{uuid.uuid4().hex[:8]}.example.test"
-    key = derive_secret_key("REGISTRY_OAUTH_", registry, real_idp.issuer)
+    # the registry scope of ToolHive (`__thv_registry_<key>`, DESIGN Release 2)
+    key = "__thv_registry_" + derive_secret_key("REGISTRY_OAUTH_", registry, real_idp.issuer)
     store = KeyringSecrets(service="oauth-auth")
     session = seed(real_idp, store, tmp_path, key=key)
     config = tmp_path / "cfg" / "config.json"
@@ -172,9 +173,11 @@ def test_library_files_are_private_and_hold_no_token(real_idp: IdP, tmp_path: Pa
     opened = open_session(REGISTRY, registry, issuer=real_idp.issuer, client_id=real_idp.client_id,
                           config_path=str(config), secrets_provider=store,
                           interactive=False, lock_dir=tmp_path / "locks")
-    session = seed(real_idp, store, tmp_path, key=opened.key)
+    scoped = opened.secrets  # `__thv_registry_<key>` (DESIGN, Release 2)
+    assert scoped is not None
+    session = seed(real_idp, scoped, tmp_path, key=opened.key)
     access = opened.source.token()
-    refresh = store.get_secret(opened.key)
+    refresh = scoped.get_secret(opened.key)
     assert refresh
     text = config.read_text()
     for secret in (access, refresh, session.refresh_token):

@@ -46,6 +46,8 @@ CLIENT = "cli"
 ADHOC_KEY = derive_secret_key("OAUTH_AUTH_", CLIENT, ISSUER)
 ADHOC = ["--issuer", ISSUER, "--client-id", CLIENT]
 REGISTRY_URL = "https://registry.example.test"
+#: ToolHive's scope of registry secrets: `__thv_registry_<key>` (DESIGN, Release 2).
+REG = "__thv_registry_"
 GATEWAY_URL = "https://llm.example.test"
 HEAVY = ("httpx", "requests", "authlib", "joserfc")
 
@@ -293,8 +295,8 @@ def test_logout_revokes_deletes_and_clears_the_config_ref(
     Config().set_entry("registries", REGISTRY_URL, {
         "issuer": ISSUER, "client_id": CLIENT, "cached_refresh_token_ref": key,
         "cached_token_expiry": "2099-01-01T00:00:00Z"})
-    store.set_secret(key, fake_idp.seed("rt-0"))
-    store.set_secret(key + "_AT", _at("at-0", 3600))
+    store.set_secret(REG + key, fake_idp.seed("rt-0"))
+    store.set_secret(REG + key + "_AT", _at("at-0", 3600))
     code, out, err = run(capsys, "registry", "logout", "--registry", REGISTRY_URL)
     assert (code, out) == (0, "")
     assert "revoked" in err
@@ -375,7 +377,7 @@ def test_registry_token_uses_the_config_entry_and_persists(
 ) -> None:
     Config().set_entry("registries", REGISTRY_URL, {"issuer": ISSUER, "client_id": CLIENT})
     key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, ISSUER)
-    store.set_secret(key, fake_idp.seed())
+    store.set_secret(REG + key, fake_idp.seed())
     assert run(capsys, "registry", "token", "--registry", REGISTRY_URL) == (0, "at-1\n", "")
     entry = Config().entry("registries", REGISTRY_URL)
     assert entry is not None
@@ -462,7 +464,7 @@ def test_login_profile_round_trip_in_process(
     assert f"Logged in to {real_idp.issuer}" in err
     browser.wait()
     assert real_idp.token_requests("authorization_code") == 1
-    key = derive_secret_key("OAUTH_AUTH_", real_idp.client_id, real_idp.issuer)
+    key = derive_secret_key("OAUTH_AUTH_WORK_", real_idp.client_id, real_idp.issuer)
     assert secrets.names() == [key, key + "_AT"]
     refresh_token = secrets.get_secret(key)
     access = (secrets.get_secret(key + "_AT") or "").rpartition("|")[0]
@@ -483,7 +485,7 @@ def test_login_profile_round_trip_in_process(
     assert run(capsys, "token", "--profile", "work") == (0, access + "\n", "")
     code, out, err = run(capsys, "status", "--profile", "work")
     assert code == 0
-    assert "profile:       profile work" in out
+    assert "profile:       work\n" in out
     assert refresh_token not in out + err
     assert access not in out + err
     assert refresh_count(real_idp.counts(), "ok") == 0
@@ -505,7 +507,8 @@ def test_login_runs_a_new_login_even_when_logged_in(
     from tests.support.browser import Background, http_browser_login
 
     key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, real_idp.issuer)
-    secrets = MemorySecrets({key: "old-refresh", key + "_AT": _at("old-access", 3600)})
+    secrets = MemorySecrets({REG + key: "old-refresh",
+                             REG + key + "_AT": _at("old-access", 3600)})
     browser = Background(http_browser_login)
     monkeypatch.setattr(cli_module, "_session_options",
                         {"secrets_provider": secrets, "open_browser": browser})
@@ -515,8 +518,8 @@ def test_login_runs_a_new_login_even_when_logged_in(
     assert code == 0, err
     browser.wait()
     assert real_idp.token_requests("authorization_code") == 1
-    assert secrets.get_secret(key) not in (None, "old-refresh")
-    assert not (secrets.get_secret(key + "_AT") or "").startswith("old-access|")
+    assert secrets.get_secret(REG + key) not in (None, "old-refresh")
+    assert not (secrets.get_secret(REG + key + "_AT") or "").startswith("old-access|")
     entry = Config().entry("registries", REGISTRY_URL)
     assert entry is not None
     assert entry["issuer"] == real_idp.issuer
@@ -524,7 +527,7 @@ def test_login_runs_a_new_login_even_when_logged_in(
     # Registry token needs no flags now.
     code, out, _ = run(capsys, "registry", "token", "--registry", REGISTRY_URL)
     assert code == 0
-    assert out.strip() == (secrets.get_secret(key + "_AT") or "").rpartition("|")[0]
+    assert out.strip() == (secrets.get_secret(REG + key + "_AT") or "").rpartition("|")[0]
 
 
 def test_llm_login_status_token_logout_round_trip(
@@ -555,7 +558,7 @@ def test_llm_login_status_token_logout_round_trip(
     assert run(capsys, "llm", "token", "--gateway", GATEWAY_URL) == (0, access + "\n", "")
     code, out, err = run(capsys, "llm", "status", "--gateway", GATEWAY_URL)
     assert code == 0
-    assert f"LLM gateway {GATEWAY_URL}" in out
+    assert f"LLM gateway:   {GATEWAY_URL}\n" in out
     assert access not in out + err
     code, out, err = run(capsys, "llm", "logout", "--gateway", GATEWAY_URL)
     assert (code, out) == (0, "")
@@ -779,7 +782,7 @@ def test_registry_client_example_calls_the_api_with_the_stored_session(
     env = _env(tmp_path, secret_service.subprocess_env())
     Config(tmp_path / "cfg" / "config.json").set_entry(
         "registries", registry, {"issuer": ISSUER, "client_id": CLIENT})
-    key = derive_secret_key("REGISTRY_OAUTH_", registry, ISSUER)
+    key = REG + derive_secret_key("REGISTRY_OAUTH_", registry, ISSUER)
     store = KeyringSecrets(service="oauth-auth")
     store.set_secret(key + "_AT", _at(token, 3600))
     try:

@@ -46,6 +46,8 @@ from oauth_auth.source import OAuthTokenSource
 from tests.support.fakes import ISSUER, CountingSecrets, FakeClock, FakeProvider
 
 REGISTRY_URL = "https://registry.example.test"
+#: ToolHive's scope of registry secrets: `__thv_registry_<key>` (DESIGN, Release 2).
+REG = "__thv_registry_"
 GATEWAY_URL = "https://llm.example.test"
 CLIENT = "registry-cli"
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,7 +156,7 @@ def test_a_toml_config_is_read_and_written_back_as_toml(
     )
     monkeypatch.setenv(CONFIG_ENV, str(path))
     key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, ISSUER)
-    secrets = MemorySecrets({key: fake_idp.seed("rt-0")})
+    secrets = MemorySecrets({REG + key: fake_idp.seed("rt-0")})
     source = _source(registry_auth(REGISTRY_URL, interactive=False, **_opts(fake_idp, secrets)))
     assert source.oidc.callback_port == 9123
     assert source.oidc.scopes == ("openid", "registry:read")
@@ -313,7 +315,7 @@ def test_registry_auth_from_arguments_refreshes_and_persists_to_config(
 ) -> None:
     secrets = MemorySecrets()
     key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, ISSUER)
-    secrets.set_secret(key, fake_idp.seed("rt-0"))
+    secrets.set_secret(REG + key, fake_idp.seed("rt-0"))
     auth = registry_auth(REGISTRY_URL, issuer=ISSUER, client_id=CLIENT, interactive=False,
                          **_opts(fake_idp, secrets))
     assert isinstance(auth, OIDCAuth)
@@ -321,8 +323,8 @@ def test_registry_auth_from_arguments_refreshes_and_persists_to_config(
     assert source.oidc.scopes == ("openid",)
     assert source.token() == "at-1"
     assert fake_idp.counts["refresh"] == 1
-    assert secrets.get_secret(key) == "rt-1"
-    assert secrets.get_secret(key + "_AT", ).startswith("at-1|")  # type: ignore[union-attr]
+    assert secrets.get_secret(REG + key) == "rt-1"
+    assert secrets.get_secret(REG + key + "_AT", ).startswith("at-1|")  # type: ignore[union-attr]
     entry = Config().entry("registries", REGISTRY_URL)
     assert entry is not None
     assert entry["cached_refresh_token_ref"] == key
@@ -402,7 +404,7 @@ def test_registry_auth_reads_config_and_uses_cached_ref(fake_idp: FakeProvider) 
         "audience": "https://api.example.test", "callback_port": 9123,
         "cached_refresh_token_ref": "REGISTRY_OAUTH_custom0",
     })
-    secrets = MemorySecrets({"REGISTRY_OAUTH_custom0": fake_idp.seed("rt-0")})
+    secrets = MemorySecrets({REG + "REGISTRY_OAUTH_custom0": fake_idp.seed("rt-0")})
     source = _source(registry_auth(REGISTRY_URL, interactive=False,
                                    **_opts(fake_idp, secrets)))
     assert source.oidc.issuer == ISSUER
@@ -412,7 +414,7 @@ def test_registry_auth_reads_config_and_uses_cached_ref(fake_idp: FakeProvider) 
     assert source.oidc.scopes == ("openid", "registry:read")
     assert source.token() == "at-1"
     assert fake_idp.requests[0]["resource"] == "https://api.example.test"
-    assert secrets.get_secret("REGISTRY_OAUTH_custom0") == "rt-1"
+    assert secrets.get_secret(REG + "REGISTRY_OAUTH_custom0") == "rt-1"
 
 
 def test_cached_ref_of_another_issuer_is_ignored(fake_idp: FakeProvider) -> None:
@@ -438,12 +440,12 @@ def test_registry_fallback_error_names_the_command(fake_idp: FakeProvider) -> No
 
 def test_dead_refresh_token_is_invalid_grant(fake_idp: FakeProvider) -> None:
     key = derive_secret_key("REGISTRY_OAUTH_", REGISTRY_URL, ISSUER)
-    secrets = MemorySecrets({key: "rt-dead"})
+    secrets = MemorySecrets({REG + key: "rt-dead"})
     source = _source(registry_auth(REGISTRY_URL, issuer=ISSUER, client_id=CLIENT,
                                    interactive=False, **_opts(fake_idp, secrets)))
     with pytest.raises(InvalidGrantError):
         source.token()
-    assert secrets.get_secret(key) is None
+    assert secrets.get_secret(REG + key) is None
 
 
 def test_interactive_defaults_to_terminals(monkeypatch: pytest.MonkeyPatch,
@@ -484,12 +486,15 @@ def test_extra_options_pass_through(fake_idp: FakeProvider) -> None:
 
 
 def test_default_store_is_the_shared_keyring_service() -> None:
-    from oauth_auth import KeyringSecrets
+    from oauth_auth import KeyringSecrets, ScopedSecrets
 
     session = open_session(REGISTRY, REGISTRY_URL, issuer=ISSUER, client_id=CLIENT)
     assert isinstance(session.store, KeyringSecrets)
     assert session.store.service == "oauth-auth"
-    assert session.secrets is session.store
+    # ToolHive scopes registry tokens as __thv_registry_<key> (DESIGN, Release 2)
+    assert isinstance(session.secrets, ScopedSecrets)
+    assert session.secrets.inner is session.store
+    assert session.secrets.scoped_name("k") == "__thv_registry_k"
     assert session.source.preemptive_refresh_window == 30.0
 
 
@@ -567,7 +572,8 @@ def test_profile_and_adhoc_keys_use_audience_or_client_id() -> None:
     assert with_aud.key == derive_secret_key("OAUTH_AUTH_", "api", ISSUER)
     Config().set_entry("profiles", "work", {"issuer": ISSUER, "client_id": "cli"})
     profile = open_session(PROFILE, "work", secrets_provider=MemorySecrets())
-    assert profile.key == adhoc.key  # a profile and the same ad-hoc flags share a session
+    # a named profile's key carries its name (DESIGN, Release 2): never the ad-hoc one
+    assert profile.key == derive_secret_key("OAUTH_AUTH_WORK_", "cli", ISSUER)
     assert "oauth-auth login --profile work" in profile.login_command
     assert adhoc.login_command == f"oauth-auth login --issuer {ISSUER} --client-id cli"
 
