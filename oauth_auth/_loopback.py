@@ -20,6 +20,14 @@ fetch gets the redirect; a second fetch, whoever makes it, ends the login with a
 `LoginError` (either someone else used the page first, or the user's own browser is second
 to someone else), so a stolen start URL never yields a login the user did not see fail.
 
+That leaves a race: another user who watches for the browser command could fetch the
+page, log in as themselves and deliver their code before the user's browser starts. So
+on Linux every request is also checked for who sent it: a connection whose other end is
+a socket of another local user (found in /proc/net/tcp, by address and port) gets 403 and
+counts for nothing. Root's sockets pass (root could read this process anyway, and
+relays such as WSL's or Docker's run as root), and so does a peer the table does not
+show (another network namespace or machine, e.g. an SSH port forward's far end).
+
 The request line (which carries the code) is never logged, pages echo only HTML-escaped
 error codes and descriptions, and they are served with `no-store`, `no-referrer` and a
 CSP that allows nothing but inline style.
@@ -38,6 +46,8 @@ import logging
 import os
 import secrets
 import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -48,7 +58,13 @@ from urllib.parse import urlsplit
 from ._authorize import CALLBACK_PATH, StateMismatch, format_redirect_uri, parse_callback
 from .errors import ConfigError, LoginError
 
-__all__ = ["START_PATH_PREFIX", "CallbackServer", "allowed_hosts", "listen_addresses"]
+__all__ = [
+    "START_PATH_PREFIX",
+    "CallbackServer",
+    "allowed_hosts",
+    "listen_addresses",
+    "peer_uid",
+]
 
 log = logging.getLogger("oauth_auth")
 
@@ -79,6 +95,40 @@ def listen_addresses(host: str) -> list[str]:
     if bare == "localhost":
         return ["127.0.0.1", "::1"]
     return [bare]
+
+
+def _proc_net_address(address: str, port: int) -> str:
+    """An address and port as /proc/net/tcp{,6} print them: 32-bit words in host order."""
+    if ":" in address:
+        raw = socket.inet_pton(socket.AF_INET6, address.split("%", 1)[0])
+    else:
+        raw = socket.inet_aton(address)
+    words = struct.unpack(f"={len(raw) // 4}I", raw)
+    return "".join(f"{w:08X}" for w in words) + f":{port:04X}"
+
+
+def peer_uid(peer: tuple[Any, ...], local: tuple[Any, ...]) -> int | None:
+    """The user owning the other end of a loopback TCP connection; None when unknown.
+
+    Linux only: the socket whose local end is `peer` and whose remote end is `local` in
+    /proc/net/tcp (or tcp6). None elsewhere, or when no such socket is in this network
+    namespace (the peer is on another machine or in another namespace).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    table = "/proc/net/tcp6" if ":" in str(peer[0]) else "/proc/net/tcp"
+    try:
+        want = (_proc_net_address(str(peer[0]), int(peer[1])),
+                _proc_net_address(str(local[0]), int(local[1])))
+        with open(table, encoding="ascii") as rows:
+            next(rows, None)  # the header
+            for row in rows:
+                fields = row.split()
+                if len(fields) > 7 and (fields[1], fields[2]) == want:
+                    return int(fields[7])
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def allowed_hosts(host: str, port: int) -> frozenset[str]:
@@ -143,6 +193,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             # DNS rebinding: a page of another site may not talk to this server.
             self._send(421, _page("Wrong address", _p(
                 f"This login server answers only at {self.owner.redirect_uri}."), ok=False))
+            return
+        uid = peer_uid(self.client_address, self.connection.getsockname())
+        if uid is not None and uid not in (0, os.getuid()):
+            log.warning("the login callback server refused a request from another local"
+                        " user (uid %d)", uid)
+            self._send(403, _page("Not yours", _p(
+                "This login belongs to another user of this machine."), ok=False))
             return
         parts = urlsplit(self.path)
         extra: dict[str, str] | None = None

@@ -269,3 +269,21 @@ def test_a_provider_echoing_the_refresh_token_or_the_code_has_them_redacted(
     assert "code [redacted] with verifier [redacted] refused" in str(failed.value)
     assert code not in str(failed.value)
     assert code not in repr(failed.value.__cause__)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.getuid() != 0,
+                    reason="another local user needs root to play (CI runs as root)")
+def test_another_local_user_who_fetches_the_start_page_first_gets_403_and_nothing_else(
+    real_idp: IdP, tmp_path: Path
+) -> None:
+    """The race the start page leaves: a user watching for browser commands fetches the
+    page before the browser starts. A request from another user's socket counts for
+    nothing, so the user's own browser still logs in."""
+    result, err = _finish(_login_child(real_idp, tmp_path, "attacker_first"))
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["attacker_status"] == 403
+    assert result["ok"], (result, err, record)
+    assert record["first"]["status"] == 302  # the start page was still unused
+    assert record["callback_status"] == 200
+    assert "another local user (uid 65534)" in err
+    assert real_idp.token_requests("authorization_code") == 1

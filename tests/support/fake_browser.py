@@ -8,7 +8,9 @@ challenge, a user code), then plays the user:
 - `FAKE_BROWSER_MODE=login` (default): follows the start page to the provider and logs in;
 - `twice`: fetches the start page twice (as an attacker who read it from /proc would, next
   to the user's browser), then tries to finish the login with what the first fetch gave;
-- `record`: only records (the device grant: the test approves with the printed code).
+- `record`: only records (the device grant: the test approves with the printed code);
+- `attacker_first`: first lets another local user (uid 65534, root only) fetch the start
+  page, as one who watches for browser commands would, then logs in as `login` does.
 
 `write_browser_script(path)` writes the executable that runs this module.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import urllib.parse
 from pathlib import Path
@@ -24,7 +27,30 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["cmdlines_holding", "main", "write_browser_script"]
+__all__ = ["NOBODY", "cmdlines_holding", "fetch_as_another_user", "main", "write_browser_script"]
+
+#: The other local user of the tests (nobody), and a fetch in its name: the status of a
+#: GET of the URL, redirects not followed (stdlib only: it runs as that user, outside the
+#: virtualenv).
+NOBODY = 65534
+_FETCH = """
+import sys, urllib.error, urllib.request
+class Stay(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+try:
+    print(urllib.request.build_opener(Stay).open(sys.argv[1], timeout=10).status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+"""
+
+
+def fetch_as_another_user(url: str) -> int:
+    """GET `url` from a process of user `NOBODY` (needs root); its HTTP status."""
+    done = subprocess.run(["/usr/bin/python3", "-c", _FETCH, url], user=NOBODY, group=NOBODY,
+                          extra_groups=[], cwd="/", env={}, capture_output=True, text=True,
+                          timeout=30, check=True)
+    return int(done.stdout.strip())
 
 
 def write_browser_script(path: Path) -> Path:
@@ -77,6 +103,9 @@ def main() -> int:
         "start_page": _is_start_page(given),
     }
     authorization_url = given
+    if mode == "attacker_first":
+        record["attacker_status"] = fetch_as_another_user(given)
+        mode = "login"
     try:
         if record["start_page"]:
             with httpx.Client(trust_env=False, timeout=10) as client:

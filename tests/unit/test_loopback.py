@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from urllib.parse import urlencode
@@ -479,3 +481,37 @@ def test_localhost_answers_its_loopback_names_and_nothing_else(port: int) -> Non
     assert allowed_hosts("127.0.0.1", port) == {f"127.0.0.1:{port}"}
     assert allowed_hosts("::1", port) == {f"[::1]:{port}"}
     assert allowed_hosts("LOCALHOST", 80) >= {"localhost", "localhost:80"}
+
+
+def test_peer_uid_finds_the_owner_of_the_other_end(port: int) -> None:
+    from oauth_auth._loopback import peer_uid
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("/proc/net/tcp is Linux's")
+    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        if family == socket.AF_INET6 and not IPV6:
+            continue
+        with socket.create_server((address, 0), family=family) as server:
+            with socket.create_connection((address, server.getsockname()[1])) as client:
+                conn, peer = server.accept()
+                with conn:
+                    assert peer_uid(peer, conn.getsockname()) == os.getuid()
+                    # Not a connection of this machine's table: unknown, not refused.
+                    assert peer_uid((address, 1), conn.getsockname()) is None
+                    assert client.getsockname()[1] == peer[1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.getuid() != 0,
+                    reason="another local user needs root to play")
+def test_another_local_users_requests_get_403_and_count_for_nothing(
+    make_server: Callable[..., CallbackServer], port: int
+) -> None:
+    from tests.support.fake_browser import fetch_as_another_user
+
+    server = make_server(authorization_url=AUTH_URL)
+    assert fetch_as_another_user(server.start_url) == 403
+    assert fetch_as_another_user(url(port, code="theirs", state=STATE)) == 403
+    with httpx.Client(trust_env=False, timeout=5) as client:
+        assert client.get(server.start_url).status_code == 302  # still unused
+    Browser().visit(url(port, code="ours", state=STATE))
+    assert wait(server) == "ours"
