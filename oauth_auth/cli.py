@@ -312,7 +312,11 @@ def _leaf(subparsers: Any, command: str, *, kind: str, stub: bool = False) -> No
     _settings(parser)
     if command == "login":
         _login_options(parser)
-    elif command == "token":
+    if command in ("login", "token"):
+        from ._cli_machines import add_machine_flags
+
+        add_machine_flags(parser)
+    if command == "token":
         out = parser.add_argument_group("output")
         what = out.add_mutually_exclusive_group()
         what.add_argument("--json", action="store_true",
@@ -645,6 +649,12 @@ def _open(args: argparse.Namespace, holder: list[Session], *, hide_shared: bool 
 
         scopes = normalize_scopes(args.scopes)
     merged = {**options, **_session_options}
+    machine = _machine_spec(args)
+    if machine is not None:  # a grant instead of a login (the flags, or the profile's)
+        from ._cli_machines import machine_options
+
+        entry_issuer = (_profile_entry(args) or {}).get("issuer") or ""
+        merged.update(machine_options(machine, args.issuer or entry_issuer, scopes or ()))
     if hide_shared:
         from ._cli_store import HideSharedToken
 
@@ -661,6 +671,26 @@ def _open(args: argparse.Namespace, holder: list[Session], *, hide_shared: bool 
     )
     holder.append(session)
     return session
+
+
+def _profile_entry(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The config entry of the named profile (None for other kinds and ad-hoc flags)."""
+    from ._config import Config
+    from .profiles import PROFILE
+
+    kind, name = _kind(args)
+    if kind is not PROFILE or not name or kind.section is None:
+        return None
+    return Config(args.config).entry(kind.section, name)
+
+
+def _machine_spec(args: argparse.Namespace) -> Any:
+    """The machine (`_machine.MachineSpec`) the flags or the profile name, else None."""
+    if not hasattr(args, "client_credentials"):  # status, logout: no grant runs
+        return None
+    from ._cli_machines import machine_spec
+
+    return machine_spec(args, _profile_entry(args))
 
 
 def _close(session: Session, holder: list[Session]) -> None:
@@ -816,6 +846,12 @@ def _login(args: argparse.Namespace, holder: list[Session]) -> int:
     source.token()
     _check_stored(session, before)
     session.save_settings()
+    machine = _machine_spec(args)
+    if machine is not None and session.kind.section is not None and session.name:
+        from ._cli_machines import MACHINE_FIELD
+
+        session.config.set_entry(session.kind.section, session.name,
+                                 {MACHINE_FIELD: machine.to_config()})
     _remember_id_token(session)
     _say(_logged_in_line(session))
     _say(f"The session is stored in {_store_name(session)} (key {session.key}).")

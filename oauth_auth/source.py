@@ -643,7 +643,13 @@ class OAuthTokenSource:
                 # Under the lock a failed read is an error, not a miss: refreshing with an
                 # older copy could spend a rotated token and end the session.
                 errors.append(exc)
-                raise
+                if self.grant is None:
+                    raise
+                # A machine's grant spends nothing stored: a store that cannot be read
+                # (a CI runner without a keyring) costs the sharing, not the token.
+                log.warning("the secrets store failed (%s); the new token is not shared",
+                            short_error(exc))
+                return self._grant_and_store(self.grant, store, None)
             refresh = stored.token or self._refresh_token
             if refresh:
                 try:
