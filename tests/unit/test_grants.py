@@ -466,3 +466,31 @@ def test_concurrent_async_callers_make_one_token_request(tmp_path: Path) -> None
 
     assert set(asyncio.run(many())) == {"access-token-for-all-tasks"}
     assert len(provider.forms) == 1
+
+
+def test_a_failing_store_costs_a_machine_the_sharing_not_the_token(tmp_path: Path) -> None:
+    from oauth_auth import SecretsError
+
+    class Broken:
+        def get_secret(self, name: str) -> str | None:
+            raise SecretsError("the keyring is locked")
+
+        def set_secret(self, name: str, value: str) -> None:
+            raise SecretsError("the keyring is locked")
+
+        def delete_secret(self, name: str) -> None:
+            raise SecretsError("the keyring is locked")
+
+    provider = Provider(ok("a-token-not-shared-anywhere"))
+    source = OAuthTokenSource(
+        params(client_secret="s3cret-value",
+               endpoints={"token_endpoint": TOKEN_URL, "authorization_endpoint": ISSUER}),
+        key_provider=lambda: "K", secrets_provider=Broken(), grant=ClientCredentials(),
+        transport=httpx.MockTransport(provider.handle), lock_dir=tmp_path,
+    )
+    assert source.token() == "a-token-not-shared-anywhere"
+    assert len(provider.forms) == 1
+    person = OAuthTokenSource(params(), key_provider=lambda: "K", secrets_provider=Broken(),
+                              lock_dir=tmp_path)
+    with pytest.raises(SecretsError):  # a person's session: the read failure is the error
+        person.token()
