@@ -10,6 +10,13 @@ swap), and released only by its holder (the release checks the id).
 The waiting loop is shared by both stores: poll with exponential backoff and jitter, say
 once that we wait and for whom, give up with `LockTimeoutError`. The backends supply
 three atomic server-side steps (see `LeaseBackend`).
+
+A lease can run out while its holder still works (a provider slower than `lock_lease`, a
+paused or swapped-out process). Compare-and-set keeps such a holder from writing an older
+token back, but it could still *spend* the refresh token it read, which another holder may
+have spent already: many providers answer a reused refresh token by revoking the whole
+grant. So the holder renews its lease (`Lease.renew`) right before it spends the token,
+and does not spend it when the lease is no longer its own.
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .errors import ConfigError, LockTimeoutError, OAuthAuthError
 
-__all__ = ["DEFAULT_LOCK_LEASE", "LeaseBackend", "hold_lease", "lease_seconds", "new_holder"]
+__all__ = ["DEFAULT_LOCK_LEASE", "Lease", "LeaseBackend", "hold_lease", "lease_seconds",
+           "new_holder"]
 
 log = logging.getLogger("oauth_auth")
 
@@ -53,6 +62,29 @@ class LeaseBackend(Protocol):
     def release_lease(self, name: str, holder: str) -> None:
         """Delete the lease of `name` only if `holder` still holds it."""
         ...
+
+    def renew_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Make the lease of `name` last `seconds` from now, only if `holder` still holds
+        it (nobody took it since); False when it is gone or another's."""
+        ...
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A held lease, as `hold_lease` yields it: `renew()` before spending a refresh token."""
+
+    backend: LeaseBackend = field(repr=False)
+    name: str
+    holder: str = field(repr=False)
+    seconds: float
+
+    def renew(self) -> bool:
+        """Whether the lease is still ours, renewed for another `seconds` if so.
+
+        Raises:
+            SecretsError: the server failed (then nothing may be spent either).
+        """
+        return bool(self.backend.renew_lease(self.name, self.holder, self.seconds))
 
 
 def new_holder() -> str:
@@ -87,8 +119,8 @@ def hold_lease(
     where: str,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> Iterator[str]:
-    """Hold the lease of `name` for the block; yields the holder id.
+) -> Iterator[Lease]:
+    """Hold the lease of `name` for the block; yields it (`Lease`, renewable).
 
     Args:
         backend: the store.
@@ -125,7 +157,7 @@ def hold_lease(
         sleep(min(delay * (0.5 + random.random()), remaining))
         delay = min(delay * 2, POLL_MAX)
     try:
-        yield holder
+        yield Lease(backend, name, holder, lease)
     finally:
         try:
             backend.release_lease(name, holder)

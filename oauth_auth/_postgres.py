@@ -132,6 +132,11 @@ class PostgresSecrets:
             "holder": sql.SQL("SELECT holder FROM {} WHERE name = %s"
                               " AND expires_at > clock_timestamp()").format(lt),
             "release": sql.SQL("DELETE FROM {} WHERE name = %s AND holder = %s").format(lt),
+            # Still our row: nobody took the lease since (taking replaces the holder), so
+            # it may be renewed even if it ran out meanwhile.
+            "renew": sql.SQL(
+                "UPDATE {} SET expires_at = clock_timestamp() + make_interval(secs => %s)"
+                " WHERE name = %s AND holder = %s").format(lt),
             "create": sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, value text NOT NULL,"
                 " updated_at timestamptz NOT NULL DEFAULT now())").format(t),
@@ -229,6 +234,12 @@ class PostgresSecrets:
         """Delete the lease of `name` only if `holder` holds it."""
         self._run("release the lease of", name,
                   lambda c: c.execute(self._sql["release"], (name, holder)))
+
+    def renew_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Extend the lease of `name` to `seconds` from now only if `holder` holds it."""
+        cursor = self._run("renew the lease of", name,
+                           lambda c: c.execute(self._sql["renew"], (seconds, name, holder)))
+        return bool(cursor.rowcount == 1)
 
     def lease_holder(self, name: str) -> str | None:
         """Who holds the lease of `name` now ('process P on host H'), or None."""

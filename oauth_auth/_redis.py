@@ -7,7 +7,8 @@ one Lua script, so no connection has to stay pinned (as WATCH/MULTI would need):
 
 - the compare-and-set of a value checks, on the server, that the entry still holds the
   exact stored bytes this process read and opened, then writes;
-- releasing a lease deletes it only if it still holds this holder's id.
+- releasing a lease deletes it only if it still holds this holder's id, and renewing it
+  extends it only then.
 
 redis-py is imported when the first `RedisSecrets` is made, never by ``import oauth_auth``.
 """
@@ -56,6 +57,13 @@ return redis.call('GET', KEYS[1]) or ''
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# KEYS[1] the lease; ARGV[1] holder, ARGV[2] milliseconds. 1 when renewed, 0 when not ours.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
 return 0
 """
 
@@ -190,6 +198,13 @@ class RedisSecrets:
         """Delete the lease of `name` only if `holder` holds it."""
         self._call("release the lease of", name, lambda: self._script("release", _RELEASE)(
             keys=[self._lease(name)], args=(holder,)))
+
+    def renew_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Extend the lease of `name` to `seconds` from now only if `holder` holds it."""
+        millis = max(1, int(seconds * 1000))
+        result = self._call("renew the lease of", name, lambda: self._script("renew", _RENEW)(
+            keys=[self._lease(name)], args=(holder, millis)))
+        return bool(result)
 
     def lease_holder(self, name: str) -> str | None:
         """Who holds the lease of `name` now ('process P on host H'), or None."""

@@ -26,6 +26,11 @@ The protocol (`SessionStore`), operation by operation:
   ``lock`` capability (below) replaces it with its own, typically a lease that runs out
   when its holder stops, so the lock may be lost while held: that is why every refresh
   token write is a compare-and-set.
+- `confirm_lock()`: called under the lock right before a refresh token is spent: whether
+  the lock is still held (a lease is renewed for another full length). False when a lease
+  ran out and may be another's: the caller must not spend the token it read, which the
+  other holder may have spent already (a reuse, which many providers answer by revoking
+  the grant). An OS file lock cannot run out: always True.
 - `save(token, previous)`: keep a newly issued token, in the contract's order: first the
   refresh token (only when it differs from `previous`), then the ``<key>_AT`` entry, then
   the config persister (only when the refresh token was stored, that is, it changed:
@@ -61,7 +66,9 @@ offer all three, so that the guarantees of the file lock hold across hosts:
 
 - ``lock(name, *, timeout) -> ContextManager``: the cross-process (cross-host) lock of a
   session, `name` being the refresh token entry's name (`LockingSecrets`). Raise
-  `LockTimeoutError` after `timeout` seconds, `SecretsError` when the backend fails.
+  `LockTimeoutError` after `timeout` seconds, `SecretsError` when the backend fails. A
+  lock that can run out yields an object with ``renew() -> bool`` (`_lease.Lease`), which
+  `confirm_lock()` calls.
 - ``compare_and_set(name, expected, value) -> bool``: store `value` only if the entry
   holds `expected` (None: holds nothing); False when it did not (`CompareAndSetSecrets`).
 - ``compare_and_delete(name, expected) -> bool``: delete only if the entry holds
@@ -155,6 +162,10 @@ class SessionStore(Protocol):
 
     def lock(self, timeout: float) -> AbstractContextManager[object]:
         """The session's exclusive lock, waiting at most `timeout` seconds."""
+        ...
+
+    def confirm_lock(self) -> bool:
+        """Before spending a refresh token: is the lock still ours (a lease: renewed)?"""
         ...
 
     def save(self, token: Token, previous: str | None) -> bool:
@@ -307,6 +318,7 @@ class SecretsSessionStore:
         self._key = key
         self._persister = persister
         self._lock = _lock_of(secrets, lock_dir, cross_process_lock)
+        self._held: object = None  # what the lock yielded while it is held
         self._pending = _PendingRotation(secrets, self._lock)
         weakref.finalize(self, self._pending.flush)
 
@@ -329,7 +341,27 @@ class SecretsSessionStore:
         return StoredRefresh(newer, newer if self._write_refresh(newer, stored) else stored)
 
     def lock(self, timeout: float) -> AbstractContextManager[object]:
-        return self._lock(self._key, timeout)
+        return self._locked(timeout)
+
+    @contextlib.contextmanager
+    def _locked(self, timeout: float) -> Iterator[object]:
+        with self._lock(self._key, timeout) as held:
+            self._held = held  # a lease (renewable) or the file lock's token
+            try:
+                yield held
+            finally:
+                self._held = None
+
+    def confirm_lock(self) -> bool:
+        renew = getattr(self._held, "renew", None)
+        if not callable(renew) or renew():
+            return True
+        log.warning(
+            "the refresh lease of %s ran out before the refresh (lock_lease is shorter than"
+            " the provider took, or this process was paused); another process may hold"
+            " it, so the refresh token is not spent", self._key,
+        )
+        return False
 
     def save(self, token: Token, previous: str | None) -> bool:
         new = token.refresh_token

@@ -717,6 +717,18 @@ class OAuthTokenSource:
         from ._protocol import client_auth_for, refresh_form
 
         meta = self._metadata()
+        if store is not None and not store.confirm_lock():
+            # Our lease ran out (a slow provider, a pause): its new holder may have spent
+            # `refresh` already, and a reuse can cost the whole grant. Use its token if
+            # it is there yet, else fail without spending anything.
+            hit = self._read_shared(store, [])
+            if hit is not None:
+                return hit
+            raise LockTimeoutError(
+                "the refresh lease ran out before the refresh; the refresh token was kept",
+                hint="try again (another process holds the lease now), and make lock_lease"
+                " longer than a refresh can take",
+            )
         oidc = self.oidc
         form = refresh_form(refresh, oidc.client_id, oidc.audience, oidc.audience_param)
         log.debug("refreshing with refresh token %s", fingerprint(refresh))

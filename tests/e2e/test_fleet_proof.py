@@ -9,6 +9,7 @@ invalid_grant and revokes the whole grant. Its admin counts are the referee.
   get one token, and the stored refresh token is the newest and still active;
 - the control: the same herd with the lock off races (so the herd proves something);
 - a killed holder (SIGKILL) blocks the others for no longer than `lock_lease`;
+- a lease that runs out during a slow refresh: its holder does not spend the token it read;
 - a paused holder (SIGSTOP past its lease) never writes its older token over a newer one;
 - a restart of the server mid-run: typed errors with a hint during the outage, no refresh
   token lost, and the next call works.
@@ -222,6 +223,34 @@ def test_a_killed_holder_blocks_others_no_longer_than_its_lease(
     assert refresh_count(counts, "invalid_grant") == 0, counts
     # The dead holder's lease was honoured to its end, and not a moment longer than needed.
     assert lease - 0.5 < blocked < lease + SLACK, blocked
+    stored = stored_refresh(backend)
+    assert stored is not None
+    assert active(real_idp, stored)
+
+
+def test_a_lease_that_runs_out_during_a_slow_refresh_spends_nothing(
+    real_idp: IdP, backend: Backend, tmp_path: Path
+) -> None:
+    """The pitfall of a lease shorter than the refresh: the first holder's discovery takes
+    longer than its lease, another host takes the lease and refreshes. The first holder
+    then finds its lease gone and does not spend the token it read (a reuse would revoke
+    the grant): it uses the other's token. (Without the renewal before spending: one
+    invalid_grant and a revoked session.)"""
+    lease = 2.0
+    seed(real_idp, backend.store())
+    real_idp.inject_fault("/.well-known/openid-configuration", delay_ms=3500, count=1)
+    with fleet(tmp_path, real_idp, backend.url(lock_lease=lease)) as hosts:
+        procs = hosts.start(hosts=2, per_host=1)
+        hosts.go()
+        results = hosts.finish()
+    assert all(r.startswith("TOKEN ") for r in results), results
+    assert len({r.split()[1] for r in results}) == 1
+    counts = real_idp.counts()
+    assert not real_idp.faults()  # the slow discovery did happen
+    assert refresh_count(counts) == 1, counts
+    assert refresh_count(counts, "invalid_grant") == 0, counts
+    slow = [p for p in procs if "the refresh token is not spent" in p.stderr]
+    assert len(slow) == 1, [p.stderr[-1500:] for p in procs]
     stored = stored_refresh(backend)
     assert stored is not None
     assert active(real_idp, stored)

@@ -309,3 +309,17 @@ def _drop_connections(store: Store) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                      " WHERE application_name = 'oauth-auth' AND pid <> pg_backend_pid()")
+
+
+def test_a_lease_renews_only_while_it_is_its_holders(make: Callable[..., Store]) -> None:
+    a, b = make(lock_lease=0.6), make(lock_lease=30)
+    with a.lock("K", timeout=5) as lease:
+        time.sleep(0.4)
+        assert lease.renew()  # still ours: 0.6 s from now
+        time.sleep(0.4)  # past the first expiry, within the renewed one
+        assert b.try_lease("K", "other-host:2:y", 30) is not None  # still held by a
+        time.sleep(0.5)  # the renewed lease ran out too...
+        assert b.try_lease("K", "other-host:2:y", 30) is None  # ...another host took it
+        assert not lease.renew()  # and a never extends it
+    assert b.lease_holder("K") == "process 2 on other-host"
+    b.release_lease("K", "other-host:2:y")

@@ -33,6 +33,12 @@ class FakeBackend:
         if self.leases.get(name, ("", 0.0))[0] == holder:
             del self.leases[name]
 
+    def renew_lease(self, name: str, holder: str, seconds: float) -> bool:
+        if self.leases.get(name, ("", 0.0))[0] != holder:
+            return False
+        self.leases[name] = (holder, self.clock[0] + seconds)
+        return True
+
 
 @pytest.fixture
 def clock() -> list[float]:
@@ -50,8 +56,8 @@ def run(backend: FakeBackend, clock: list[float], timeout: float, lease: float =
 
 def test_free_lease_is_taken_at_once_and_released_by_its_holder(clock: list[float]) -> None:
     backend = FakeBackend(clock)
-    with run(backend, clock, 5) as holder:
-        assert backend.leases["K"][0] == holder
+    with run(backend, clock, 5) as lease:
+        assert backend.leases["K"][0] == lease.holder
         assert backend.tries == 1
     assert "K" not in backend.leases
 
@@ -125,3 +131,16 @@ def test_lease_seconds() -> None:
         with pytest.raises(ConfigError):
             lease_seconds(bad)
     assert describe_holder("h:12:abc") == "process 12 on h"
+
+
+def test_a_lease_renews_only_while_it_is_ours(clock: list[float]) -> None:
+    backend = FakeBackend(clock)
+    with run(backend, clock, 5, lease=2) as lease:
+        clock[0] += 1.5
+        assert lease.renew()  # still ours: it lasts 2 s from now
+        assert backend.leases["K"][1] == clock[0] + 2
+        clock[0] += 3  # ran out, and another holder took it
+        assert backend.try_lease("K", "other:1:x", 10) is None
+        assert not lease.renew()  # never extends another's lease
+        assert backend.leases["K"][0] == "other:1:x"
+    assert lease.holder not in repr(lease)  # the random id stays out of logs

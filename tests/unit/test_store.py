@@ -280,3 +280,41 @@ def test_the_repr_names_no_secret(tmp_path: Path) -> None:
     assert "rt-secret-value" not in text
     assert "rt-other-secret" not in text
     assert KEY in text
+
+
+class Renewable(Capable):
+    """A provider whose lock is a lease that `renew()` may find lost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.still_ours = True
+        self.renewals = 0
+
+    @contextlib.contextmanager
+    def lock(self, name: str, *, timeout: float) -> Iterator[object]:
+        provider = self
+
+        class Lease:
+            def renew(self) -> bool:
+                provider.renewals += 1
+                return provider.still_ours
+
+        with super().lock(name, timeout=timeout):
+            yield Lease()
+
+
+def test_confirm_lock_renews_the_lease_and_says_when_it_is_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secrets = Renewable()
+    store = make(secrets, tmp_path)
+    with store.lock(5):
+        assert store.confirm_lock()
+        secrets.still_ours = False
+        with caplog.at_level("WARNING", logger="oauth_auth"):
+            assert not store.confirm_lock()
+    assert secrets.renewals == 2
+    assert "the refresh token is not spent" in caplog.text
+    on_file_lock = make(MemorySecrets(), tmp_path)
+    with on_file_lock.lock(5):  # the OS file lock cannot run out
+        assert on_file_lock.confirm_lock()
