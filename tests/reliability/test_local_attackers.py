@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,11 +27,12 @@ from oauth_auth import (
     derive_secret_key,
     registry_auth,
 )
+from oauth_auth._keys import scoped_name
 from oauth_auth._locking import LOCK_DIR_ENV
 from tests.reliability.conftest import Figures, Session, assert_typed
+from tests.support.cli import cli, cli_env
 from tests.support.idp import IdP, obtain_tokens, refresh_count
 
-ROOT = Path(__file__).resolve().parents[2]
 NOBODY = 65534
 
 
@@ -82,16 +82,12 @@ def test_a_lock_directory_of_another_user_is_refused(
     assert session.stored() == session.refresh_token
 
 
-def test_the_cli_refuses_a_shared_lock_dir_with_exit_1_and_a_hint(tmp_path: Path) -> None:
+def test_the_cli_refuses_a_shared_lock_dir_with_exit_1_and_a_hint(
+    tmp_path: Path, secret_service: Any
+) -> None:
     shared = _dir(tmp_path / "shared", 0o777)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OAUTH_AUTH_", "BROWSER"))}
-    env.update({LOCK_DIR_ENV: str(shared), "OAUTH_AUTH_CONFIG": str(tmp_path / "c.json"),
-                "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
-                "PYTHONPATH": str(ROOT)})
-    result = subprocess.run(
-        [sys.executable, "-m", "oauth_auth", "token", "--issuer", "https://idp.example.test",
-         "--client-id", "c"], env=env, capture_output=True, text=True, timeout=60, check=False,
-    )
+    env = cli_env(tmp_path, secret_service.subprocess_env(), **{LOCK_DIR_ENV: str(shared)})
+    result = cli(["token", "--issuer", "https://idp.example.test", "--client-id", "c"], env)
     assert result.returncode == 1, result.stderr
     assert result.stdout == ""
     assert "open to other users" in result.stderr
@@ -110,8 +106,9 @@ def test_a_cached_ref_naming_another_issuers_session_is_not_used(
     store = MemorySecrets()
     registry_a, registry_b = "https://registry.example.test", "https://evil.example.test"
     key_a = derive_secret_key("REGISTRY_OAUTH_", registry_a, real_idp.issuer)
+    stored_as = scoped_name("registry", key_a)  # ToolHive's name of a registry session
     tokens = obtain_tokens(real_idp)
-    store.set_secret(key_a, tokens["refresh_token"])
+    store.set_secret(stored_as, tokens["refresh_token"])
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"registries": {
         registry_a: {"issuer": real_idp.issuer, "client_id": real_idp.client_id,
@@ -126,9 +123,9 @@ def test_a_cached_ref_naming_another_issuers_session_is_not_used(
     with pytest.raises(LoginRequiredError):
         auth_b.source.token()
     assert attacker.counts().get("token", {}) == {}  # no refresh token reached it
-    assert store.get_secret(key_a) == tokens["refresh_token"]  # nothing deleted
+    assert store.get_secret(stored_as) == tokens["refresh_token"]  # nothing deleted
     auth_b.source.logout()  # logging B out touches only B's own key
-    assert store.get_secret(key_a) == tokens["refresh_token"]
+    assert store.get_secret(stored_as) == tokens["refresh_token"]
     assert attacker.counts().get("revocation", 0) == 0
     # A's own entry still uses its ref: one refresh at the real issuer.
     auth_a = registry_auth(registry_a, interactive=False, config_path=str(config),
