@@ -10,6 +10,10 @@ Each contender is driven the way its HTTP client drives it, and nothing else is 
   whose clients check the token before each request, `ensure_active_token` too;
 - google-auth: `credentials.before_request(...)`, what `AuthorizedSession.request` calls.
 
+The request goes to an https URL, as an API's does: a plain-http URL also costs
+`OIDCAuth` its loopback check (RFC 6750 wants TLS; the host's verdict is remembered per
+origin, so that is a prefix test and two cache reads per request).
+
 The floor is a bare auth that only sets the header. Contenders are interleaved, in a new
 random order in every run, and every figure is the median over runs of the per-call time.
 """
@@ -31,7 +35,7 @@ from requests.hooks import dispatch_hook
 from benchmarks._common import Stat
 
 TOKEN = "bench-access-token-" + "x" * 40
-URL = "http://127.0.0.1:9/data"
+URL = "https://api.example.test/data"  # never contacted: the hooks run, nothing is sent
 ISSUER = "http://127.0.0.1:9"
 #: What `Session.send` passes to `dispatch_hook("response", ...)` besides the response.
 SEND_KWARGS: dict[str, Any] = {"timeout": None, "verify": True, "proxies": {}, "stream": False,

@@ -30,7 +30,8 @@ def _noop_hook(
 
 def steps() -> list[tuple[str, Callable[[requests.PreparedRequest], Any]]]:
     """(what this step adds, the auth callable up to and including it), cumulative; each
-    step does what `OIDCAuth.__call__` does, the way it does it."""
+    step does what `OIDCAuth.__call__` does, the way it does it, through the source's
+    public surface (`fast_path`, `clock`: see `OAuthTokenSource`)."""
     from oauth_auth import OIDCAuth
 
     source = oauth_auth_source()
@@ -40,29 +41,67 @@ def steps() -> list[tuple[str, Callable[[requests.PreparedRequest], Any]]]:
     def floor(r: requests.PreparedRequest) -> None:
         r.headers["Authorization"] = value
 
+    def scheme(r: requests.PreparedRequest) -> None:
+        url = r.url
+        if url is not None and url[4] == ":" and url.startswith("http:"):
+            raise AssertionError("the bench's URL is https")
+        r.headers["Authorization"] = value
+
     def lookup(r: requests.PreparedRequest) -> None:
-        access, until = source._serve  # what OIDCAuth reads, inline as there
-        r.headers["Authorization"] = value if source._clock() < until else access
+        url = r.url
+        if url is not None and url[4] == ":" and url.startswith("http:"):
+            raise AssertionError("the bench's URL is https")
+        access, until = source.fast_path  # what OIDCAuth reads, inline as there
+        r.headers["Authorization"] = value if source.clock() < until else access
+
+    cached: list[tuple[str | None, str]] = [(None, "")]
 
     def header(r: requests.PreparedRequest) -> None:
-        access, until = source._serve
-        r.headers["Authorization"] = f"Bearer {access if source._clock() < until else ''}"
+        url = r.url
+        if url is not None and url[4] == ":" and url.startswith("http:"):
+            raise AssertionError("the bench's URL is https")
+        access, until = source.fast_path
+        if source.clock() >= until:
+            access = ""
+        held = cached[0]
+        if held[0] is not access:  # built once per token, as OIDCAuth does
+            held = cached[0] = (access, f"Bearer {access}")
+        r.headers["Authorization"] = held[1]
 
+    # Each step repeats the one above inline: a call into it would add a frame of its own.
     def registered(r: requests.PreparedRequest) -> None:
-        access, until = source._serve
-        r.headers["Authorization"] = f"Bearer {access if source._clock() < until else ''}"
+        url = r.url
+        if url is not None and url[4] == ":" and url.startswith("http:"):
+            raise AssertionError("the bench's URL is https")
+        access, until = source.fast_path
+        if source.clock() >= until:
+            access = ""
+        held = cached[0]
+        if held[0] is not access:
+            held = cached[0] = (access, f"Bearer {access}")
+        r.headers["Authorization"] = held[1]
         r.hooks["response"].append(_noop_hook)
         r.hooks["response"].clear()  # registered, but dispatch finds nothing: isolates the append
 
     def dispatched(r: requests.PreparedRequest) -> None:
-        access, until = source._serve
-        r.headers["Authorization"] = f"Bearer {access if source._clock() < until else ''}"
+        url = r.url
+        if url is not None and url[4] == ":" and url.startswith("http:"):
+            raise AssertionError("the bench's URL is https")
+        access, until = source.fast_path
+        if source.clock() >= until:
+            access = ""
+        held = cached[0]
+        if held[0] is not access:
+            held = cached[0] = (access, f"Bearer {access}")
+        r.headers["Authorization"] = held[1]
         r.hooks["response"].append(_noop_hook)
 
     return [
         ("floor: a precomputed header, no hook", floor),
+        ("+ the plain-http check (the URL's scheme; https here)", scheme),
         ("+ the token lookup (memory tier: a tuple read and a clock call)", lookup),
-        ("+ the header string built from that token", header),
+        ("+ the header for that token (built once per token, then compared by identity)",
+         header),
         ("+ one response hook appended to the request", registered),
         ("+ requests dispatching that hook (a no-op) with its keyword arguments", dispatched),
         ("= OIDCAuth as shipped (a method call; its hook checks the status)", auth),

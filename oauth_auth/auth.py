@@ -14,6 +14,7 @@ requests, one hook: everything the retry needs is computed only when a 401 arriv
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -116,6 +117,8 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
         self._ainvalidate = getattr(source, "ainvalidate", None)
         self._token = source.token  # bound once: the hot path makes no method objects
         self._hook = _shared_requests_hook(self)
+        #: (the last token sent on requests, its header value), compared by identity.
+        self._header: tuple[str | None, str] = (None, "")
         # requests calls the auth on every request, where one Python call frame is ~4% of
         # the whole cost (benchmarks/hook_profile.py): for a source with the named fast
         # path (an OAuthTokenSource whose token() is not overridden), the drivers read the
@@ -143,9 +146,10 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
         if status == 401 and self._reauth_failed is not None:
             self._reauth_failed()
 
-    def _refuse_plain_http(self, scheme: str, host: str | None) -> None:
-        """Raise ConfigError for plain http to a host that is not loopback, unless allowed."""
-        if scheme == "http" and not self.allow_insecure_http and not is_loopback_host(host):
+    def _refuse_plain_http(self, host: str | None) -> None:
+        """For a plain http request: raise ConfigError when its host is not loopback,
+        unless allowed. The drivers call it only for http URLs, so https costs nothing."""
+        if not self.allow_insecure_http and not _loopback(host):
             raise ConfigError(
                 f"refusing to send a bearer token over plain http to {host!r}: RFC 6750"
                 " requires TLS",
@@ -209,8 +213,9 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         """requests: add the header and a hook that answers a 401 once."""
-        if r.url is not None and r.url.startswith("http:"):
-            self._refuse_plain_http("http", urlsplit(r.url).hostname)
+        url = r.url
+        if url and url[4] == ":" and url.startswith("http:"):  # an index first: https is free
+            self._refuse_plain_http(_http_url_host(url))
         fast = self._fast
         if fast is not None:
             access, until = fast.fast_path
@@ -219,7 +224,10 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
                 access = fast.token()
         else:
             access = self._token()
-        r.headers["Authorization"] = f"Bearer {access}"
+        header = self._header
+        if header[0] is not access:  # a new token: its header is built once, not per request
+            header = self._header = (access, f"Bearer {access}")
+        r.headers["Authorization"] = header[1]
         body: Any = r.body
         if body is None or isinstance(body, (bytes, str)):
             r.hooks["response"].append(self._hook)  # shared: nothing to remember
@@ -239,7 +247,9 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
         whatever fails here, and nothing of the library's clears a running frame): the
         one sent is read back from the request.
         """
-        self._refuse_plain_http(request.url.scheme, request.url.host)
+        url = request.url
+        if url.scheme == "http":
+            self._refuse_plain_http(url.host)
         fast = self._fast
         if fast is not None:
             access, until = fast.fast_path
@@ -252,6 +262,8 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
         request.headers["Authorization"] = f"Bearer {access}"
         del access  # this generator's frame outlives the request
         response = yield request
+        if response.status_code not in _RETRY_STATUSES:
+            return  # the common case, without a call
         if not _httpx_may_retry(request, response, rewind):
             return
         with scrubbed:
@@ -267,10 +279,14 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """httpx.AsyncClient: the same shape with `atoken()`; nothing blocks the loop."""
-        self._refuse_plain_http(request.url.scheme, request.url.host)
+        url = request.url
+        if url.scheme == "http":
+            self._refuse_plain_http(url.host)
         rewind = _httpx_rewinder(request)
         request.headers["Authorization"] = f"Bearer {await self.source.atoken()}"
         response = yield request
+        if response.status_code not in _RETRY_STATUSES:
+            return  # the common case, without a call
         if not _httpx_may_retry(request, response, rewind):
             return
         with scrubbed:
@@ -421,6 +437,26 @@ _REPLAYABLE_STREAMS = frozenset({"ByteStream", "MultipartStream"})
 
 def _no_rewind() -> None:
     """The body needs no rewinding (bytes, or a multipart body httpx re-renders)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _loopback(host: str | None) -> bool:
+    """`is_loopback_host`, remembered: a plain-http request asks it every time, and a
+    client talks to few hosts (the verdict is by address, so it never goes stale)."""
+    return is_loopback_host(host)
+
+
+@functools.lru_cache(maxsize=256)
+def _origin_host(prefix: str) -> str | None:
+    return urlsplit(prefix).hostname
+
+
+def _http_url_host(url: str) -> str | None:
+    """The host of an ``http:`` URL, parsed once per origin rather than once per request:
+    everything before the first "/" after the scheme holds the whole authority (which
+    ends at the first "/", "?" or "#"), so `urlsplit` of that prefix finds the same host."""
+    end = url.find("/", 7)
+    return _origin_host(url if end == -1 else url[:end])
 
 
 def _httpx_rewinder(request: httpx.Request) -> Callable[[], None] | None:

@@ -69,6 +69,27 @@ def test_plain_http_to_a_host_that_is_not_loopback_gets_no_token(client: str, ur
     assert source.calls == 0  # no token was even asked for
 
 
+def test_the_remembered_plain_http_verdict_is_per_host() -> None:
+    """The requests driver parses a plain-http URL's host once per origin (a cache): the
+    verdict still follows the host, every time, whatever the path or the user info."""
+    from oauth_auth.auth import _http_url_host
+
+    assert _http_url_host("http://127.0.0.1:9/data?x=/y") == "127.0.0.1"
+    assert _http_url_host("http://evil.example/x?127.0.0.1") == "evil.example"
+    assert _http_url_host("http://u:p@[::1]:8/a") == "::1"
+    assert _http_url_host("http://localhost?next=/x") == "localhost"
+    source = CountingSource()
+    auth = OIDCAuth(source)
+    for _ in range(3):
+        request = requests.Request("GET", "http://api.example.com/x").prepare()
+        with pytest.raises(ConfigError, match="plain http"):
+            auth(request)
+        assert "Authorization" not in request.headers
+    request = requests.Request("GET", "http://127.0.0.1:9/x").prepare()
+    assert auth(request).headers["Authorization"] == "Bearer a-token-that-must-stay-on-tls"
+    assert source.calls == 1
+
+
 @pytest.mark.parametrize("client", CLIENTS)
 def test_plain_http_to_loopback_and_allowed_http_carry_the_token(
     client: str, api_factory: Callable[..., ProtectedAPI]
