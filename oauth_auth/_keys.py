@@ -13,6 +13,8 @@ __all__ = [
     "LLM_KEY_PREFIX",
     "LLM_SCOPE",
     "LOGIN_SCOPES",
+    "REGISTRY_KEY_PREFIX",
+    "REGISTRY_SCOPE",
     "SYSTEM_KEY_PREFIX",
     "derive_secret_key",
     "ensure_offline_access",
@@ -36,6 +38,9 @@ SYSTEM_KEY_PREFIX = "__thv_"
 #: The LLM gateway profile: its key prefix and its system-key scope.
 LLM_KEY_PREFIX = "LLM_OAUTH_"
 LLM_SCOPE = "llm"
+#: The registry profile: its key prefix and its system-key scope (`__thv_registry_<key>`).
+REGISTRY_KEY_PREFIX = "REGISTRY_OAUTH_"
+REGISTRY_SCOPE = "registry"
 
 
 def scoped_name(scope: str, name: str) -> str:

@@ -55,6 +55,8 @@ from ._keys import (
     LLM_KEY_PREFIX,
     LLM_SCOPE,
     LOGIN_SCOPES,
+    REGISTRY_KEY_PREFIX,
+    REGISTRY_SCOPE,
     derive_secret_key,
     normalize_scopes,
     ref_written_for,
@@ -164,8 +166,8 @@ class ProfileKind:
         return " ".join(_quote(p) for p in parts)
 
 
-REGISTRY = ProfileKind("registry", REGISTRIES, "REGISTRY_OAUTH_", "registry", "registry",
-                       "--registry", scope="registry")
+REGISTRY = ProfileKind("registry", REGISTRIES, REGISTRY_KEY_PREFIX, "registry", "registry",
+                       "--registry", scope=REGISTRY_SCOPE)
 LLM = ProfileKind("llm", LLM_GATEWAYS, LLM_KEY_PREFIX, "LLM gateway", "llm", "--gateway",
                   scope=LLM_SCOPE, env_first=True, window=LLM_PREEMPTIVE_WINDOW)
 PROFILE = ProfileKind("profile", PROFILES, "OAUTH_AUTH_", "profile", "", "--profile",

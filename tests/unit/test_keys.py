@@ -87,7 +87,8 @@ def test_toolhive_names_are_spelled_only_in_keys() -> None:
             if (isinstance(node, ast.Constant) and isinstance(node.value, str)
                     and id(node) not in docstrings
                     and ("__thv_" in node.value or "TOOLHIVE_SECRET" in node.value
-                         or node.value.endswith("_AT") or node.value == "LLM_OAUTH_")):
+                         or node.value.endswith("_AT")
+                         or node.value in ("LLM_OAUTH_", "REGISTRY_OAUTH_"))):
                 found.append(f"{path.name}:{node.lineno}: {node.value!r}")
     assert len(list(package.glob("*.py"))) > 20
     assert found == []
