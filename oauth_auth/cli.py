@@ -161,6 +161,8 @@ def _epilog(kind: str, command: str) -> str:
                     f"MY_SECRET=... {cmd} {target} {settings} --client-secret-env MY_SECRET"]
         if kind == "adhoc":
             examples.insert(0, f"{cmd} {settings}  # ad hoc, nothing saved")
+            examples.append(f"{cmd} --resource https://mcp.example.com/mcp  # finds the"
+                            " rest (RFC 9728)")
     elif command == "token":
         examples = [f"{cmd} {target}",
                     # the header travels on curl's stdin, never on its argv
@@ -240,9 +242,13 @@ def _login_options(parser: argparse.ArgumentParser) -> None:
 
 def _target(parser: argparse.ArgumentParser, kind: str) -> None:
     if kind == "adhoc":
-        parser.add_argument("--profile", metavar="NAME",
-                            help=f"a profile saved in the config file (login saves it;"
-                            f" default ${PROFILE_ENV})")
+        which = parser.add_mutually_exclusive_group()
+        which.add_argument("--profile", metavar="NAME",
+                           help=f"a profile saved in the config file (login saves it;"
+                           f" default ${PROFILE_ENV})")
+        which.add_argument("--resource", metavar="URL",
+                           help="a resource that says where to log in (RFC 9728, MCP):"
+                           " its authorization server and client are found and kept")
     elif kind == "registry":
         parser.add_argument("--registry", metavar="URL", required=True,
                             help="the registry's URL")
@@ -611,8 +617,10 @@ def _stop_logging(handler: logging.Handler) -> None:
 
 
 def _kind(args: argparse.Namespace) -> tuple[ProfileKind, str | None]:
-    from .profiles import ADHOC, LLM, PROFILE, REGISTRY
+    from .profiles import ADHOC, LLM, PROFILE, REGISTRY, RESOURCE
 
+    if getattr(args, "resource", None):
+        return RESOURCE, args.resource
     if args.kind == "registry":
         return REGISTRY, args.registry
     if args.kind == "llm":
@@ -635,9 +643,11 @@ def _open(args: argparse.Namespace, holder: list[Session], *, hide_shared: bool 
     command may call the provider, so an ad-hoc client's stored secret is read.
     """
     from ._config import Config
-    from .profiles import ADHOC, default_store, open_session
+    from .profiles import ADHOC, RESOURCE, default_store, open_session
 
     kind, name = _kind(args)
+    if kind is RESOURCE and args.issuer:
+        raise _UsageError("--resource finds its authorization server itself: drop --issuer")
     if kind is ADHOC and not (args.issuer and args.client_id):
         missing = " and ".join(f for f, v in (("--issuer", args.issuer),
                                                ("--client-id", args.client_id)) if not v)
@@ -663,12 +673,25 @@ def _open(args: argparse.Namespace, holder: list[Session], *, hide_shared: bool 
             store = default_store(Config(args.config))
         if store is not None:
             merged["secrets_provider"] = HideSharedToken(store)
-    session = open_session(
-        kind, name, issuer=args.issuer, client_id=args.client_id, scopes=scopes,
-        audience=args.audience, callback_port=getattr(args, "callback_port", None),
-        config_path=args.config, read_client_secret=secret_needed and kind is ADHOC,
-        **merged,
-    )
+    if kind is RESOURCE:
+        from .resource import resource_session
+
+        if args.audience:
+            raise _UsageError("--resource is the audience: drop --audience")
+        # Only a login discovers and registers: the other commands need no network
+        # call to say that nobody logged in to this resource.
+        session = resource_session(
+            args.resource, client_id=args.client_id, scopes=scopes, config_path=args.config,
+            callback_port=getattr(args, "callback_port", None),
+            discover_missing=args.command == "login", **merged,
+        )
+    else:
+        session = open_session(
+            kind, name, issuer=args.issuer, client_id=args.client_id, scopes=scopes,
+            audience=args.audience, callback_port=getattr(args, "callback_port", None),
+            config_path=args.config, read_client_secret=secret_needed and kind is ADHOC,
+            **merged,
+        )
     holder.append(session)
     return session
 

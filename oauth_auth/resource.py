@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from ._discovery import ProviderMetadata
     from ._http import IdPHttp
     from .auth import OIDCAuth
+    from .profiles import Session
 
 __all__ = ["discover_resource", "resource_auth"]
 
@@ -166,12 +167,58 @@ def resource_auth(
         ConfigError: no metadata, a metadata check failed, no S256, no registration.
         TransportError, OAuthError: the resource or its server failed.
     """
-    from .profiles import RESOURCE, open_session
+    from .auth import OIDCAuth
+
+    session = resource_session(
+        resource_url, client_id=client_id, scopes=scopes, interactive=interactive,
+        config_path=config_path, callback_port=callback_port, **source_options,
+    )
+    source = session.source
+    if not source.interactive:
+        return OIDCAuth(source)
+    config, resource = session.config, session.name or ""
+
+    def step_up(more: Sequence[str]) -> str | None:
+        """The source's step-up login; its scopes are then the resource's in the config
+        file, so a later process's login asks for them at once."""
+        token = source.step_up(more)
+        if token is not None:
+            config.set_entry(RESOURCES, resource, {"scopes": list(source.oidc.scopes)})
+        return token
+
+    return OIDCAuth(source, step_up=step_up)
+
+
+def resource_session(
+    resource_url: str,
+    *,
+    client_id: str | None = None,
+    scopes: Sequence[str] | None = None,
+    interactive: bool | None = None,
+    config_path: str | None = None,
+    callback_port: int | None = None,
+    discover_missing: bool = True,
+    **options: Any,
+) -> Session:
+    """The session of a resource: what `resource_auth` and `oauth-auth ... --resource` use.
+
+    Starts from the config file's `resources` entry; discovers and registers (once, kept
+    there) only when it does not know the issuer or the client yet, and then only with
+    `discover_missing` (the CLI's `token`, `status` and `logout` make no network call for a
+    resource nobody logged in to). `options` go to `profiles.open_session` and from there
+    to `OAuthTokenSource`.
+
+    Raises:
+        NotConfiguredError: the resource is unknown and `discover_missing` is False.
+        ConfigError, TransportError, OAuthError: as `resource_auth`.
+    """
+    from .profiles import RESOURCE, NotConfiguredError, open_session
 
     resource = canonical_resource(resource_url)
     config = Config(config_path)
     entry = config.entry(RESOURCES, resource) or {}
-    host = str(source_options.get("callback_host") or entry.get("callback_host") or "localhost")
+    host = str(options.get("callback_host") or (options.get("provider") or {}).get(
+        "callback_host") or entry.get("callback_host") or "localhost")
     port = callback_port or int(entry.get("callback_port") or 0) or DEFAULT_CALLBACK_PORT
     redirect_uri = format_redirect_uri(host, port)
     issuer = str(entry.get("issuer") or "")
@@ -180,11 +227,14 @@ def resource_auth(
         client = str(entry.get("client_id") or "")
     wanted = normalize_scopes(scopes if scopes is not None else entry.get("scopes") or [])
 
+    if (not issuer or not client) and not discover_missing:
+        raise NotConfiguredError(
+            f"no session for the resource {resource}: nobody logged in to it with this"
+            " config file", hint=f"run: oauth-auth login --resource {resource}")
     if not issuer or not client:
         from ._http import IdPHttp
 
-        http = IdPHttp(transport=source_options.get("transport"),
-                       verify=source_options.get("verify", True))
+        http = IdPHttp(transport=options.get("transport"), verify=options.get("verify", True))
         try:
             found, asked = discover_resource(resource, http)
             issuer = found.authorization_servers[0]
@@ -209,23 +259,8 @@ def resource_auth(
                                          and client == entry.get("client_id")),
         })
 
-    session = open_session(
+    return open_session(
         RESOURCE, resource, issuer=issuer, client_id=client, scopes=wanted,
         audience=resource, callback_port=port, interactive=interactive,
-        config_path=config_path, **source_options,
+        config_path=config_path, **options,
     )
-    from .auth import OIDCAuth
-
-    source = session.source
-    if not source.interactive:
-        return OIDCAuth(source)
-
-    def step_up(more: Sequence[str]) -> str | None:
-        """The source's step-up login; its scopes are then the resource's in the config
-        file, so a later process's login asks for them at once."""
-        token = source.step_up(more)
-        if token is not None:
-            config.set_entry(RESOURCES, resource, {"scopes": list(source.oidc.scopes)})
-        return token
-
-    return OIDCAuth(source, step_up=step_up)

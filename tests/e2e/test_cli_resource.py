@@ -1,0 +1,106 @@
+"""`oauth-auth login|token|status|logout --resource URL` through the console script.
+
+Against the MCP Python SDK's server (tests/support/mcp_app.py) and the real Secret
+Service: the login starts from the resource's URL alone (RFC 9728 discovery, RFC 7591
+registration, kept in the config file), `token` serves that session with no network call
+of its own, `status` names it, `logout` revokes it, and the commands other than `login`
+never discover or register for a resource nobody logged in to.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oauth_auth._config import RESOURCES, Config
+from tests.support.cli import cli, cli_env
+from tests.support.hygiene import LEDGER
+from tests.support.mcp import MCPServer
+from tests.support.servers import free_port
+
+pytestmark = pytest.mark.keyring
+
+
+def follow_browser(directory: Path) -> str:
+    """A ``$BROWSER`` that follows the page it is given (the SDK's server approves at
+    once) and records how often it was started."""
+    directory.mkdir(parents=True, exist_ok=True)
+    program = directory / "browser"
+    program.write_text(
+        f"#!{sys.executable}\n"
+        "import sys, httpx\n"
+        f"open({str(directory / 'opened')!r}, 'a').write('x')\n"
+        "httpx.get(sys.argv[1], follow_redirects=True, timeout=30)\n")
+    program.chmod(0o755)
+    return str(program)
+
+
+def test_a_resource_session_from_its_url_alone(mcp_server: MCPServer, secret_service: Any,
+                                               tmp_path: Path) -> None:
+    env = cli_env(tmp_path, secret_service.subprocess_env(),
+                  BROWSER=follow_browser(tmp_path / "b"))
+    url = mcp_server.url
+    login = cli(["login", "--resource", url, "--callback-port", str(free_port())], env)
+    assert login.returncode == 0, login.stderr
+    assert f"Logged in to {mcp_server.issuer}" in login.stderr
+    assert login.stdout == ""
+    entry = Config(tmp_path / "cfg" / "config.json").entry(RESOURCES, url)
+    assert entry is not None
+    assert (entry["issuer"], entry["registered"]) == (mcp_server.issuer, True)
+    stats = mcp_server.stats()
+    assert (stats["register"], stats["authorize"], stats["code"]) == (1, 1, 1)
+    assert stats["resources"] == [url, url]  # RFC 8707 on the authorization and the code
+
+    token = cli(["token", "--resource", url, "--json"], env)
+    assert token.returncode == 0, token.stderr
+    doc = json.loads(token.stdout)
+    LEDGER.secret(doc["access_token"], "resource access token")
+    assert doc["access_token"].startswith("mcp-at-")
+    assert doc["token_type"] == "Bearer"
+    status = cli(["status", "--resource", url, "--json"], env)
+    assert status.returncode == 0, status.stderr
+    info = json.loads(status.stdout)
+    assert info["usable"] is True
+    assert doc["access_token"] not in status.stdout
+    assert mcp_server.stats()["authorize"] == 1  # token and status logged in no more
+    assert (tmp_path / "b" / "opened").read_text() == "x"
+
+    logout = cli(["logout", "--resource", url], env)
+    assert logout.returncode == 0, logout.stderr
+    # The SDK's /revoke refuses every public client (its RevocationRequest requires a
+    # client_secret key: modelcontextprotocol/python-sdk#3508); the logout says so and
+    # deletes the session all the same. Once the SDK is fixed, the revocation is counted.
+    if mcp_server.stats()["revoke"] == 0:
+        assert "was not revoked at the provider (HTTP 400)" in logout.stderr, logout.stderr
+    else:
+        assert "was revoked at the provider" in logout.stderr, logout.stderr
+    after = cli(["token", "--resource", url], env)
+    assert after.returncode == 4
+    assert after.stdout == ""
+    assert f"oauth-auth login --resource {url}" in after.stderr
+
+
+def test_only_login_discovers_a_resource(secret_service: Any, tmp_path: Path) -> None:
+    """`token`, `status` and `logout` of an unknown resource make no network call (the
+    URL's port has no server: a call would be a transport error, exit 1)."""
+    env = cli_env(tmp_path, secret_service.subprocess_env())
+    url = f"http://127.0.0.1:{free_port()}/mcp"
+    token = cli(["token", "--resource", url], env)
+    assert token.returncode == 4, token.stderr
+    assert f"run: oauth-auth login --resource {url}" in token.stderr
+    status = cli(["status", "--resource", url], env)
+    assert status.returncode == 4, status.stderr
+    logout = cli(["logout", "--resource", url], env)
+    assert logout.returncode == 0, logout.stderr
+    assert "Nothing to log out of" in logout.stderr
+    login = cli(["login", "--resource", url, "--callback-port", str(free_port())], env)
+    assert login.returncode == 1  # the login does try: the resource cannot be reached
+    bad = cli(["token", "--resource", url, "--issuer", "https://idp.example"], env)
+    assert bad.returncode == 2
+    assert "drop --issuer" in bad.stderr
+    assert not (tmp_path / "cfg" / "config.json").exists() or Config(
+        tmp_path / "cfg" / "config.json").entry(RESOURCES, url) is None
