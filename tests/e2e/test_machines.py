@@ -143,10 +143,12 @@ def test_a_401_gets_a_new_token_from_the_grant(
     assert real_idp.token_requests(CC) == 2
 
 
-def run_children(idp: IdP, grant: str, tmp_path: Path, n: int = 16) -> list[str]:
-    """Start n machine processes sharing one FileSecrets store; one output line each."""
+def run_children(idp: IdP, grant: str, tmp_path: Path, n: int = 16,
+                 lock: bool = True) -> list[str]:
+    """Start n machine processes sharing one FileSecrets store; one output line each
+    (`lock=False`: the private switch that turns the cross-process lock off)."""
     cfg = {"issuer": idp.issuer, "client_id": idp.machine_client_id, "key": "FLEET",
-           "store": str(tmp_path / "store"), "grant": grant}
+           "store": str(tmp_path / "store"), "grant": grant, "lock": lock}
     env = dict(os.environ)
     env["OAUTH_AUTH_LOCK_DIR"] = str(tmp_path / "locks")
     env["PYTHONPATH"] = str(ROOT)
@@ -172,6 +174,16 @@ def test_16_processes_make_exactly_one_client_credentials_request(
     assert len(outputs) == 16
     assert len({o.split()[1] for o in outputs}) == 1
     assert real_idp.token_requests(CC, None) == 1
+
+
+def test_the_same_herd_without_the_lock_makes_many_requests(
+    real_idp: IdP, tmp_path: Path
+) -> None:
+    """What the count above proves: without the cross-process lock (the private test
+    switch), the herd races and more than one process asks the provider."""
+    outputs = run_children(real_idp, CC, tmp_path, lock=False)
+    assert all(o.startswith("TOKEN ") for o in outputs), outputs
+    assert real_idp.token_requests(CC, None) > 1
 
 
 # --------------------------------------------------------------------- private_key_jwt

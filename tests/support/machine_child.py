@@ -2,7 +2,8 @@
 
 Usage: python -m tests.support.machine_child '<json>' with keys issuer, client_id, key,
 store (a FileSecrets directory), go (a file whose appearance starts everyone) and grant
-("client_credentials", or "exchange:<subject token file>"). The client secret comes from
+("client_credentials", or "exchange:<subject token file>"), and optionally lock (False:
+the private switch that turns the cross-process lock off). The client secret comes from
 the environment variable MACHINE_CLIENT_SECRET, never from the command line.
 Prints one `TOKEN <token>` or `ERROR <type> <message>` line; exits 0, or 3 on failure.
 The library logs at DEBUG to stderr, which the parent checks for secrets.
@@ -45,6 +46,7 @@ def main() -> int:
         grant=grant,
         lock_timeout=180,  # the test bounds correctness, not the wait on a loaded machine
     )
+    source._cross_process_lock = cfg.get("lock", True)  # the private test switch
     if not wait_for_start(cfg):  # its ready file, then the go file (tests.support.children)
         print("ERROR Timeout never started", flush=True)
         return 3
