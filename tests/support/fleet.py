@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -101,7 +102,12 @@ class Fleet:
         dirs = {name: root / name for name in ("home", "run", "locks")}
         for path in dirs.values():
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OAUTH_AUTH_")}
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("OAUTH_AUTH_") and k != "PYTHONDONTWRITEBYTECODE"}
+        # 16 interpreters start at once on two cores: let them share compiled bytecode
+        # (where the environment forbids writing it next to the sources).
+        env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir())
+                                                  / "oauth-auth-fleet-pycache"))
         env.update({
             "HOME": str(dirs["home"]), "XDG_RUNTIME_DIR": str(dirs["run"]),
             "OAUTH_AUTH_LOCK_DIR": str(dirs["locks"]),
