@@ -9,6 +9,7 @@ The provider's admin counts (token requests by grant and outcome) and its exchan
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,8 @@ from joserfc.jwk import RSAKey
 from oauth_auth import (
     ClientCredentials,
     ConfigError,
+    EnvToken,
+    ExecToken,
     FileToken,
     GitHubActionsToken,
     KubernetesToken,
@@ -430,3 +433,29 @@ def test_client_credentials_against_django_oauth_toolkit(
     assert api.count() == 2
     assert api.seen[1].authorization not in (None, f"Bearer {token}")
     assert dot.token_requests(CC) == 2
+
+
+@pytest.mark.parametrize("kind", ["env", "exec"])
+def test_env_and_exec_subject_tokens_with_an_actor(
+    kind: str, exchange_idp: IdP, ci_issuer: CIIssuer, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    subject_token = ci_issuer.issue(API, repository=f"octo-org/from-{kind}")
+    actor_file = tmp_path / "actor"
+    actor_file.write_text(ci_issuer.issue(API, repository="octo-org/the-actor"))
+    subject: EnvToken | ExecToken
+    if kind == "env":
+        monkeypatch.setenv("CI_SUBJECT_TOKEN", subject_token)
+        subject = EnvToken("CI_SUBJECT_TOKEN")
+    else:
+        script = tmp_path / "print_token.py"
+        script.write_text(f"print({subject_token!r})\n")
+        subject = ExecToken([sys.executable, str(script)], timeout=30)
+    grant = TokenExchange(subject, resource=API, actor=FileToken(actor_file))
+    source = machine(exchange_idp, grant, tmp_path)
+    claims = decode_jwt_payload(source.token())
+    assert claims["repository"] == f"octo-org/from-{kind}"
+    assert claims["act"] == {"sub": "repo:octo-org/the-actor:ref:refs/heads/main"}
+    [seen] = exchange_idp.exchanges()
+    assert seen["actor_sub"] == "repo:octo-org/the-actor:ref:refs/heads/main"
+    assert exchange_idp.token_requests(TOKEN_EXCHANGE_GRANT) == 1
