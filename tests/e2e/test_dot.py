@@ -10,6 +10,8 @@ as the library's `open_browser`.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import urllib.parse
 from datetime import datetime, timedelta, timezone
@@ -540,3 +542,63 @@ def test_oidcparams_callback_host_uses_a_client_registered_on_127_0_0_1(
     assert dot.active(token)
     assert store.get_secret("DL1")
     assert dot.counts()["token"] == {"authorization_code": {"ok": 1}}
+
+
+# ------------------------------------------------------------ the CLI, --callback-host 127.0.0.1
+
+
+def test_the_cli_logs_in_with_callback_host_127_0_0_1(dot: DOT, secret_service: Any,
+                                                       tmp_path: Path) -> None:
+    """`oauth-auth login --callback-host 127.0.0.1` with DOT's client registered the RFC
+    8252 way (`http://127.0.0.1/callback`, any port): the user (a `$BROWSER` command
+    playing DOT's pages) comes back to 127.0.0.1, the session is in the keyring, the
+    setting in the profile; `token` then serves it, `logout` revokes it at DOT."""
+    from oauth_auth._config import CONFIG_ENV, Config
+
+    seen = tmp_path / "callback.txt"
+    browser = tmp_path / "browser"
+    browser.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from tests.support.dot import dot_browser_login\n"
+        "callback = dot_browser_login(sys.argv[1])\n"
+        f"open({str(seen)!r}, 'w').write(callback.split('?')[0])\n"
+    )
+    browser.chmod(0o755)
+    cfg = tmp_path / "cfg" / "config.json"
+    env = {k: v for k, v in secret_service.subprocess_env().items()
+           if not k.startswith(("DISPLAY", "WAYLAND_DISPLAY", "OAUTH_AUTH_"))}
+    env.update({"BROWSER": str(browser), CONFIG_ENV: str(cfg),
+                "OAUTH_AUTH_LOCK_DIR": str(tmp_path / "locks"), "PYTHONPATH": str(ROOT)})
+    port = free_port()
+    cli = [sys.executable, "-m", "oauth_auth"]
+    profile = ["--profile", "dotcli"]
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([*cli, *argv], env=env, cwd=ROOT, capture_output=True,
+                                text=True, timeout=90, check=False)
+        LEDGER.text("cli-stderr", result.stderr)
+        return result
+
+    login = run("login", *profile, "--issuer", dot.issuer, "--client-id", dot.client_id,
+                "--callback-host", "127.0.0.1", "--callback-port", str(port))
+    assert (login.returncode, login.stdout) == (0, ""), login.stderr
+    assert seen.read_text() == f"http://127.0.0.1:{port}/callback"
+    assert dot.counts()["token"] == {"authorization_code": {"ok": 1}}
+    entry = Config(cfg).entry("profiles", "dotcli")
+    assert entry is not None
+    assert entry["callback_host"] == "127.0.0.1"
+
+    try:
+        token = run("token", *profile)
+        assert token.returncode == 0, token.stderr
+        access = token.stdout.strip()
+        LEDGER.secret(access, "CLI token")
+        assert dot.active(access)
+        assert dot.counts()["token"] == {"authorization_code": {"ok": 1}}  # tier 2
+    finally:
+        logout = run("logout", *profile)
+    assert logout.returncode == 0, logout.stderr
+    assert dot.counts()["revocation"] == {"ok": 1}
+    assert not dot.active(access)
