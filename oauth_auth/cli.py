@@ -665,6 +665,8 @@ def _open(args: argparse.Namespace, holder: list[Session], *, hide_shared: bool 
 
         entry_issuer = (_profile_entry(args) or {}).get("issuer") or ""
         merged.update(machine_options(machine, args.issuer or entry_issuer, scopes or ()))
+        if machine.assertion_key_file or machine.client_secret_env:
+            secret_needed = False  # its credential is named: no stored secret to read
     if hide_shared:
         from ._cli_store import HideSharedToken
 

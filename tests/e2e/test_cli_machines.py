@@ -120,3 +120,22 @@ def test_a_machine_profile_keeps_no_secret_and_serves_later_commands(
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
     assert first.stdout == second.stdout  # tier 2: the login's token, shared
     assert real_idp.token_requests("client_credentials") == 1
+
+
+def test_token_with_private_key_jwt_from_a_key_file(tmp_path: Path) -> None:
+    from joserfc.jwk import RSAKey
+
+    from tests.support.idp import start_idp
+
+    key = RSAKey.generate_key(2048, private=True)
+    public = {**key.as_dict(private=False), "kid": "cli-key", "use": "sig"}
+    path = tmp_path / "client-key.pem"
+    path.write_bytes(key.as_pem(private=True))
+    path.chmod(0o600)
+    with start_idp(machine_jwks={"keys": [public]}, timeout=60) as idp:
+        env = cli_env(tmp_path, PYTHON_KEYRING_BACKEND=NO_KEYRING)
+        result = token(env, "--issuer", idp.issuer, "--client-id", "machine-jwt",
+                       "--client-credentials", "--assertion-key-file", str(path))
+        assert result.returncode == 0, result.stderr
+        assert idp.token_requests("client_credentials") == 1
+        assert "PRIVATE KEY" not in result.stderr
