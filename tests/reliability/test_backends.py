@@ -279,7 +279,7 @@ def config_session(idp: IdP, tmp_path: Path,
     opened = open_session(REGISTRY, url, issuer=idp.issuer, client_id=idp.client_id,
                           config_path=str(config_path), secrets_provider=store,
                           interactive=False, lock_dir=tmp_path / "locks")
-    seeded = seed(idp, store, tmp_path, key=opened.key)
+    seeded = seed(idp, opened.secrets, tmp_path, key=opened.key)  # scoped as ToolHive does
     return opened, store, seeded.refresh_token
 
 
@@ -304,7 +304,7 @@ def test_config_file_cannot_be_written(real_idp: IdP, tmp_path: Path, figures: F
                 "llm_gateways": {}}
     path.write_text(json.dumps(original))
     path.chmod(0o600)
-    opened, store, seeded = config_session(real_idp, tmp_path, path)
+    opened, _, seeded = config_session(real_idp, tmp_path, path)
     if fault == "full":
         small_fs.fill()
     else:
@@ -312,7 +312,7 @@ def test_config_file_cannot_be_written(real_idp: IdP, tmp_path: Path, figures: F
 
     token = opened.source.token()  # the persister fails; the token does not
     assert token
-    stored = store.get_secret(opened.key)
+    stored = opened.secrets.get_secret(opened.key)
     assert stored is not None
     assert stored != seeded  # rotated, and stored before the persister ran
 
