@@ -944,8 +944,12 @@ class OAuthTokenSource:
 
 def has_fast_path(source: object) -> TypeGuard[OAuthTokenSource]:
     """Whether an adapter may serve `source.fast_path` itself: an `OAuthTokenSource`
-    whose `token()` is this module's (a subclass that overrides it gets its own)."""
-    return isinstance(source, OAuthTokenSource) and type(source).token is OAuthTokenSource.token
+    whose `token()` and `atoken()` are this module's (a subclass that overrides either
+    gets its own called, by every driver)."""
+    if not isinstance(source, OAuthTokenSource):
+        return False
+    cls = type(source)
+    return cls.token is OAuthTokenSource.token and cls.atoken is OAuthTokenSource.atoken
 
 
 def _current_runtime() -> object:

@@ -137,6 +137,33 @@ def test_the_fast_path_is_named_and_a_subclass_keeps_its_token(tmp_path: Path) -
     assert not has_fast_path(custom)
     assert not has_fast_path(object())
 
+    class AsyncCustom(OAuthTokenSource):
+        async def atoken(self) -> str:
+            return "async-custom-" + await super().atoken()
+
+    # The async httpx driver reads the fast path too: an overridden atoken() must win.
+    async_custom = AsyncCustom(OIDCParams(ISSUER, "cli"), **options)
+    assert not has_fast_path(async_custom)
+    assert async_custom.token() == "at-1"  # in memory now
+
+    async def sent_async() -> str | None:
+        import httpx
+
+        seen: list[str | None] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request.headers.get("Authorization"))
+            return httpx.Response(200)
+
+        async with httpx.AsyncClient(auth=OIDCAuth(async_custom),
+                                     transport=httpx.MockTransport(handler)) as client:
+            await client.get("https://api.example.test/x")
+        return seen[0]
+
+    import asyncio
+
+    assert asyncio.run(sent_async()) == "Bearer async-custom-at-1"
+
     import requests
 
     prepared = requests.Request("GET", "https://api.example.test/").prepare()
