@@ -442,10 +442,16 @@ def _authenticate(
     return auth, True
 
 
+#: A person's login scopes that a machine's grant leaves out of `OIDCParams.scopes`: it
+#: gets no ID token and no refresh token, and providers refuse them for client
+#: credentials (Okta, Entra) rather than ignore them.
+LOGIN_ONLY_SCOPES = frozenset({"openid", "offline_access"})
+
+
 def _scope(scopes: Sequence[str], oidc: OIDCParams) -> str:
-    """The `scope` a grant asks for: its own, else the client's (as configured: no
-    `openid` or `offline_access` is added, a machine has no ID token to ask for)."""
-    chosen = tuple(scopes) or tuple(oidc.scopes)
+    """The `scope` a grant asks for: its own as given, else the client's
+    (`OIDCParams.scopes`) without `LOGIN_ONLY_SCOPES`."""
+    chosen = tuple(scopes) or tuple(s for s in oidc.scopes if s not in LOGIN_ONLY_SCOPES)
     return " ".join(chosen)
 
 
@@ -463,7 +469,8 @@ class ClientCredentials(Grant):
     """The client credentials grant (RFC 6749 section 4.4): the client is the principal.
 
     Args:
-        scopes: the scopes to ask for (default: `OIDCParams.scopes`, as given).
+        scopes: the scopes to ask for (default: `OIDCParams.scopes` without openid
+            and offline_access).
         assertion_key: authenticate with private_key_jwt (RFC 7523), signing with this
             private key: a PEM file path, PEM text or bytes, or a private JWK dict.
             None: with `OIDCParams.client_secret`.
@@ -511,7 +518,8 @@ class TokenExchange(Grant):
         audience: the RFC 8693 `audience` to ask for.
         resource: the RFC 8693 / RFC 8707 `resource` to ask for. With neither,
             `OIDCParams.audience` travels as `OIDCParams.audience_param` says.
-        scopes: the scopes to ask for (default: `OIDCParams.scopes`, as given).
+        scopes: the scopes to ask for (default: `OIDCParams.scopes` without openid
+            and offline_access).
         actor: an actor token's source (delegation, RFC 8693 section 1.1), optional.
         requested_token_type: the `requested_token_type` ("" sends none).
         assertion_key: authenticate the client with private_key_jwt; otherwise with

@@ -120,6 +120,10 @@ def test_a_machine_profile_keeps_no_secret_and_serves_later_commands(
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
     assert first.stdout == second.stdout  # tier 2: the login's token, shared
     assert real_idp.token_requests("client_credentials") == 1
+    status = cli(["status", "--profile", name], env)
+    assert status.returncode == 0, status.stderr
+    assert "refresh token: none" in status.stdout
+    assert "usable:        yes" in status.stdout
 
 
 def test_token_with_private_key_jwt_from_a_key_file(tmp_path: Path) -> None:

@@ -85,10 +85,17 @@ def test_client_credentials_uses_post_when_the_provider_lists_only_post() -> Non
     assert request.client.method == "client_secret_post"
 
 
-def test_client_credentials_scopes_default_to_the_clients_as_given() -> None:
+def test_client_credentials_scopes_default_to_the_clients_without_login_scopes() -> None:
     request = ClientCredentials().prepare(
-        params(client_secret="x" * 20, scopes=["a", "b"]), META, NOW)
-    assert request.form["scope"] == "a b"  # no openid, no offline_access
+        params(client_secret="x" * 20, scopes=["openid", "a", "offline_access", "b"]),
+        META, NOW)
+    assert request.form["scope"] == "a b"  # a profile's openid is a person's
+    only_openid = ClientCredentials().prepare(
+        params(client_secret="x" * 20, scopes=["openid"]), META, NOW)
+    assert "scope" not in only_openid.form
+    given = ClientCredentials(["openid", "a"]).prepare(
+        params(client_secret="x" * 20), META, NOW)
+    assert given.form["scope"] == "openid a"  # what the grant names is sent as given
 
 
 def test_client_credentials_without_a_credential_is_a_config_error() -> None:
