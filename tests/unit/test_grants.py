@@ -501,3 +501,24 @@ def test_a_failing_store_costs_a_machine_the_sharing_not_the_token(tmp_path: Pat
                               lock_dir=tmp_path)
     with pytest.raises(SecretsError):  # a person's session: the read failure is the error
         person.token()
+
+
+def test_a_grant_that_gives_a_refresh_token_refreshes_then_runs_again_when_it_dies(
+    tmp_path: Path,
+) -> None:
+    now = [NOW]
+    provider = Provider(
+        (200, {"access_token": "access-token-number-1", "token_type": "Bearer",
+               "expires_in": 600, "refresh_token": "refresh-token-of-the-grant"}),
+        ok("access-token-number-2"),
+        (400, {"error": "invalid_grant"}),
+        ok("access-token-number-3"),
+    )
+    source = source_for(provider, ClientCredentials(), tmp_path, clock=lambda: now[0])
+    assert source.token() == "access-token-number-1"
+    now[0] += 600
+    assert source.token() == "access-token-number-2"  # tier 3: the refresh token
+    now[0] += 600
+    assert source.token() == "access-token-number-3"  # it died: the grant again
+    assert [f["grant_type"] for f in provider.forms] == [
+        "client_credentials", "refresh_token", "refresh_token", "client_credentials"]
