@@ -86,6 +86,13 @@ def test_token_exchange_of_a_file_and_of_the_github_job(
     assert ci_issuer.requests == [(200, API)]
     assert real_idp.token_requests(TOKEN_EXCHANGE_GRANT) == 2
 
+    projected = tmp_path / "projected-token"
+    projected.write_text(ci_issuer.issue(API, repository="octo-org/in-a-pod"))
+    from_pod = token(env, *base, "--exchange", f"kubernetes:{projected}")
+    assert from_pod.returncode == 0, from_pod.stderr
+    assert decode_jwt_payload(from_pod.stdout.strip())["repository"] == "octo-org/in-a-pod"
+    assert real_idp.token_requests(TOKEN_EXCHANGE_GRANT) == 3
+
     no_permission = token(env, *base, "--exchange", "github")
     assert no_permission.returncode == 1
     assert "id-token: write" in no_permission.stderr
