@@ -177,6 +177,20 @@ class AuthorizationRequest:
         return "openid" in self.scopes
 
 
+def _allowed_extra_params(extra_params: Mapping[str, str] | None) -> dict[str, str]:
+    """`auth_params` as a new dict, refused when they would override a parameter that
+    binds the response to this request (state, nonce, PKCE, redirect URI, client id):
+    the one rule for the authorization and the device authorization requests."""
+    extra = dict(extra_params or {})
+    forbidden = sorted(PROTECTED_PARAMS.intersection(extra))
+    if forbidden:
+        raise ConfigError(
+            f"extra authorization parameters may not override {', '.join(forbidden)}",
+            hint="these parameters bind the response to this login request",
+        )
+    return extra
+
+
 def build_authorization_request(
     *,
     metadata: ProviderMetadata,
@@ -214,13 +228,7 @@ def build_authorization_request(
             f" (code_challenge_methods_supported: {', '.join(methods)})",
             hint="enable S256 PKCE for this client at the identity provider",
         )
-    extra = dict(extra_params or {})
-    forbidden = sorted(PROTECTED_PARAMS.intersection(extra))
-    if forbidden:
-        raise ConfigError(
-            f"extra authorization parameters may not override {', '.join(forbidden)}",
-            hint="these parameters bind the response to this login request",
-        )
+    extra = _allowed_extra_params(extra_params)
 
     scope_list = tuple(scopes)
     verifier = new_code_verifier(randbytes)
@@ -432,13 +440,7 @@ def build_device_authorization_request(
     """
     form = {"client_id": client_id, "scope": " ".join(scopes)}
     add_audience(form, audience, audience_param)
-    extra = dict(extra_params or {})
-    forbidden = sorted(PROTECTED_PARAMS.intersection(extra))
-    if forbidden:
-        raise ConfigError(
-            f"extra authorization parameters may not override {', '.join(forbidden)}",
-            hint="these parameters bind the response to this login request",
-        )
+    extra = _allowed_extra_params(extra_params)
     for name, value in extra.items():
         if value == "":
             form.pop(name, None)
