@@ -335,7 +335,8 @@ def test_a_server_restart_mid_run_loses_no_refresh_token(
     worker = threading.Thread(target=lambda: got.append(host_a.token()))
     worker.start()
     wait_for(lambda: store_b.lease_holder(KEY), 20, "host A did not take the lease")
-    time.sleep(0.3)
+    # Its token request has reached the provider (the delay fault is taken): stop now.
+    wait_for(lambda: not real_idp.faults(), 20, "host A never called the token endpoint")
     server.stop()
     worker.join(30)
     assert len(got) == 1  # its caller got the new token: kept in memory
