@@ -66,7 +66,7 @@ IDP_DIR = Path(__file__).resolve().parent.parent / "idp"
 SERVER = IDP_DIR / "server.mjs"
 DEFAULT_CLIENT_ID = "oauth-auth-test"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-READY_TIMEOUT = 20.0
+READY_TIMEOUT = 60.0
 INSTALL_HINT = "install Node.js >= 20 and run `npm ci --prefix tests/idp` (or `make deps`)"
 
 
