@@ -258,7 +258,9 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
                 access = fast.token()
         else:
             access = self._token()
-        rewind = _httpx_rewinder(request)
+        # A bytes body (the common case) needs no rewinding: decided without a call.
+        rewind = (_no_rewind if type(request.stream).__name__ in _REPLAYABLE_STREAMS
+                  else _httpx_rewinder(request))
         request.headers["Authorization"] = f"Bearer {access}"
         del access  # this generator's frame outlives the request
         response = yield request
@@ -282,7 +284,9 @@ class OIDCAuth(requests.auth.AuthBase, httpx.Auth, _Httpx2Auth):
         url = request.url
         if url.scheme == "http":
             self._refuse_plain_http(url.host)
-        rewind = _httpx_rewinder(request)
+        # A bytes body (the common case) needs no rewinding: decided without a call.
+        rewind = (_no_rewind if type(request.stream).__name__ in _REPLAYABLE_STREAMS
+                  else _httpx_rewinder(request))
         fast = self._fast
         if fast is not None:  # the memory tier read here, as the sync drivers do: no await
             access, until = fast.fast_path
