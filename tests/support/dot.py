@@ -49,7 +49,7 @@ from tests.support.browser import BrowserFlowError, parse_page, submit_form
 from tests.support.hygiene import LEDGER
 from tests.support.idp import make_pkce
 from tests.support.require import missing
-from tests.support.servers import free_port
+from tests.support.servers import free_port, stop_child
 
 __all__ = [
     "DEVICE_GRANT",
@@ -295,24 +295,7 @@ class DOT:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close its stdin (it exits by itself), then terminate, then kill. Idempotent."""
-        process = self.process
-        if process.stdin is not None and not process.stdin.closed:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.terminate()
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for reader in self._readers:
-            reader.join(2)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None and not stream.closed:
-                stream.close()
+        stop_child(self.process, self._readers, timeout)
 
     def __enter__(self) -> DOT:
         return self

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import contextlib
 import hashlib
 import json
 import os
@@ -41,6 +40,7 @@ import httpx
 import pytest
 
 from tests.support.require import missing
+from tests.support.servers import stop_child
 
 __all__ = [
     "DEFAULT_CLIENT_ID",
@@ -290,24 +290,7 @@ class IdP:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close its stdin (it exits by itself), then terminate, then kill. Idempotent."""
-        process = self.process
-        if process.stdin is not None and not process.stdin.closed:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.terminate()
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for reader in self._readers:  # they end at EOF, now that the process is gone
-            reader.join(2)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None and not stream.closed:
-                stream.close()
+        stop_child(self.process, self._readers, timeout)
 
     def __enter__(self) -> IdP:
         return self

@@ -13,11 +13,12 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["ServerProcess", "free_port", "wait_until"]
+__all__ = ["ServerProcess", "free_port", "stop_child", "wait_until"]
 
 # "$1" is the stop signal; the rest is the server's command line.
 _GUARD = r"""
@@ -36,6 +37,30 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stop_child(process: subprocess.Popen[str], readers: Sequence[threading.Thread] = (),
+               timeout: float = 5.0) -> None:
+    """Stop a bench server that exits when its stdin closes: close stdin, wait, then
+    terminate, then kill; join the threads reading its output, close its pipes.
+    Idempotent."""
+    if process.stdin is not None and not process.stdin.closed:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for reader in readers:  # they end at EOF, now that the process is gone
+        reader.join(2)
+    for stream in (process.stdout, process.stderr):
+        if stream is not None and not stream.closed:
+            stream.close()
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
