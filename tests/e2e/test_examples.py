@@ -112,15 +112,7 @@ def test_the_credential_helper_stops_and_names_the_login(
 def test_the_machine_example_uses_client_credentials(
     real_idp: Any, api_factory: Any, tmp_path: Path
 ) -> None:
-    import httpx
-
-    def active(token: str) -> bool:
-        response = httpx.post(real_idp.introspection_endpoint, data={"token": token},
-                              auth=(real_idp.api_client_id, real_idp.api_client_secret),
-                              timeout=10)
-        return bool(response.json().get("active"))
-
-    api = api_factory(active)
+    api = api_factory(real_idp.active)
     env = {"OAUTH_ISSUER": real_idp.issuer, "OAUTH_CLIENT_ID": real_idp.machine_client_id,
            "OAUTH_CLIENT_SECRET": real_idp.machine_client_secret, "API_URL": api.url}
     result = _run([sys.executable, str(EXAMPLES / "machine_client.py")], tmp_path, env)

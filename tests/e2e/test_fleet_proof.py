@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from oauth_auth import OAuthTokenSource, OIDCParams, SecretsError
@@ -94,18 +93,6 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     made.close()
 
 
-def introspect(idp: IdP, token: str) -> dict[str, Any]:
-    response = httpx.post(idp.introspection_endpoint, data={"token": token},
-                          auth=(idp.api_client_id, idp.api_client_secret), timeout=10)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def active(idp: IdP, token: str) -> bool:
-    return bool(introspect(idp, token).get("active"))
-
-
 def seed(idp: IdP, store: Any) -> str:
     """Log in with the bench's own client; store its refresh token and an expired access
     token; reset the provider's counts. Returns the seeded refresh token."""
@@ -160,12 +147,12 @@ def test_the_herd_makes_one_refresh(real_idp: IdP, backend: Backend, tmp_path: P
     assert refresh_count(counts) == 1, counts
     assert refresh_count(counts, "invalid_grant") == 0, counts
     (token,) = tokens
-    assert active(real_idp, token)
+    assert real_idp.active(token)
     stored = stored_refresh(backend)
     assert stored is not None
     assert stored != seeded  # the rotation was stored...
-    assert active(real_idp, stored)  # ...and it is the newest: the grant is alive with it
-    assert not active(real_idp, seeded)
+    assert real_idp.active(stored)  # ...and it is the newest: the grant is alive with it
+    assert not real_idp.active(seeded)
     shared = decode_at_entry(backend.store().get_secret(KEY + "_AT"))
     assert shared is not None
     assert shared.access_token == token
@@ -225,7 +212,7 @@ def test_a_killed_holder_blocks_others_no_longer_than_its_lease(
     assert lease - 0.5 < blocked < lease + SLACK, blocked
     stored = stored_refresh(backend)
     assert stored is not None
-    assert active(real_idp, stored)
+    assert real_idp.active(stored)
 
 
 def test_a_lease_that_runs_out_during_a_slow_refresh_spends_nothing(
@@ -253,7 +240,7 @@ def test_a_lease_that_runs_out_during_a_slow_refresh_spends_nothing(
     assert len(slow) == 1, [p.stderr[-1500:] for p in procs]
     stored = stored_refresh(backend)
     assert stored is not None
-    assert active(real_idp, stored)
+    assert real_idp.active(stored)
 
 
 def test_a_paused_holder_never_writes_an_older_token_over_a_newer_one(
@@ -294,7 +281,7 @@ def test_a_paused_holder_never_writes_an_older_token_over_a_newer_one(
     assert "the newer one is kept" in paused.stderr
     stored = stored_refresh(backend)
     assert stored == newer  # not the paused holder's older rotation
-    assert active(real_idp, stored)
+    assert real_idp.active(stored)
     counts = real_idp.counts()
     assert refresh_count(counts) == 1, counts
     assert refresh_count(counts, "invalid_grant") == 0, counts
@@ -362,6 +349,6 @@ def test_a_server_restart_mid_run_loses_no_refresh_token(
     stored = store_b.get_secret(KEY)
     assert stored not in (None, seeded)
     LEDGER.secret(stored, "refresh token after the restart")
-    assert active(real_idp, str(stored))
+    assert real_idp.active(str(stored))
     host_a.close()
     host_b.close()

@@ -193,12 +193,7 @@ def test_an_open_browser_callable_gets_the_authorization_url_and_foreign_hosts_g
 def test_logout_revokes_at_the_provider_and_the_access_token_dies_with_it(
     real_idp: IdP, tmp_path: Path
 ) -> None:
-    def active(token: str) -> bool:
-        response = httpx.post(real_idp.introspection_endpoint, data={"token": token},
-                              auth=(real_idp.api_client_id, real_idp.api_client_secret),
-                              timeout=10)
-        assert response.status_code == 200
-        return bool(response.json()["active"])
+    active = real_idp.active
 
     def session(with_refresh: bool) -> tuple[OAuthTokenSource, dict[str, Any]]:
         tokens = obtain_tokens(real_idp)

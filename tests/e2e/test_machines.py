@@ -48,14 +48,6 @@ API = "https://api.example.test"
 CC = "client_credentials"
 
 
-def introspect(idp: IdP, token: str) -> dict[str, Any]:
-    response = httpx.post(idp.introspection_endpoint, data={"token": token},
-                          auth=(idp.api_client_id, idp.api_client_secret), timeout=10)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def machine(
     idp: IdP,
     grant: Grant,
@@ -94,7 +86,7 @@ def test_client_credentials_with_a_secret_then_tier_2_serves_another_process(
     assert second.token() == token  # tier 2: the shared entry, no token request
     assert real_idp.token_requests(CC, None) == 1
     assert real_idp.token_requests(CC) == 1
-    info = introspect(real_idp, token)
+    info = real_idp.introspect(token)
     assert info["active"] is True
     assert info["client_id"] == real_idp.machine_client_id
     assert store.get_secret("MACHINE") is None  # no refresh token: tier 3 holds nothing
@@ -132,7 +124,7 @@ def test_client_credentials_without_any_credential_is_refused_before_any_request
 def test_a_401_gets_a_new_token_from_the_grant(
     real_idp: IdP, api_factory: Callable[..., ProtectedAPI], tmp_path: Path
 ) -> None:
-    api = api_factory(lambda token: bool(introspect(real_idp, token).get("active")))
+    api = api_factory(lambda token: bool(real_idp.introspect(token).get("active")))
     source = machine(real_idp, ClientCredentials(), tmp_path)
     first = source.token()
     api.rejected_tokens.add(first)  # the API refuses it from now on
@@ -232,7 +224,7 @@ def test_private_key_jwt_client_credentials(
     assert "PRIVATE" not in repr(grant)
     source = machine(idp, grant, tmp_path, client_id="machine-jwt", secret="")
     token = source.token()
-    info = introspect(idp, token)
+    info = idp.introspect(token)
     assert info["active"] is True
     assert info["client_id"] == "machine-jwt"
     assert idp.token_requests(CC) == 1

@@ -39,18 +39,6 @@ from tests.support.servers import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def introspect(idp: IdP, token: str) -> dict[str, Any]:
-    response = httpx.post(idp.introspection_endpoint, data={"token": token},
-                          auth=(idp.api_client_id, idp.api_client_secret), timeout=10)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def active(idp: IdP, token: str) -> bool:
-    return bool(introspect(idp, token).get("active"))
-
-
 def seeded(idp: IdP, store: Any, key: str) -> str:
     """Log in with the bench client and store the refresh token under `key`."""
     tokens = obtain_tokens(idp)
@@ -79,9 +67,9 @@ def test_tier3_restores_session_and_rotation_is_persisted(real_idp: IdP, tmp_pat
     assert new is not None
     assert new != old
     assert persisted == [key]
-    assert active(real_idp, token)
-    assert not active(real_idp, old)  # the spent refresh token is refused...
-    assert active(real_idp, new)  # ...and the stored one works
+    assert real_idp.active(token)
+    assert not real_idp.active(old)  # the spent refresh token is refused...
+    assert real_idp.active(new)  # ...and the stored one works
     # the same source serves from memory: no more token requests
     for _ in range(100):
         assert source.token() == token
@@ -143,7 +131,7 @@ def test_transient_provider_failure_keeps_the_refresh_token(real_idp: IdP, tmp_p
         source.token()
     assert store.get_secret("K5") == rt
     real_idp.clear_faults()
-    assert active(real_idp, source.token())
+    assert real_idp.active(source.token())
 
 
 def test_resource_indicator_gives_an_audience_bound_jwt(real_idp: IdP, tmp_path: Path) -> None:
@@ -159,7 +147,7 @@ def test_resource_indicator_gives_an_audience_bound_jwt(real_idp: IdP, tmp_path:
 
 @pytest.fixture
 def introspecting_api(api_factory: Callable[..., ProtectedAPI], real_idp: IdP) -> ProtectedAPI:
-    return api_factory(lambda token: active(real_idp, token))
+    return api_factory(real_idp.active)
 
 
 CLIENTS = ["requests", "httpx", "httpx-async"]
@@ -254,10 +242,10 @@ def test_16_processes_make_one_refresh_and_no_invalid_grant(real_idp: IdP, tmp_p
     assert refresh_count(counts) == 1
     assert refresh_count(counts, "invalid_grant") == 0
     assert len(tokens) == 1
-    assert all(active(real_idp, t) for t in tokens)
+    assert all(real_idp.active(t) for t in tokens)
     stored = store.get_secret("KP")
     assert stored is not None
-    assert active(real_idp, stored)  # the stored refresh token is the newest one
+    assert real_idp.active(stored)  # the stored refresh token is the newest one
 
 
 def test_threads_tasks_and_processes_mixed_make_one_refresh(real_idp: IdP, tmp_path: Path) -> None:
@@ -275,7 +263,7 @@ def test_threads_tasks_and_processes_mixed_make_one_refresh(real_idp: IdP, tmp_p
     assert refresh_count(counts, "invalid_grant") == 0
     stored = store.get_secret("KM")
     assert stored is not None
-    assert active(real_idp, stored)
+    assert real_idp.active(stored)
 
 
 def test_without_the_lock_the_race_is_real(real_idp: IdP, tmp_path: Path) -> None:
@@ -306,7 +294,7 @@ def test_16_processes_on_the_real_secret_service(real_idp: IdP, tmp_path: Path,
     assert secret_service.daemon_alive()
     stored = store.get_secret(key)
     assert stored is not None
-    assert active(real_idp, stored)
+    assert real_idp.active(stored)
 
 
 @pytest.mark.parametrize("which", ["http", pytest.param("chromium", marks=pytest.mark.browser)])
@@ -330,7 +318,7 @@ def test_login_then_a_new_process_needs_no_login(real_idp: IdP, tmp_path: Path, 
     )
     token = source.token()
     browser.wait(30)
-    assert active(real_idp, token)
+    assert real_idp.active(token)
     assert persisted == ["KL"]
     assert store.get_secret("KL")  # the refresh token was stored
     outputs = run_children(real_idp, f"file:{tmp_path / 'store'}", "KL", tmp_path, n=1)

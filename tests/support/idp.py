@@ -179,6 +179,18 @@ class IdP:
     def userinfo_endpoint(self) -> str:
         return f"{self.issuer}/me"
 
+    def introspect(self, token: str) -> dict[str, Any]:
+        """RFC 7662 introspection of an access or refresh token, as the API client."""
+        response = httpx.post(self.introspection_endpoint, data={"token": token},
+                              auth=(self.api_client_id, self.api_client_secret), timeout=10)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def active(self, token: str) -> bool:
+        """Whether the provider still accepts `token`."""
+        return bool(self.introspect(token).get("active"))
+
     @property
     def jwks_uri(self) -> str:
         return f"{self.issuer}/jwks"
