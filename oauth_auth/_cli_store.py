@@ -17,7 +17,10 @@ from ._keys import AT_SUFFIX
 if TYPE_CHECKING:
     from .secrets import SecretsProvider
 
-__all__ = ["HideSharedToken", "backend_chosen_by", "who"]
+__all__ = ["HideSharedToken", "backend_chosen_by", "warn_once_a_day", "who"]
+
+#: How often `token` repeats a warning about the same thing.
+WARN_EVERY = 24 * 3600.0
 
 
 class HideSharedToken:
@@ -75,3 +78,27 @@ def who(ident: dict[str, str]) -> str:
     sub = ident.get("sub", "")
     extra = ", ".join(ident[k] for k in ("email", "name") if k in ident)
     return f"{sub} ({extra})" if extra and sub else sub or extra
+
+
+def warn_once_a_day(topic: str) -> bool:
+    """Whether a warning about `topic` is due: not shown in the last `WARN_EVERY`
+    seconds by any process of this user (a marker file in the lock directory, holding
+    nothing). True when that cannot be told."""
+    import hashlib
+    import time
+
+    from ._locking import default_lock_dir
+
+    marker = default_lock_dir() / f"warned-{hashlib.sha256(topic.encode()).hexdigest()[:16]}"
+    try:
+        if time.time() - marker.stat().st_mtime < WARN_EVERY:
+            return False
+    except OSError:
+        pass
+    try:
+        marker.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        marker.touch(mode=0o600)
+        os.utime(marker)
+    except OSError:
+        pass
+    return True

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from . import _workers
 from ._keyring_choice import BackendChoice, cached_choice, record_choice
 from ._locking import keyring_lock_path, path_locks
+from ._naming import SPLIT_PREFIX  # the value stored under a name whose value is split
 from ._scrub import clear_frames
 from ._secret_service import SCHEMES, SecretServiceConnection
 from .errors import SecretsError
@@ -37,8 +38,6 @@ _T = TypeVar("_T")
 # --------------------------------------------------------------------------------------
 # Splitting values that are too long for a backend
 
-#: The value stored under `name` when the real value is split into parts.
-SPLIT_PREFIX = "oauth-auth-split:"
 _MAX_PARTS = 10_000
 #: Windows Credential Manager holds 2,560 bytes of UTF-16: 1,280 code units.
 WINDOWS_MAX_VALUE_LENGTH = 1280
@@ -303,9 +302,13 @@ class KeyringSecrets:
             backend = keyring.get_keyring()
             explicit = _keyring_configured()
         except Exception as exc:
+            named = os.environ.get("PYTHON_KEYRING_BACKEND", "").strip()
+            what = (f" {named!r} (PYTHON_KEYRING_BACKEND)" if named else "")
             raise SecretsError(
-                f"could not load the keyring backend: {type(exc).__name__}",
-                hint=_NO_KEYRING_HINT,
+                f"could not load the keyring backend{what}: {type(exc).__name__}:"
+                f" {str(exc)[:200]}",
+                hint=(f"check the spelling of {named!r}; `python -m keyring --list-backends`"
+                      " lists the installed ones") if named else _NO_KEYRING_HINT,
             ) from exc
         choice = _choice_of(backend, explicit=explicit)
         self._adopt(choice, backend)

@@ -24,9 +24,8 @@ import contextlib
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["BackendChoice", "cached_choice", "choice_file", "keyring_config_file",
            "record_choice"]
@@ -37,9 +36,9 @@ _SESSION_VARIABLES = ("DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY",
                       "XDG_RUNTIME_DIR")
 
 
-@dataclass(frozen=True)
-class BackendChoice:
-    """What keyring's backend is, by name.
+class BackendChoice(NamedTuple):
+    """What keyring's backend is, by name (a named tuple, not a dataclass: the cached
+    `oauth-auth token` reads it, and `dataclasses` costs that path a tenth of its time).
 
     Attributes:
         backend: dotted class name of the backend keyring returns.

@@ -10,8 +10,10 @@ writers) and config-file writers (two logins at once both keep their entry).
 One rule decides where every lock file lives (`default_lock_dir`: ``$OAUTH_AUTH_LOCK_DIR``,
 else the user's private runtime directory, else ``<user cache dir>/locks``), and one class
 takes the lock (`FileLock`: flock(2) on POSIX, filelock elsewhere). The OS releases it when
-its holder dies, even by kill -9, so a stale lock file is no obstacle. Lock files hold
-nothing, have mode 0600 (their directory 0700), and are never in the working directory.
+its holder dies, even by kill -9, so a stale lock file is no obstacle. Lock files hold no
+secret: while held, the holder's process id (so a process that waits can say for whom),
+else nothing; they have mode 0600 (their directory 0700), and are never in the working
+directory.
 
 The directory must be this user's own, mode 0700 (`check_lock_dir`), and is refused
 otherwise: in a directory another user can write, that user could hold every lock (each
@@ -187,6 +189,7 @@ class FileLock:
                 raise
             else:
                 self._fd = fd
+                _write_holder(fd)
                 return True
             if (cancel is not None and cancel()) or (
                 deadline is not None and time.monotonic() >= deadline
@@ -202,6 +205,8 @@ class FileLock:
             return
         fd, self._fd = self._fd, None
         if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # empty again while nobody holds it
             os.close(fd)
 
     def _acquire_filelock(  # pragma: no cover - Windows
@@ -217,6 +222,36 @@ class FileLock:
         except filelock.Timeout:
             return False
         return True
+
+
+def _write_holder(fd: int) -> None:
+    """Put this process's id into a lock file it now holds (best effort)."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, b"%d\n" % os.getpid(), 0)
+
+
+def holder_pid(path: str | os.PathLike[str]) -> int | None:
+    """The process id a held lock file names (None: unknown, or not held)."""
+    try:
+        with open(path, "rb") as file:
+            text = file.read(32).strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _say_waiting(path: Path, what: str, timeout: float) -> None:
+    """Tell, once, that this process waits for another one, naming it when known."""
+    import logging
+
+    pid = holder_pid(path)
+    who = f"process {pid}" if pid is not None else "another process"
+    logging.getLogger("oauth_auth").info(
+        "waiting for %s, which holds the %s of this session (a refresh, or a login"
+        " waiting for its user); up to %g s", who, what, timeout,
+        extra={"progress": True},
+    )
 
 
 @contextlib.contextmanager
@@ -238,7 +273,10 @@ def process_lock(path: Path, timeout: float, *, what: str = "refresh lock",
     lock = FileLock(path)
     try:
         check_lock_dir(path.parent)
-        held = lock.acquire(timeout, poll=0.02)
+        held = lock.acquire(0, poll=0.02)
+        if not held and timeout > 0:
+            _say_waiting(path, what, timeout)
+            held = lock.acquire(timeout, poll=0.02)
     except OSError as exc:  # not a directory, read-only, full disk, permission denied
         first = "free some disk space, or " if exc.errno == errno.ENOSPC else ""
         raise ConfigError(

@@ -167,3 +167,74 @@ class SecretServiceConnection:
             raise ItemMissing("No such password!")
 
         self._run(action)
+
+
+_SERVICE_IFACE = "org.freedesktop.Secret.Service"
+_COLLECTION_IFACE = "org.freedesktop.Secret.Collection"
+_ITEM_IFACE = "org.freedesktop.Secret.Item"
+
+
+class NotServed(Exception):
+    """The quick read cannot answer for sure (locked, absent collection, odd reply):
+    the caller takes the full path, which can prompt, create or report."""
+
+
+def read_once(service: str, username: str, *, collection_path: str | None = None,
+              scheme: str = "default") -> str | None:
+    """One read of the item `SecretServiceConnection.get_password` would return, with
+    jeepney alone, for a process that makes just this one call (`oauth-auth token` on a
+    cache hit).
+
+    The same item (same attributes, the same collection: `collection_path`, else the
+    ``default`` alias) from the same daemon as keyring and `SecretServiceConnection`, so
+    the backend is the one the user configured; only the transfer differs. It asks the
+    Secret Service for a ``plain`` session (the specification's algorithm for transport
+    without encryption) instead of the Diffie-Hellman one, which needs the
+    ``cryptography`` package and a key exchange: together over half of the command's own
+    time. The secret travels over the user's own session-bus socket, to a process of the
+    same user that could ask the daemon for it anyway; nothing is written anywhere.
+
+    Returns None when there is no such item. Raises `NotServed` when the answer is not
+    certain (a locked collection or item: the full path can prompt for the unlock), and
+    any jeepney error as it is; the caller falls back on every exception.
+    """
+    from jeepney import DBusAddress, new_method_call
+    from jeepney.io.blocking import open_dbus_connection
+
+    username_attr, service_attr = SCHEMES[scheme]
+    conn = open_dbus_connection(bus="SESSION")
+    try:
+        def call(path: str, iface: str, method: str, signature: str | None = None,
+                 body: tuple[Any, ...] = ()) -> Any:
+            address = DBusAddress(path, bus_name=_BUS_NAME, interface=iface)
+            reply = conn.send_and_get_reply(new_method_call(address, method, signature, body),
+                                            timeout=5)
+            if reply.header.message_type.name != "method_return":
+                raise NotServed(f"{method}: {reply.body!r:.80}")
+            return reply.body
+
+        # Let the daemon register this client before the first real request (see
+        # `SecretServiceConnection`).
+        call(_SERVICE_PATH, "org.freedesktop.DBus.Peer", "Ping")
+        time.sleep(SecretServiceConnection.SETTLE_SECONDS)
+        collection = collection_path
+        if not collection:
+            (collection,) = call(_SERVICE_PATH, _SERVICE_IFACE, "ReadAlias", "s", ("default",))
+            if collection == "/":
+                raise NotServed("no default collection")
+        (locked,) = call(collection, "org.freedesktop.DBus.Properties", "Get", "ss",
+                         (_COLLECTION_IFACE, "Locked"))
+        if locked[1]:
+            raise NotServed("the collection is locked")
+        (items,) = call(collection, _COLLECTION_IFACE, "SearchItems", "a{ss}",
+                        ({username_attr: username, service_attr: service},))
+        if not items:
+            return None
+        _, session = call(_SERVICE_PATH, _SERVICE_IFACE, "OpenSession", "sv",
+                          ("plain", ("s", "")))
+        ((_, _params, value, _content_type),) = call(items[0], _ITEM_IFACE, "GetSecret", "o",
+                                                     (session,))
+        call(session, "org.freedesktop.Secret.Session", "Close")
+        return bytes(value).decode("utf-8")
+    finally:
+        conn.close()

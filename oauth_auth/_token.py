@@ -193,23 +193,14 @@ def decode_at_entry(value: str | None) -> Token | None:
     """Parse a `<key>_AT` value; None for anything missing or malformed (never raises).
 
     Accepts any RFC 3339 timestamp with an offset (Go's time.RFC3339 may write `+00:00`
-    or fractional seconds) and converts it to UTC.
+    or fractional seconds) and converts it to UTC (the rule is `_at_entry`'s).
     """
-    if not value or not isinstance(value, str):
+    from ._at_entry import parse_at_entry
+
+    parsed = parse_at_entry(value)
+    if parsed is None:
         return None
-    access, sep, stamp = value.rpartition("|")
-    if not sep or not access or "|" in access or not access.isprintable():
-        return None
-    stamp = stamp.strip()
-    if not stamp or len(stamp) > 40:
-        return None
-    try:
-        when = datetime.fromisoformat(stamp[:-1] + "+00:00" if stamp[-1] in "Zz" else stamp)
-    except ValueError:
-        return None
-    if when.tzinfo is None or when.year < 1971:
-        return None
-    return Token(access_token=access, expiry=when.timestamp())
+    return Token(access_token=parsed[0], expiry=parsed[1])
 
 
 #: The ID-token claims that say who is logged in, in the order a display prefers them.

@@ -462,7 +462,7 @@ def _main(words: list[str]) -> int:
             return _run(args, holder)
         finally:
             for session in holder:
-                _warn_plaintext(session)
+                _warn_plaintext(session, args.command)
                 session.source.close()
     except _UsageError as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
@@ -856,6 +856,8 @@ def _login(args: argparse.Namespace, holder: list[Session]) -> int:
         "interactive": True, "fresh_login": True, "skip_browser": bool(args.no_browser),
         "login_method": "device" if args.device else "auto", "login_timeout": args.timeout,
         "provider": _provider_settings(args), "client_secret": _client_secret(args),
+        # a wrong client id or redirect URI fails here, not after the whole timeout
+        "preflight": True,
     }
     if args.paste:
         from ._cli_paste import paste_options
@@ -1000,10 +1002,10 @@ def _store_name(session: Session) -> str:
     return name
 
 
-def _warn_plaintext(session: Session) -> None:
-    """Once per command that used a plaintext keyring backend, say so, and why it is
-    used (the user chose it, by variable or by file); `token` says it only at a login
-    or refresh, not on every cached call."""
+def _warn_plaintext(session: Session, command: str) -> None:
+    """When a command used a plaintext keyring backend, say so, and who chose it (the
+    variable, the file, or neither). `login` and `status` say it every time; `token`,
+    which a credential helper runs for every command, once a day (`warn_once_a_day`)."""
     keyring = _keyring_of(session.store)
     if keyring is None or not keyring.loaded:
         return  # never used: nothing was read or written through it
@@ -1013,7 +1015,10 @@ def _warn_plaintext(session: Session) -> None:
     except OAuthAuthError:
         return
     if plaintext:
-        from ._cli_store import backend_chosen_by
+        from ._cli_store import backend_chosen_by, warn_once_a_day
+
+        if command == "token" and not warn_once_a_day(f"plaintext {name}"):
+            return
 
         _say(f"{PROG}: warning: the keyring backend {name} keeps secrets unencrypted on disk"
              f" ({backend_chosen_by()})")

@@ -57,11 +57,9 @@ from ._keys import (
     LOGIN_SCOPES,
     REGISTRY_KEY_PREFIX,
     REGISTRY_SCOPE,
-    derive_secret_key,
     normalize_scopes,
-    ref_written_for,
 )
-from ._naming import key_issuer, profile_key_prefix
+from ._naming import KEYRING_SERVICE, LLM_PREEMPTIVE_WINDOW, profile_key_prefix, session_key
 from ._params import DEFAULT_CALLBACK_PORT, OIDCParams
 from ._token import format_rfc3339
 from .errors import ConfigError, LoginRequiredError
@@ -103,11 +101,6 @@ PROVIDER_FIELDS = ("preset", "offline_access", "prompt", "audience_param", "auth
 #: The secrets entry beside a session's refresh token that holds its client secret.
 CLIENT_SECRET_SUFFIX = "_CLIENT_SECRET"
 
-#: The keyring service of every entry oauth-auth stores (library and command alike).
-KEYRING_SERVICE = "oauth-auth"
-#: How long before expiry the LLM profile stops serving a token: a credential helper
-#: called every 5 minutes never hands out one that expires before its next call.
-LLM_PREEMPTIVE_WINDOW = 600.0
 
 
 class NotConfiguredError(ConfigError, LoginRequiredError):
@@ -349,24 +342,14 @@ def open_session(
     settings = {f: stored[f] for f in PROVIDER_FIELDS if stored.get(f) is not None}
     settings.update({f: v for f, v in (provider or {}).items() if v is not None})
 
-    ref = stored.get("cached_refresh_token_ref") or ""
-    if ref and key_issuer(stored.get("issuer") or eff_issuer) != key_issuer(eff_issuer):
-        ref = ""  # the ref belongs to another issuer's session
     own = (name or "",) if kind.key_from_url else (eff_audience, eff_client)
-    if ref and not ref_written_for(ref, issuer=eff_issuer, resources=own):
-        log.warning("ignoring the cached_refresh_token_ref %s of the %s %s: it is the key of"
-                    " another issuer's or client's session", ref, kind.describe, name)
-        ref = ""
-    prefix = kind.key_prefix(name)
-    if ref and prefix != kind.prefix and ref in {
-            derive_secret_key(kind.prefix, resource, form) for resource in own if resource
-            for form in (eff_issuer, key_issuer(eff_issuer))}:
-        ref = ""  # the key every profile of this client shared before Release 2
-    if kind.key_from_url:
-        derived = derive_secret_key(prefix, name or "", key_issuer(eff_issuer))
-    else:
-        derived = derive_secret_key(prefix, eff_audience or eff_client, key_issuer(eff_issuer))
-    key = ref or derived
+    key, ignored = session_key(
+        prefix=kind.key_prefix(name), shared_prefix=kind.prefix,
+        resource=(name or "") if kind.key_from_url else (eff_audience or eff_client),
+        own=own, issuer=eff_issuer, entry=stored)
+    if ignored:
+        log.warning("ignoring the cached_refresh_token_ref %s of the %s %s: %s",
+                    stored.get("cached_refresh_token_ref"), kind.describe, name, ignored)
 
     store = more.pop("secrets_provider", _UNSET)
     if store is _UNSET:
