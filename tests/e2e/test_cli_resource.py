@@ -52,8 +52,11 @@ def test_a_resource_session_from_its_url_alone(mcp_server: MCPServer, secret_ser
     assert entry is not None
     assert (entry["issuer"], entry["registered"]) == (mcp_server.issuer, True)
     stats = mcp_server.stats()
-    assert (stats["register"], stats["authorize"], stats["code"]) == (1, 1, 1)
-    assert stats["resources"] == [url, url]  # RFC 8707 on the authorization and the code
+    # `login` asks the authorization endpoint once without a browser first (a wrong
+    # client id fails at once), then the browser's request: two authorization requests.
+    assert (stats["register"], stats["authorize"], stats["code"]) == (1, 2, 1)
+    # RFC 8707 on both authorization requests and the code
+    assert stats["resources"] == [url, url, url]
 
     token = cli(["token", "--resource", url, "--json"], env)
     assert token.returncode == 0, token.stderr
@@ -66,7 +69,7 @@ def test_a_resource_session_from_its_url_alone(mcp_server: MCPServer, secret_ser
     info = json.loads(status.stdout)
     assert info["usable"] is True
     assert doc["access_token"] not in status.stdout
-    assert mcp_server.stats()["authorize"] == 1  # token and status logged in no more
+    assert mcp_server.stats()["authorize"] == 2  # token and status logged in no more
     assert (tmp_path / "b" / "opened").read_text() == "x"
 
     logout = cli(["logout", "--resource", url], env)
