@@ -7,6 +7,8 @@ import hashlib
 import re
 from collections.abc import Collection, Iterable
 
+from .errors import ConfigError
+
 __all__ = [
     "AT_SUFFIX",
     "ENV_SECRET_PREFIX",
@@ -16,6 +18,7 @@ __all__ = [
     "REGISTRY_KEY_PREFIX",
     "REGISTRY_SCOPE",
     "SYSTEM_KEY_PREFIX",
+    "checked_scopes",
     "derive_secret_key",
     "ensure_offline_access",
     "env_access_token_var",
@@ -126,6 +129,20 @@ def same_url(a: str, b: str) -> bool:
     """Whether two URLs (issuers, registry or gateway URLs, config entries' names) name one
     thing: equal to the letter, but for a trailing slash."""
     return a.rstrip("/") == b.rstrip("/")
+
+
+def checked_scopes(scopes: Iterable[str], what: str, example: str) -> tuple[str, ...]:
+    """`scopes` as a tuple, refused (ConfigError) when it is one string, or holds
+    something that is not a non-empty scope without spaces: the one check of a scope
+    list given in code (`OIDCParams`, the machine grants). Text a user typed goes through
+    `normalize_scopes` instead."""
+    if isinstance(scopes, str):
+        raise ConfigError(f"{what} must be a sequence of scope strings, not one string",
+                          hint=f"write scopes={example}")
+    result = tuple(scopes)
+    if any(not isinstance(s, str) or not s or " " in s for s in result):
+        raise ConfigError("each scope must be a non-empty string without spaces")
+    return result
 
 
 def ensure_offline_access(scopes: Iterable[str]) -> list[str]:

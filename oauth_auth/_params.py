@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal, get_args
 
+from ._keys import checked_scopes
 from .errors import ConfigError
 from .presets import PRESET_NAMES, FrozenMap, Preset, get_preset, preset_for_issuer
 
@@ -157,15 +158,9 @@ class OIDCParams:
         # it matters, so that building params for key derivation never fails.
         if not isinstance(self.client_id, str) or not self.client_id:
             raise ConfigError("OIDCParams.client_id is required", hint="pass the client id")
-        if isinstance(self.scopes, str):
-            raise ConfigError(
-                "OIDCParams.scopes must be a sequence of scope strings, not one string",
-                hint='write scopes=["openid", "email"]',
-            )
         set_ = object.__setattr__
-        set_(self, "scopes", tuple(self.scopes))
-        if any(not isinstance(s, str) or not s or " " in s for s in self.scopes):
-            raise ConfigError("each scope must be a non-empty string without spaces")
+        set_(self, "scopes", checked_scopes(self.scopes, "OIDCParams.scopes",
+                                            '["openid", "email"]'))
         # tolerate None from config files, which the annotation does not admit
         set_(self, "audience", self.audience or "")
         if not isinstance(self.callback_port, int) or not 0 <= self.callback_port <= 65535:

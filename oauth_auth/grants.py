@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlencode
 
 from ._client_assertion import CLIENT_ASSERTION_TYPE, AssertionKey, AssertionKeyInput
+from ._keys import LOGIN_SCOPES, checked_scopes, normalize_scopes
 from .errors import ConfigError, OAuthError, SubjectTokenError, TransportError
 
 if TYPE_CHECKING:
@@ -445,24 +446,18 @@ def _authenticate(
 #: A person's login scopes that a machine's grant leaves out of `OIDCParams.scopes`: it
 #: gets no ID token and no refresh token, and providers refuse them for client
 #: credentials (Okta, Entra) rather than ignore them.
-LOGIN_ONLY_SCOPES = frozenset({"openid", "offline_access"})
+LOGIN_ONLY_SCOPES = frozenset(LOGIN_SCOPES)
 
 
 def _scope(scopes: Sequence[str], oidc: OIDCParams) -> str:
     """The `scope` a grant asks for: its own as given, else the client's
     (`OIDCParams.scopes`) without `LOGIN_ONLY_SCOPES`."""
-    chosen = tuple(scopes) or tuple(s for s in oidc.scopes if s not in LOGIN_ONLY_SCOPES)
+    chosen = tuple(scopes) or normalize_scopes(oidc.scopes, drop=LOGIN_ONLY_SCOPES)
     return " ".join(chosen)
 
 
 def _check_scopes(scopes: Sequence[str], what: str) -> tuple[str, ...]:
-    if isinstance(scopes, str):
-        raise ConfigError(f"{what} scopes must be a sequence of strings, not one string",
-                          hint='write scopes=["api:read"]')
-    result = tuple(scopes)
-    if any(not isinstance(s, str) or not s or " " in s for s in result):
-        raise ConfigError("each scope must be a non-empty string without spaces")
-    return result
+    return checked_scopes(scopes, f"{what} scopes", '["api:read"]')
 
 
 class ClientCredentials(Grant):

@@ -105,3 +105,16 @@ def test_same_url_ignores_only_a_trailing_slash() -> None:
     entries = {"https://r.example/": {}, "https://other/": {}}
     assert existing_key(entries, "https://r.example", "registries") == "https://r.example/"
     assert existing_key(entries, "https://r.example", "profiles") == "https://r.example"
+
+
+@pytest.mark.parametrize("bad", ["openid email", ["openid", "a b"], ["openid", ""], [3]])
+def test_one_check_for_scopes_given_in_code(bad: object) -> None:
+    """OIDCParams and the machine grants refuse the same scope lists (one rule)."""
+    from oauth_auth import ClientCredentials, ConfigError, OIDCParams
+
+    with pytest.raises(ConfigError) as params_error:
+        OIDCParams("https://idp.example.test", "cli", scopes=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as grant_error:
+        ClientCredentials(scopes=bad)  # type: ignore[arg-type]
+    assert params_error.value.message.split(" must ")[-1] == (
+        grant_error.value.message.split(" must ")[-1])
