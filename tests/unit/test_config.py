@@ -10,12 +10,19 @@ from pathlib import Path
 import pytest
 
 
-def test_a_config_lock_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> None:
+def test_a_config_lock_that_cannot_be_created_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
 
     from oauth_auth import ConfigError
     from oauth_auth._config import Config
 
+    # A lock directory of its own: the default one (the runtime directory) may not exist
+    # yet, or be another test's (the session's Secret Service sets XDG_RUNTIME_DIR).
+    locks = tmp_path / "locks"
+    locks.mkdir(mode=0o700)
+    monkeypatch.setenv("OAUTH_AUTH_LOCK_DIR", str(locks))
     config = Config(tmp_path / "config.json")
     config.lock_path.mkdir()  # something that cannot be opened as a file is in the way
     os.mkdir(config.lock_path / "x")
