@@ -49,7 +49,7 @@ def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
     if "startup" in res:
         ratio = res["startup"]["ratio"]
         rows.append({"goal": "5. `oauth-auth token` (cache hit) vs the keyring floor",
-                     "target": "≤ 1.25", "measured": ratio, "met": ratio <= 1.25})
+                     "target": "≤ 0.50", "measured": ratio, "met": ratio <= 0.5})
     return rows
 
 
@@ -193,6 +193,19 @@ def markdown(res: dict[str, Any], *, heading: str = "#") -> str:
                   f"Modules the command imports that the floor does not: {ip['extra_modules']}"
                   f", {ip['extra_ms']} ms of own import time; the largest: "
                   + ", ".join(f"{n} {ms} ms" for n, ms in ip["top"][:10]) + ".", ""]
+        own = st.get("own_profile")
+        if own:
+            command = st["seconds"]["oauth-auth token"].median * 1e3
+            start = st["seconds"]["python -c pass"].median * 1e3
+            rest = command - start - own["import_ms"]
+            lines += [f"Where the command's {command:.1f} ms go (`python -X importtime`,"
+                      f" median of {own['runs']} runs): the interpreter's start"
+                      f" {start:.1f} ms (`python -c pass`), its own imports"
+                      f" {own['import_ms']:.1f} ms (the largest: "
+                      + ", ".join(f"{n} {ms} ms" for n, ms in own["top"][:8])
+                      + f"), the rest {rest:.1f} ms: reading the config file and keyring's"
+                      " recorded choice, one D-Bus connection to the Secret Service with"
+                      " its 5 ms settle pause (a gnome-keyring race), and five calls.", ""]
 
     if "memory" in res:
         mem = res["memory"]
@@ -245,8 +258,36 @@ def readme_section(res: dict[str, Any]) -> str:
                   f" process without auth ({mem['bare'].median:.1f} MiB)."]
     if "hook_profile" in res:
         lines += ["", "**Where the requests hook's time goes.**", "", *_profile_lines(res)]
+    if "startup" in res:
+        lines += ["", "**Where `oauth-auth token`'s time goes.**", "", *_startup_lines(res)]
     lines += ["", "![benchmarks](benchmarks/results/latest.png)", "", END]
     return "\n".join(lines)
+
+
+def _startup_lines(res: dict[str, Any]) -> list[str]:
+    """The cache-hit command next to its floors, and where its own time goes."""
+    st = res["startup"]
+    sec = st["seconds"]
+    command, floor = sec["oauth-auth token"].median * 1e3, sec["keyring floor"].median * 1e3
+    start = sec["python -c pass"].median * 1e3
+    pr = st["ratio_rounds"]
+    text = (f"On a cache hit `oauth-auth token` takes {command:.1f} ms against {floor:.1f} ms"
+            f" for `import keyring; keyring.get_password(...)` and {start:.1f} ms for"
+            f" `python -c pass` (paired per round: **{pr.median:.3f}x** the keyring floor, IQR"
+            f" {pr.p25:.3f}-{pr.p75:.3f}, {pr.n} rounds; the machine is shared, so only the"
+            " paired ratio is comparable between runs). It reads the `_AT` entry from the"
+            " Secret Service keyring recorded for the configuration, without keyring's"
+            " entry-point scan, secretstorage, cryptography or argparse.")
+    own = st.get("own_profile")
+    if own:
+        rest = command - start - own["import_ms"]
+        text += (f" Beyond the interpreter's start: {own['import_ms']:.1f} ms of imports"
+                 " (`python -X importtime`; the largest: "
+                 + ", ".join(f"{n} {ms} ms" for n, ms in own["top"][:6])
+                 + f"), and {rest:.1f} ms for the rest: the config file, keyring's recorded"
+                 " choice, a D-Bus connection with its 5 ms settle pause (a gnome-keyring"
+                 " race) and four calls.")
+    return [text]
 
 
 def _profile_lines(res: dict[str, Any]) -> list[str]:
@@ -408,11 +449,11 @@ def chart(res: dict[str, Any], path: Path) -> None:
         bars = ax.bar(names, vals, yerr=err, capsize=4,
                       color=[ours_color, floor_color, peer_color][: len(names)])
         floor = st["keyring floor"].median * 1e3
-        ax.axhline(floor * 1.25, color="black", linestyle="--", linewidth=1,
-                   label="goal: 1.25x keyring floor")
+        ax.axhline(floor * 0.5, color="black", linestyle="--", linewidth=1,
+                   label="goal: 0.5x keyring floor")
         ax.bar_label(bars, [f"{v:.0f} ms" for v in vals], label_type="center", color="white",
                      fontweight="bold")
-        ax.set_ylim(0, max(*vals, floor * 1.25) * 1.2)
+        ax.set_ylim(0, max(*vals, floor * 0.5) * 1.2)
         ax.legend(loc="upper right")
         ax.set_ylabel("wall time, ms (median, IQR bars)")
     ax.set_title("5. Start-up on a cached token (lower is better)")

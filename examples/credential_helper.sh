@@ -4,12 +4,14 @@
 # `oauth-auth token` prints the access token alone on stdout (all messages go to stderr)
 # and exits 0 ok, 4 login required, 1 other failure, so it can be used directly:
 #
-#   curl -H "Authorization: Bearer $(oauth-auth token --profile work)" https://api.example.com
-#
 #   # Claude Code settings.json: the helper is called whenever a key is needed
 #   { "apiKeyHelper": "oauth-auth llm token --gateway https://llm.example.com" }
 #
-#   # git, docker, ... credential helpers: wrap it like this script does.
+#   # git, docker, kubectl exec plugins...: wrap it like this script does.
+#
+# Keep the token off every command line: a process's arguments are readable by every
+# local user (`ps`). Never `curl -H "Authorization: Bearer $(oauth-auth token)"`; give
+# curl the header on its stdin, as a config line (`-K -`), as below.
 #
 # This script shows the careful form: it stops on failure (a `$(...)` that fails would
 # otherwise send an empty token) and tells the user how to log in.
@@ -40,6 +42,8 @@ else
 fi
 
 if [ -n "${API_URL:-}" ]; then
-  exec curl -fsS -H "Authorization: Bearer $token" "$API_URL"
+  # printf is the shell's own: the header goes to curl's stdin, never onto an argv.
+  printf 'header = "Authorization: Bearer %s"\n' "$token" | curl -fsS -K - "$API_URL"
+  exit
 fi
 printf '%s\n' "$token"

@@ -1,6 +1,6 @@
 """httpx async: `httpx.AsyncClient(auth=OIDCAuth(source))`; nothing blocks the event loop.
 
-Run: python examples/httpx_async_example.py   (uses the bundled local provider)
+Run: python examples/httpx_async_example.py  (OAUTH_ISSUER, OAUTH_CLIENT_ID, API_URL: _local.py)
 """
 
 from __future__ import annotations

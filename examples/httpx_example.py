@@ -1,6 +1,6 @@
 """httpx: `httpx.Client(auth=OIDCAuth(source))`.
 
-Run: python examples/httpx_example.py   (uses the bundled local provider; see _local.py)
+Run: python examples/httpx_example.py   (OAUTH_ISSUER, OAUTH_CLIENT_ID, API_URL: see _local.py)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """requests: `session.auth = OIDCAuth(source)` and every request carries a valid token.
 
-Run: python examples/requests_example.py   (uses the bundled local provider; see _local.py)
+Run: python examples/requests_example.py   (OAUTH_ISSUER, OAUTH_CLIENT_ID, API_URL: see _local.py)
 """
 
 from __future__ import annotations

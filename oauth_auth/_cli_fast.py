@@ -96,8 +96,13 @@ def _lookup(argv: Sequence[str]) -> str | None:
         env_access_token_var,
         scoped_name,
     )
-    from ._naming import ADHOC_PREFIX, LLM_PREEMPTIVE_WINDOW, profile_key_prefix, session_key
-    from ._store_url import STORE_ENV
+    from ._naming import (
+        ADHOC_PREFIX,
+        LLM_PREEMPTIVE_WINDOW,
+        STORE_ENV,
+        profile_key_prefix,
+        session_key,
+    )
 
     if os.environ.get(STORE_ENV, "").strip():
         return None  # a fleet store: the full path

@@ -19,8 +19,11 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["ADHOC_PREFIX", "KEYRING_SERVICE", "LLM_PREEMPTIVE_WINDOW", "SPLIT_PREFIX",
+           "STORE_ENV",
            "key_issuer", "profile_key_prefix", "session_key"]
 
+#: The environment variable naming a fleet store by URL (`_store_url`).
+STORE_ENV = "OAUTH_AUTH_STORE"
 #: The keyring service of every entry oauth-auth stores (library and command alike).
 KEYRING_SERVICE = "oauth-auth"
 #: The value `KeyringSecrets` stores under a name whose value it split into parts

@@ -170,7 +170,6 @@ class SecretServiceConnection:
 
 
 _SERVICE_IFACE = "org.freedesktop.Secret.Service"
-_COLLECTION_IFACE = "org.freedesktop.Secret.Collection"
 _ITEM_IFACE = "org.freedesktop.Secret.Item"
 
 
@@ -222,19 +221,19 @@ def read_once(service: str, username: str, *, collection_path: str | None = None
             (collection,) = call(_SERVICE_PATH, _SERVICE_IFACE, "ReadAlias", "s", ("default",))
             if collection == "/":
                 raise NotServed("no default collection")
-        (locked,) = call(collection, "org.freedesktop.DBus.Properties", "Get", "ss",
-                         (_COLLECTION_IFACE, "Locked"))
-        if locked[1]:
-            raise NotServed("the collection is locked")
-        (items,) = call(collection, _COLLECTION_IFACE, "SearchItems", "a{ss}",
-                        ({username_attr: username, service_attr: service},))
+        # The service-wide search says which items are locked; keep this collection's.
+        unlocked, locked = call(_SERVICE_PATH, _SERVICE_IFACE, "SearchItems", "a{ss}",
+                                ({username_attr: username, service_attr: service},))
+        inside = collection.rstrip("/") + "/"
+        if any(path.startswith(inside) for path in locked):
+            raise NotServed("the item is locked")
+        items = [path for path in unlocked if path.startswith(inside)]
         if not items:
             return None
         _, session = call(_SERVICE_PATH, _SERVICE_IFACE, "OpenSession", "sv",
                           ("plain", ("s", "")))
         ((_, _params, value, _content_type),) = call(items[0], _ITEM_IFACE, "GetSecret", "o",
                                                      (session,))
-        call(session, "org.freedesktop.Secret.Session", "Close")
-        return bytes(value).decode("utf-8")
+        return bytes(value).decode("utf-8")  # closing the connection ends the session
     finally:
         conn.close()

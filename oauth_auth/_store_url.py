@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._naming import STORE_ENV  # one name, read by the CLI's cache-hit path too
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["KEY_ENV", "KEY_FILE_ENV", "PLAINTEXT_ENV", "STORE_ENV", "store_from_url"]
 
-STORE_ENV = "OAUTH_AUTH_STORE"
 KEY_ENV = "OAUTH_AUTH_STORE_KEY"
 KEY_FILE_ENV = "OAUTH_AUTH_STORE_KEY_FILE"
 PLAINTEXT_ENV = "OAUTH_AUTH_STORE_ALLOW_PLAINTEXT"

@@ -85,7 +85,8 @@ _EPILOG_TOP = """\
 examples:
   oauth-auth login --profile work --issuer https://auth.example.com --client-id my-cli
   oauth-auth token --profile work
-  oauth-auth token --profile work | curl -sS -K - https://api.example.com  # see token --help
+  oauth-auth token --profile work | sed 's/.*/header = "Authorization: Bearer &"/' \\
+      | curl -sS -K - https://api.example.com   # the token on curl's stdin, not argv
   oauth-auth status --profile work --check
   oauth-auth profiles
   oauth-auth registry login --registry https://registry.example.com \\
@@ -166,8 +167,8 @@ def _epilog(kind: str, command: str) -> str:
     elif command == "token":
         examples = [f"{cmd} {target}",
                     # the header travels on curl's stdin, never on its argv
-                    f"{cmd} {target} | sed 's/^/header = \"Authorization: Bearer /;"
-                    f" s/$/\"/' | {_CURL}",
+                    f"{cmd} {target} | sed 's/.*/header = \"Authorization: Bearer &\"/'"
+                    f" | {_CURL}",
                     f"{cmd} {target} --json        # with its expiry",
                     f"{cmd} {target} --min-valid 300",
                     f"TOKEN=$({cmd} {target}) || exit"]

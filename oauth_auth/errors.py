@@ -20,7 +20,6 @@ OAuth error codes and descriptions, URLs and key names only, never from response
 
 from __future__ import annotations
 
-import copy
 from typing import TypeVar
 
 __all__ = [
@@ -218,6 +217,8 @@ def fresh_copy(exc: _E) -> _E:
     exception that cannot be copied is raised itself, with its traceback cleared.
     """
     try:
+        import copy  # here, not at import: `oauth-auth token`'s cache hit never needs it
+
         clone = copy.copy(exc)
     except Exception:  # noqa: BLE001 - a caller's exception type may refuse copying
         clone = exc

@@ -840,7 +840,9 @@ class OAuthTokenSource:
             return fresh_copy(self._fallback)  # the caller's instance would grow forever
         return LoginRequiredError(
             f"no usable credentials for client {self.oidc.client_id!r} at {self.oidc.issuer}",
-            hint="log in interactively first (for example `oauth-auth login`)",
+            hint="log in interactively first (interactive=True); `oauth-auth login` serves"
+            " this session only when its key is the command line's (README: Sharing the"
+            " command line's login)",
         )
 
     # ------------------------------------------------------------------ plumbing

@@ -1,8 +1,10 @@
 """The examples stay runnable: each one runs here as a user would run it, end to end.
 
-`make demo` is the README's main job; the three adapter examples start the bundled provider
-and API themselves (examples/_local.py); the registry client and the credential helper are
-run against their documented failure and success paths. Figures printed by the demo are
+`make demo` is the README's main job; the three adapter examples run as a user runs them
+with their own provider (examples/_local.py reads OAUTH_ISSUER, OAUTH_CLIENT_ID and
+API_URL, and logs in through the real `webbrowser`, here a $BROWSER program that plays the
+user), and no example imports anything from tests/; the registry client and the credential
+helper are run against their documented failure and success paths. Figures printed by the demo are
 checked, not just its exit code.
 """
 
@@ -18,7 +20,8 @@ from typing import Any
 import pytest
 
 from oauth_auth import llm_access_token_env_var
-from tests.support.idp import require_idp
+from tests.support.cli import browser_program
+from tests.support.idp import IdP, require_idp
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -33,6 +36,14 @@ def _run(argv: list[str], tmp_path: Path, env: dict[str, str] | None = None,
     base.update(env or {})
     return subprocess.run(argv, cwd=ROOT, env=base, capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _cli() -> str:
@@ -59,15 +70,37 @@ def test_the_demo_runs_every_tier_end_to_end(tmp_path: Path) -> None:
 @pytest.mark.idp
 @pytest.mark.parametrize("name", ["requests_example.py", "httpx_example.py",
                                   "httpx_async_example.py"])
-def test_the_adapter_examples_run(name: str, tmp_path: Path) -> None:
-    require_idp()
-    result = _run([sys.executable, str(EXAMPLES / name)], tmp_path)
+def test_the_adapter_examples_run(name: str, tmp_path: Path, real_idp: IdP,
+                                  api_factory: Any) -> None:
+    api = api_factory(real_idp.active)
+    env = {"OAUTH_ISSUER": real_idp.issuer, "OAUTH_CLIENT_ID": real_idp.client_id,
+           "API_URL": api.url, "OAUTH_CALLBACK_PORT": str(_free_port()),
+           "BROWSER": str(browser_program(tmp_path / "browser")), "DISPLAY": ""}
+    result = _run([sys.executable, str(EXAMPLES / name)], tmp_path, env)
     assert result.returncode == 0, result.stdout + result.stderr
     statuses: list[str] = []  # "GET /x -> 200 {...}" or "10 concurrent GETs -> [200, ...]"
     for answer in re.findall(r"-> (\[[\d, ]+\]|\d{3}\b)", result.stdout):
         statuses.extend(re.findall(r"\d{3}", answer))
     assert statuses, result.stdout
     assert set(statuses) == {"200"}, result.stdout
+    assert real_idp.token_requests("authorization_code") == 1
+
+
+def test_the_adapter_examples_say_what_they_need(tmp_path: Path) -> None:
+    result = _run([sys.executable, str(EXAMPLES / "requests_example.py")], tmp_path)
+    assert result.returncode == 2
+    assert "OAUTH_ISSUER, OAUTH_CLIENT_ID, API_URL" in result.stderr
+
+
+def test_no_example_imports_the_tests() -> None:
+    """examples/ run from an installed package: nothing there may import tests/ (the
+    demo is `make demo`'s, which runs in the repository, and says so)."""
+    for path in sorted(EXAMPLES.glob("*.py")):
+        if path.name == "demo.py":
+            continue
+        text = path.read_text()
+        assert "tests.support" not in text, path.name
+        assert "from tests" not in text, path.name
 
 
 def test_the_registry_client_says_which_login_to_run(tmp_path: Path) -> None:
@@ -120,3 +153,26 @@ def test_the_machine_example_uses_client_credentials(
     assert result.stdout.count("-> 200") == 3, result.stdout
     assert real_idp.token_requests("client_credentials") == 1
     assert api.count() == 3
+
+
+def test_the_credential_helper_gives_curl_the_header_on_stdin(tmp_path: Path,
+                                                             api_factory: Any) -> None:
+    """API_URL set: curl gets the Authorization header as a config line on its stdin
+    (`-K -`), so the token is on no command line (issue 15, item 3)."""
+    import shutil
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    gateway, issuer = "https://llm.example.test", "https://idp.example.test"
+    token = "credential-helper-curl-token-0123456789"
+    api = api_factory(lambda t: t == token)
+    env = {"OAUTH_AUTH": _cli(), "API_URL": api.url + "/me",
+           llm_access_token_env_var(gateway, issuer): f"{token}|2999-01-01T00:00:00Z"}
+    result = _run(["sh", str(EXAMPLES / "credential_helper.sh"), "llm", "--gateway", gateway,
+                   "--issuer", issuer, "--client-id", "llm-cli"], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert token not in result.stdout + result.stderr
+    assert [s.authorization for s in api.seen] == [f"Bearer {token}"]
+    script = (EXAMPLES / "credential_helper.sh").read_text()
+    assert "curl -fsS -K -" in script
+    assert "-H " not in script.replace('`curl -H "Authorization', "")
