@@ -1118,7 +1118,9 @@ def _status_info(session: Session) -> dict[str, Any]:
         "config_file": str(session.config.path),
         "config_entry": session.entry is not None,
         "key": session.key,
-        "secrets_backend": _store_name(session),
+        "secrets_backend": _store_name(session) + (
+            "; an access token injected in the environment (read-only) is read first"
+            if session.kind.env_first else ""),
         "plaintext": plaintext,
         "identity": dict(ident) if isinstance(ident, dict) else {},
         "access_token": {

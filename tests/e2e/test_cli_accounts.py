@@ -10,7 +10,6 @@ another name than ToolHive's `__thv_registry_<key>`.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,9 @@ from oauth_auth import KeyringSecrets, derive_secret_key
 from tests.support.cli import browser_program, browser_urls, cli, cli_env
 from tests.support.hygiene import LEDGER
 from tests.support.idp import IdP
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.idp, pytest.mark.keyring]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -22,14 +21,9 @@ from oauth_auth._config import Config
 from tests.support.cli import ROOT, browser_program, cli, cli_env, script
 from tests.support.hygiene import LEDGER
 from tests.support.idp import IdP, decode_jwt_payload, refresh_count
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.idp, pytest.mark.keyring]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

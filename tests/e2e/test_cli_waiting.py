@@ -10,7 +10,6 @@ and there was no way to log in over SSH without port forwarding.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import threading
 import time
@@ -24,14 +23,9 @@ from tests.support.browser import http_browser_login
 from tests.support.cli import ROOT, browser_program, browser_urls, cli, cli_env, script
 from tests.support.hygiene import LEDGER
 from tests.support.idp import IdP
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.idp, pytest.mark.keyring]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

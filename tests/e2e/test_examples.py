@@ -22,6 +22,7 @@ import pytest
 from oauth_auth import llm_access_token_env_var
 from tests.support.cli import browser_program
 from tests.support.idp import IdP, require_idp
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -36,14 +37,6 @@ def _run(argv: list[str], tmp_path: Path, env: dict[str, str] | None = None,
     base.update(env or {})
     return subprocess.run(argv, cwd=ROOT, env=base, capture_output=True, text=True,
                           timeout=timeout, check=False)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cli() -> str:
@@ -74,7 +67,7 @@ def test_the_adapter_examples_run(name: str, tmp_path: Path, real_idp: IdP,
                                   api_factory: Any) -> None:
     api = api_factory(real_idp.active)
     env = {"OAUTH_ISSUER": real_idp.issuer, "OAUTH_CLIENT_ID": real_idp.client_id,
-           "API_URL": api.url, "OAUTH_CALLBACK_PORT": str(_free_port()),
+           "API_URL": api.url, "OAUTH_CALLBACK_PORT": str(free_port()),
            "BROWSER": str(browser_program(tmp_path / "browser")), "DISPLAY": ""}
     result = _run([sys.executable, str(EXAMPLES / name)], tmp_path, env)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -849,3 +849,53 @@ def test_console_script_ctrl_c_during_a_login_exits_1_and_frees_the_port(
         again.bind(("127.0.0.1", port))
         again.listen()
     assert real_idp.counts()["token"] == {}
+
+
+class _RefusesSessions(MemorySecrets):
+    """A store that passes the login's check but refuses to keep the session itself."""
+
+    def set_secret(self, name: str, value: str) -> None:
+        if not name.endswith("_LOGIN_CHECK"):
+            from oauth_auth import SecretsError
+
+            raise SecretsError("the keyring refused the write")
+        super().set_secret(name, value)
+
+
+def test_login_exits_1_when_the_session_was_not_stored(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, real_idp: IdP
+) -> None:
+    """Issue 14, item 1: `login` said "The session is stored" and exited 0 when the store
+    refused it; now it exits 0 only when the session reached the store."""
+    from tests.support.browser import Background, http_browser_login
+
+    browser = Background(http_browser_login)
+    monkeypatch.setattr(cli_module, "_session_options",
+                        {"secrets_provider": _RefusesSessions(), "open_browser": browser})
+    code, out, err = run(capsys, "login", "--issuer", real_idp.issuer, "--client-id",
+                         real_idp.client_id, "--callback-port", str(free_port()))
+    browser.wait()
+    assert (code, out) == (1, "")
+    assert "the login succeeded, but the session could not be stored" in err
+    assert "Logged in" not in err
+    assert real_idp.token_requests("authorization_code") == 1
+
+
+def test_llm_login_says_where_the_session_is_stored(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, real_idp: IdP
+) -> None:
+    """Issue 14, item 6: `llm login` said the session was stored "in the environment
+    (TOOLHIVE_SECRET_*), then the keyring"; the environment is read-only."""
+    from tests.support.browser import Background, http_browser_login
+
+    browser = Background(http_browser_login)
+    monkeypatch.setattr(cli_module, "_session_options",
+                        {"secrets_provider": MemorySecrets(), "open_browser": browser})
+    code, _, err = run(capsys, "llm", "login", "--gateway", GATEWAY_URL, "--issuer",
+                       real_idp.issuer, "--client-id", real_idp.client_id,
+                       "--callback-port", str(free_port()))
+    browser.wait()
+    assert code == 0, err
+    stored = next(line for line in err.splitlines() if "The session is stored in" in line)
+    assert "environment" not in stored
+    assert "MemorySecrets" in stored
