@@ -26,7 +26,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 demo: deps
-	$(BIN)/python examples/demo.py
+	$(BIN)/python tests/demo.py
 
 # Benchmarks of issue 8 (see benchmarks/__main__.py); the peers they compare with live in
 # the `bench` dependency group only. Writes benchmarks/results/latest.{md,png,json} and the

@@ -1,11 +1,11 @@
 """The examples stay runnable: each one runs here as a user would run it, end to end.
 
-`make demo` is the README's main job; the three adapter examples run as a user runs them
-with their own provider (examples/_local.py reads OAUTH_ISSUER, OAUTH_CLIENT_ID and
-API_URL, and logs in through the real `webbrowser`, here a $BROWSER program that plays the
-user), and no example imports anything from tests/; the registry client and the credential
-helper are run against their documented failure and success paths. Figures printed by the demo are
-checked, not just its exit code.
+`make demo` (tests/demo.py, on the test bench's provider) is the README's main job. The
+three adapter examples run as a user runs them with their own provider: examples/_local.py
+reads OAUTH_ISSUER, OAUTH_CLIENT_ID and API_URL and logs in through the real `webbrowser`,
+here a $BROWSER program that plays the user; no example imports anything from tests/. The
+registry client and the credential helper are run against their documented failure and
+success paths. Figures printed by the demo are checked, not just its exit code.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _cli() -> str:
 @pytest.mark.idp
 def test_the_demo_runs_every_tier_end_to_end(tmp_path: Path) -> None:
     require_idp()
-    result = _run([sys.executable, str(EXAMPLES / "demo.py"), "--auto"], tmp_path)
+    result = _run([sys.executable, str(ROOT / "tests" / "demo.py"), "--auto"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert re.search(r"logged in in [0-9.]+ s; requests -> API: HTTP 200", out)
@@ -87,10 +87,8 @@ def test_the_adapter_examples_say_what_they_need(tmp_path: Path) -> None:
 
 def test_no_example_imports_the_tests() -> None:
     """examples/ run from an installed package: nothing there may import tests/ (the
-    demo is `make demo`'s, which runs in the repository, and says so)."""
+    demo, which runs against the bundled provider of the test bench, is tests/demo.py)."""
     for path in sorted(EXAMPLES.glob("*.py")):
-        if path.name == "demo.py":
-            continue
         text = path.read_text()
         assert "tests.support" not in text, path.name
         assert "from tests" not in text, path.name
