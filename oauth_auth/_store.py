@@ -38,9 +38,11 @@ The protocol (`SessionStore`), operation by operation:
   token the caller read from the store under the lock (`StoredRefresh.held`), and the
   refresh token write is a compare-and-set against it: if the entry no longer holds
   `previous` (a holder whose lease ran out, while another one refreshed), the newer entry
-  is kept and nothing older is put back. A refused write (`SecretsError`) makes the new
-  refresh token a pending rotation. A failed ``_AT`` write or persister is logged: the
-  token is kept in memory either way. Returns whether the refresh token was stored.
+  is kept and nothing older is put back, and neither is the ``_AT`` entry written (the
+  newer session's, perhaps another account's, is the one to share). A refused write
+  (`SecretsError`) makes the new refresh token a pending rotation. A failed ``_AT``
+  write or persister is logged: the token is kept in memory either way. Returns whether
+  the refresh token was stored.
 - `delete_refresh_token_if(failed)`: after `invalid_grant`, delete the dead refresh
   token, only if the entry still holds `failed` (a sibling may have stored a newer one).
 - `delete_access_token_if(rejected)`: delete ``<key>_AT``, only if it still holds
@@ -208,6 +210,10 @@ class CompareAndSetSecrets(Protocol):
         ...
 
 
+#: What `SecretsSessionStore._write_refresh` did with a new refresh token.
+_STORED, _LOST, _PENDING, _UNCHANGED = object(), object(), object(), object()
+
+
 def file_lock_factory(lock_dir: str | os.PathLike[str] | None) -> LockFactory:
     """The local lock: an OS file lock per key under `lock_dir` (see `_locking`)."""
 
@@ -338,7 +344,8 @@ class SecretsSessionStore:
         if entry is None or entry[1] != stored:
             return StoredRefresh(stored, stored)
         newer = entry[2]  # our rotation never reached the store: repair it now
-        return StoredRefresh(newer, newer if self._write_refresh(newer, stored) else stored)
+        written = self._write_refresh(newer, stored)
+        return StoredRefresh(newer, newer if written is _STORED else stored)
 
     def lock(self, timeout: float) -> AbstractContextManager[object]:
         return self._locked(timeout)
@@ -365,9 +372,14 @@ class SecretsSessionStore:
 
     def save(self, token: Token, previous: str | None) -> bool:
         new = token.refresh_token
-        stored = bool(new) and new != previous and self._write_refresh(new or "", previous)
+        written = _UNCHANGED
+        if new and new != previous:
+            written = self._write_refresh(new, previous)
+        stored = written is _STORED
         entry = encode_at_entry(token)
-        if entry is not None:
+        # A lost compare-and-set means a newer session is stored (a sibling's rotation, or
+        # another login, maybe another account's): its `_AT` entry is the one to share.
+        if entry is not None and written is not _LOST:
             try:
                 self.secrets.set_secret(self._key + AT_SUFFIX, entry)
             except OAuthAuthError as exc:
@@ -380,8 +392,9 @@ class SecretsSessionStore:
                 log.warning("config_persister failed: %s", short_error(exc))
         return stored
 
-    def _write_refresh(self, new: str, previous: str | None) -> bool:
-        """Compare-and-set the refresh token; a refused write becomes a pending rotation."""
+    def _write_refresh(self, new: str, previous: str | None) -> object:
+        """Compare-and-set the refresh token: `_STORED`, `_LOST` (a newer one is stored and
+        kept), or `_PENDING` (the write failed: it becomes a pending rotation)."""
         try:
             if callable(getattr(self.secrets, "compare_and_set", None)):
                 if not compare_and_set(self.secrets, self._key, previous, new):
@@ -389,7 +402,7 @@ class SecretsSessionStore:
                         "the stored refresh token changed while this process refreshed (its"
                         " lock ran out); the newer one is kept"
                     )
-                    return False
+                    return _LOST
             else:  # under the file lock nothing wrote since `previous` was read
                 self.secrets.set_secret(self._key, new)
         except OAuthAuthError as exc:
@@ -398,8 +411,8 @@ class SecretsSessionStore:
                 " store it at its next refresh or when it exits", short_error(exc),
             )
             self._pending.entry = (self._key, previous, new)
-            return False
-        return True
+            return _PENDING
+        return _STORED
 
     def delete_refresh_token_if(self, failed: str) -> bool:
         if not compare_and_delete(self.secrets, self._key, failed):

@@ -140,8 +140,18 @@ def test_compare_and_set_keeps_a_newer_token_written_meanwhile(tmp_path: Path) -
     assert persisted == []
     assert store.read_refresh_token() == StoredRefresh("rt-from-another-host",
                                                        "rt-from-another-host")
-    # the access token is still shared: it is valid whoever refreshed
-    assert decode_at_entry(secrets.get_secret(AT)) is not None
+    # the newer session's access token is the shared one: ours is not written over it
+    assert secrets.get_secret(AT) is None
+
+
+def test_a_lost_compare_and_set_leaves_the_newer_sessions_access_token(tmp_path: Path) -> None:
+    secrets = Capable()
+    store = make(secrets, tmp_path)
+    secrets.set_secret(KEY, "rt-of-another-login")
+    secrets.set_secret(AT, "at-of-another-login|2999-01-01T00:00:00Z")
+    assert store.save(token(), previous="rt-old") is False
+    assert secrets.get_secret(AT) == "at-of-another-login|2999-01-01T00:00:00Z"
+    assert secrets.get_secret(KEY) == "rt-of-another-login"
 
 
 def test_compare_and_set_writes_when_the_entry_is_unchanged(tmp_path: Path) -> None:
