@@ -26,7 +26,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ._lease import describe_holder, hold_lease, lease_seconds
+from ._fleet import FleetSecrets
+from ._lease import describe_holder, lease_seconds
 from ._scrub import scrubs
 from ._sealing import EncryptionKey, Sealer
 from .errors import ConfigError, SecretsError
@@ -42,7 +43,7 @@ DEFAULT_TIMEOUT = 5.0
 _TABLE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,40}\.)?[A-Za-z_][A-Za-z0-9_]{0,40}$")
 
 
-class PostgresSecrets:
+class PostgresSecrets(FleetSecrets):
     """Secrets in a PostgreSQL table, encrypted at rest, with a lease lock and compare-and-set.
 
     With it as the `secrets_provider` of every host's token source, the guarantees of the
@@ -151,11 +152,6 @@ class PostgresSecrets:
     # ------------------------------------------------------------------ SecretsProvider
 
     @scrubs
-    def get_secret(self, name: str) -> str | None:
-        stored = self.get_stored(name)
-        return None if stored is None else self._sealer.open(name, stored)
-
-    @scrubs
     def set_secret(self, name: str, value: str) -> None:
         sealed = self._sealer.seal(name, value)
         self._run("store", name, lambda c: c.execute(self._sql["set"], (name, sealed)))
@@ -171,27 +167,6 @@ class PostgresSecrets:
         row = self._run("read", name,
                         lambda c: c.execute(self._sql["get"], (name,)).fetchone())
         return None if row is None else str(row[0])
-
-    @scrubs
-    def compare_and_set(self, name: str, expected: str | None, value: str) -> bool:
-        """Store `value` only if `name` still holds `expected` (None: nothing); False
-        when another holder wrote first (the storage seam's capability, see `_store`).
-        True as well when the entry already holds `value` (say, a retried call whose
-        first commit was not acknowledged)."""
-        return self._conditional(name, expected, value)
-
-    @scrubs
-    def compare_and_delete(self, name: str, expected: str) -> bool:
-        """Delete `name` only if it still holds `expected`; False when it holds another
-        value (True when it is already gone)."""
-        return self._conditional(name, expected, None)
-
-    def lock(self, name: str, *, timeout: float) -> contextlib.AbstractContextManager[object]:
-        """The refresh lease of session `name`, held for the block (the storage seam's
-        lock capability): waits at most `timeout` seconds (`LockTimeoutError`), lasts
-        `lock_lease` seconds if never released, released only by its holder."""
-        return hold_lease(self, name, timeout=timeout, lease=self.lock_lease,
-                          where=self.where)
 
     def _conditional(self, name: str, expected: str | None, value: str | None) -> bool:
         """Write `value` (None deletes) only if `name` holds `expected`, in one

@@ -15,13 +15,13 @@ redis-py is imported when the first `RedisSecrets` is made, never by ``import oa
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from ._lease import describe_holder, hold_lease, lease_seconds
+from ._fleet import FleetSecrets
+from ._lease import describe_holder, lease_seconds
 from ._scrub import scrubs
 from ._sealing import EncryptionKey, Sealer
 from .errors import ConfigError, SecretsError
@@ -68,7 +68,7 @@ return 0
 """
 
 
-class RedisSecrets:
+class RedisSecrets(FleetSecrets):
     """Secrets on a Redis server, encrypted at rest, with a lease lock and compare-and-set.
 
     With it as the `secrets_provider` of every host's token source, the guarantees of the
@@ -142,11 +142,6 @@ class RedisSecrets:
     # ------------------------------------------------------------------ SecretsProvider
 
     @scrubs
-    def get_secret(self, name: str) -> str | None:
-        stored = self.get_stored(name)
-        return None if stored is None else self._sealer.open(name, stored)
-
-    @scrubs
     def set_secret(self, name: str, value: str) -> None:
         sealed = self._sealer.seal(name, value)
         self._call("store", name, lambda: self._client.set(self._entry(name), sealed))
@@ -161,31 +156,6 @@ class RedisSecrets:
         """The stored (sealed) form of `name`, or None; for compare-and-set."""
         value = self._call("read", name, lambda: self._client.get(self._entry(name)))
         return None if value is None else str(value)
-
-    @scrubs
-    def compare_and_set(self, name: str, expected: str | None, value: str) -> bool:
-        """Store `value` only if `name` still holds `expected` (None: nothing); False
-        when another holder wrote first (the storage seam's capability, see `_store`).
-
-        The stored value is read and opened here and compared in the clear (encryption
-        is randomized); the write is a script that checks, on the server, that the entry
-        still holds the exact stored bytes that were read. True as well when the entry
-        already holds `value`.
-        """
-        return self._conditional(name, expected, value)
-
-    @scrubs
-    def compare_and_delete(self, name: str, expected: str) -> bool:
-        """Delete `name` only if it still holds `expected`; False when it holds another
-        value (True when it is already gone)."""
-        return self._conditional(name, expected, None)
-
-    def lock(self, name: str, *, timeout: float) -> contextlib.AbstractContextManager[object]:
-        """The refresh lease of session `name`, held for the block (the storage seam's
-        lock capability): waits at most `timeout` seconds (`LockTimeoutError`), lasts
-        `lock_lease` seconds if never released, released only by its holder."""
-        return hold_lease(self, name, timeout=timeout, lease=self.lock_lease,
-                          where=self.where)
 
     def try_lease(self, name: str, holder: str, seconds: float) -> str | None:
         """Take the lease of `name` (see `_lease.LeaseBackend`)."""
