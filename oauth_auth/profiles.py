@@ -73,6 +73,8 @@ from .secrets import (
 from .source import OAuthTokenSource
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from .auth import OIDCAuth
     from .secrets import SecretsProvider
 
@@ -447,6 +449,14 @@ class _FreshLogin:
 
     def delete_secret(self, name: str) -> None:
         self.inner.delete_secret(name)
+
+    @property
+    def lock(self) -> Callable[..., AbstractContextManager[object]] | None:
+        """The wrapped provider's session lock (a fleet store's lease), so a login holds
+        what a refresh on another host holds. Compare-and-set is not passed on: a login
+        replaces whatever session is stored, which this wrapper reads as empty."""
+        own = getattr(self.inner, "lock", None)
+        return own if callable(own) else None
 
     def __repr__(self) -> str:
         return f"_FreshLogin({self.inner!r})"

@@ -612,3 +612,37 @@ def test_adhoc_login_command_reproduces_the_settings() -> None:
         f"oauth-auth login --issuer {ISSUER} --client-id cli --audience api --scope email"
         " --callback-port 9001"
     )
+
+
+def test_a_fresh_login_holds_the_fleet_lease_but_replaces_without_compare_and_set() -> None:
+    """`oauth-auth login` on a Redis or PostgreSQL store takes the same lease as a refresh
+    on another host; its write replaces the stored session (a compare-and-set against the
+    empty read it makes would refuse the new login)."""
+    import contextlib
+
+    from oauth_auth._store import SecretsSessionStore
+    from oauth_auth._token import Token
+    from oauth_auth.profiles import _FreshLogin
+
+    taken: list[str] = []
+
+    class Leased(MemorySecrets):
+        def lock(self, name: str, *, timeout: float) -> contextlib.AbstractContextManager[None]:
+            taken.append(name)
+            return contextlib.nullcontext()
+
+        def compare_and_set(self, name: str, expected: str | None, value: str) -> bool:
+            raise AssertionError("a fresh login must not compare-and-set")
+
+    inner = Leased()
+    inner.set_secret("K", "rt-of-the-old-session")
+    fresh = _FreshLogin(inner)
+    assert fresh.get_secret("K") is None
+    assert getattr(fresh, "compare_and_set", None) is None
+    store = SecretsSessionStore(fresh, "K")
+    with store.lock(5):
+        held = store.read_refresh_token().held
+        assert store.save(Token("at-new", 2_000_000_000.0, "rt-new"), held) is True
+    assert taken == ["K"]
+    assert inner.get_secret("K") == "rt-new"
+    assert _FreshLogin(MemorySecrets()).lock is None
