@@ -158,6 +158,12 @@ code{{background:#f3f3f3;padding:0 .2em}}</style></head>
 """
 
 
+def _finished_page() -> bytes:
+    """What a start page or callback fetched after the login ended shows (with 409)."""
+    return _page("Login already finished",
+                 _p("This login has already finished. You can close this tab."), ok=False)
+
+
 def _page(title: str, body_html: str, *, ok: bool) -> bytes:
     return _PAGE.format(
         title=html.escape(title), body=body_html, cls="ok" if ok else "err"
@@ -399,11 +405,7 @@ class CallbackServer:
         """
         with self._lock:
             if self._claimed:
-                return 409, _page(
-                    "Login already finished",
-                    _p("This login has already finished. You can close this tab."),
-                    ok=False,
-                ), None, False
+                return 409, _finished_page(), None, False
             self._start_fetches += 1
             if self._start_fetches == 1 and self._authorization_url is not None:
                 target = self._authorization_url
@@ -437,11 +439,7 @@ class CallbackServer:
         """
         with self._lock:
             if self._claimed:
-                return 409, _page(
-                    "Login already finished",
-                    _p("This login has already finished. You can close this tab."),
-                    ok=False,
-                ), False
+                return 409, _finished_page(), False
             try:
                 code = parse_callback(
                     query,

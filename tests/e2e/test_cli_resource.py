@@ -10,14 +10,13 @@ never discover or register for a resource nobody logged in to.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from oauth_auth._config import RESOURCES, Config
-from tests.support.cli import cli, cli_env
+from tests.support.cli import browser_program, browser_urls, cli, cli_env
 from tests.support.hygiene import LEDGER
 from tests.support.mcp import MCPServer
 from tests.support.servers import free_port
@@ -25,24 +24,10 @@ from tests.support.servers import free_port
 pytestmark = pytest.mark.keyring
 
 
-def follow_browser(directory: Path) -> str:
-    """A ``$BROWSER`` that follows the page it is given (the SDK's server approves at
-    once) and records how often it was started."""
-    directory.mkdir(parents=True, exist_ok=True)
-    program = directory / "browser"
-    program.write_text(
-        f"#!{sys.executable}\n"
-        "import sys, httpx\n"
-        f"open({str(directory / 'opened')!r}, 'a').write('x')\n"
-        "httpx.get(sys.argv[1], follow_redirects=True, timeout=30)\n")
-    program.chmod(0o755)
-    return str(program)
-
-
 def test_a_resource_session_from_its_url_alone(mcp_server: MCPServer, secret_service: Any,
                                                tmp_path: Path) -> None:
     env = cli_env(tmp_path, secret_service.subprocess_env(),
-                  BROWSER=follow_browser(tmp_path / "b"))
+                  BROWSER=str(browser_program(tmp_path / "b", follow=True)))
     url = mcp_server.url
     login = cli(["login", "--resource", url, "--callback-port", str(free_port())], env)
     assert login.returncode == 0, login.stderr
@@ -70,7 +55,7 @@ def test_a_resource_session_from_its_url_alone(mcp_server: MCPServer, secret_ser
     assert info["usable"] is True
     assert doc["access_token"] not in status.stdout
     assert mcp_server.stats()["authorize"] == 2  # token and status logged in no more
-    assert (tmp_path / "b" / "opened").read_text() == "x"
+    assert len(browser_urls(tmp_path / "b")) == 1  # one browser, for the login only
 
     logout = cli(["logout", "--resource", url], env)
     assert logout.returncode == 0, logout.stderr

@@ -19,6 +19,8 @@ import pytest
 
 from oauth_auth import LoginRequiredError, derive_secret_key, resource_auth
 from oauth_auth._config import RESOURCES, Config
+from tests.support.children import start_together
+from tests.support.cli import ROOT, browser_program
 from tests.support.filesecrets import FileSecrets
 from tests.support.mcp import MCPServer, call_add, play_browser
 from tests.support.servers import free_port
@@ -35,12 +37,11 @@ def _login(server: MCPServer, store: Path) -> Any:
 
 
 def _children(server: MCPServer, store: Path, tmp: Path, count: int) -> list[str]:
-    go = tmp / "go"
-    cfg = json.dumps({"url": server.url, "store": str(store), "go": str(go)})
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.support.mcp_child", cfg],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(count)]
-    go.touch()
+    import os
+
+    cfg = {"url": server.url, "store": str(store)}
+    procs = start_together("tests.support.mcp_child", [cfg] * count, tmp, env=os.environ,
+                           cwd=ROOT)
     outputs = []
     for proc in procs:
         out, err = proc.communicate(timeout=180)
@@ -162,9 +163,8 @@ def test_the_mcp_example_runs_from_the_url_alone(
     (`$BROWSER`: a command that follows the page it is given, as a tab would)."""
     import os
 
-    root = Path(__file__).resolve().parents[2]
-    follow = (f"{sys.executable} -c \"import sys, httpx; "
-              "httpx.get(sys.argv[1], follow_redirects=True, timeout=30)\" %s")
+    root = ROOT
+    follow = str(browser_program(tmp_path / "browser", follow=True))
     env = {**os.environ, **secret_service.env, "BROWSER": follow,
            "OAUTH_AUTH_CONFIG": str(tmp_path / "cfg.json"),
            "OAUTH_AUTH_LOCK_DIR": str(tmp_path / "locks")}

@@ -50,19 +50,22 @@ def cli(argv: list[str], env: dict[str, str], *, stdin: str | None = None,
     return done
 
 
-def browser_program(directory: Path, *, login: str = "alice") -> Path:
+def browser_program(directory: Path, *, login: str = "alice", follow: bool = False) -> Path:
     """A ``$BROWSER`` program that logs in as `login` and appends each URL to
-    ``<directory>/browser-urls``."""
+    ``<directory>/browser-urls``; with `follow`, it only follows the page's redirects
+    (a server that approves at once, such as the MCP SDK's test provider)."""
     directory.mkdir(parents=True, exist_ok=True)
     program = directory / "browser"
+    play = ("import httpx\nhttpx.get(sys.argv[1], follow_redirects=True, timeout=30)\n"
+            if follow else "from tests.support.browser import http_browser_login\n"
+            f"http_browser_login(sys.argv[1], login={login!r})\n")
     program.write_text(
         f"#!{sys.executable}\n"
         "import sys\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         f"with open({str(directory / 'browser-urls')!r}, 'a') as f:\n"
         "    f.write(sys.argv[1] + '\\n')\n"
-        "from tests.support.browser import http_browser_login\n"
-        f"http_browser_login(sys.argv[1], login={login!r})\n"
+        + play
     )
     program.chmod(0o755)
     return program

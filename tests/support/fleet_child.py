@@ -26,11 +26,11 @@ import logging
 import os
 import signal
 import sys
-import time
 from typing import Any
 
 from oauth_auth import OAuthAuthError, OAuthTokenSource, OIDCParams
 from oauth_auth._store_url import store_from_url
+from tests.support.children import wait_for_start
 from tests.support.filesecrets import FileSecrets
 
 
@@ -73,12 +73,9 @@ def main() -> int:
     )
     source._cross_process_lock = cfg.get("lock", True)
     print("READY", flush=True)
-    deadline = time.monotonic() + 60
-    while not os.path.exists(cfg["go"]):
-        if time.monotonic() > deadline:
-            print("ERROR Timeout never started", flush=True)
-            return 3
-        time.sleep(0.002)
+    if not wait_for_start(cfg):  # its ready file, then the go file (tests.support.children)
+        print("ERROR Timeout never started", flush=True)
+        return 3
     try:
         print(f"TOKEN {source.token()}", flush=True)
     except OAuthAuthError as exc:

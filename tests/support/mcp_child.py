@@ -1,7 +1,7 @@
 """A child process of the MCP tests: `resource_auth(url)` from the config file, one tool call.
 
 Usage: python -m tests.support.mcp_child '<json>' with keys url, store (a FileSecrets
-directory) and go (a file whose appearance starts everyone). Prints `SUM <n>` or
+directory), ready and go (tests.support.children.start_together's barrier). Prints `SUM <n>` or
 `ERROR <type> <message>`; exits 0, or 3 on failure. Not interactive: a process that would
 need a login fails instead, which is what the tests check.
 """
@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import time
 
 from oauth_auth import OAuthAuthError, resource_auth
+from tests.support.children import wait_for_start
 from tests.support.filesecrets import FileSecrets
 from tests.support.mcp import call_add
 
@@ -25,12 +24,9 @@ def main() -> int:
     cfg = json.loads(sys.argv[1])
     auth = resource_auth(cfg["url"], interactive=False,
                          secrets_provider=FileSecrets(cfg["store"]), lock_timeout=120)
-    deadline = time.monotonic() + 60
-    while cfg.get("go") and not os.path.exists(cfg["go"]):
-        if time.monotonic() > deadline:
-            print("ERROR Timeout never started", flush=True)
-            return 3
-        time.sleep(0.002)
+    if not wait_for_start(cfg):  # its ready file, then the go file (tests.support.children)
+        print("ERROR Timeout never started", flush=True)
+        return 3
     try:
         print(f"SUM {call_add(cfg['url'], auth, 20, 22)}", flush=True)
     except OAuthAuthError as exc:
