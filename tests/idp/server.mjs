@@ -546,12 +546,21 @@ async function admin(ctx) {
 
 // --- the provider ------------------------------------------------------------------------------
 
-function rsaKey() {
-  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+// Not generateKeyPairSync: on Node 20 it can deadlock for good. A garbage collection while it
+// builds its result runs the job's own destructor, which waits for a mutex the job still holds
+// (main thread in node::crypto::KeyGenJob<RsaKeyGenTraits>::~KeyGenJob under
+// Heap::CollectGarbage, seen by gdb: about one start in forty hung with no output under load).
+// The callback form finishes on the thread pool and hands the key over outside that lock.
+async function rsaKey() {
+  const privateKey = await new Promise((resolve, reject) => {
+    crypto.generateKeyPair('rsa', { modulusLength: 2048 }, (error, _publicKey, key) => {
+      if (error) reject(error); else resolve(key);
+    });
+  });
   return { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), use: 'sig', alg: 'RS256' };
 }
 
-const signingKey = rsaKey();
+const signingKey = await rsaKey();
 // With tls_cert and tls_key (PEM), HTTPS: a provider whose CA the client must be told of.
 const tls = Boolean(initialSettings.tls_cert && initialSettings.tls_key);
 const server = tls
