@@ -11,8 +11,9 @@ lease lock is held. A subclass supplies the server calls: `get_stored`, `set_sec
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
-from ._lease import hold_lease
+from ._lease import Lease, hold_lease
 from ._scrub import scrubs
 from ._sealing import Sealer
 
@@ -60,9 +61,13 @@ class FleetSecrets:
         value (True when it is already gone)."""
         return self._conditional(name, expected, None)
 
-    def lock(self, name: str, *, timeout: float) -> contextlib.AbstractContextManager[object]:
+    def lock(
+        self, name: str, *, timeout: float, done: Callable[[], bool] | None = None
+    ) -> contextlib.AbstractContextManager[Lease | None]:
         """The refresh lease of session `name`, held for the block (the storage seam's
         lock capability): waits at most `timeout` seconds (`LockTimeoutError`), lasts
-        `lock_lease` seconds if never released, released only by its holder."""
+        `lock_lease` seconds if never released, released only by its holder. While it
+        waits it asks `done` after every pause; once True it yields None without taking
+        the lease (see `_lease.hold_lease`)."""
         return hold_lease(self, name, timeout=timeout, lease=self.lock_lease,  # type: ignore[arg-type]
-                          where=self.where)
+                          where=self.where, done=done)

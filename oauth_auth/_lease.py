@@ -11,6 +11,16 @@ The waiting loop is shared by both stores: poll with exponential backoff and jit
 once that we wait and for whom, give up with `LockTimeoutError`. The backends supply
 three atomic server-side steps (see `LeaseBackend`).
 
+A waiter usually waits for nothing but the holder's result: the holder refreshes and
+writes the shared access token, and every waiter would then take the lease in turn only
+to find that token. So the wait takes a `done` check (the session store supplies it; it
+reads the shared access token): after every pause it is asked first, and once it says
+the work is done the wait ends *without* the lease, and the block is told so (it gets
+None instead of a `Lease`). The herd then costs one refresh plus one pause per waiter,
+not one lease after another. Asking `done` before the next try, not after, matters: the
+holder writes its token before it releases the lease, so a waiter that wakes after the
+write finds the token rather than a free lease.
+
 A lease can run out while its holder still works (a provider slower than `lock_lease`, a
 paused or swapped-out process). Compare-and-set keeps such a holder from writing an older
 token back, but it could still *spend* the refresh token it read, which another holder may
@@ -117,10 +127,12 @@ def hold_lease(
     timeout: float,
     lease: float,
     where: str,
+    done: Callable[[], bool] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> Iterator[Lease]:
-    """Hold the lease of `name` for the block; yields it (`Lease`, renewable).
+) -> Iterator[Lease | None]:
+    """Hold the lease of `name` for the block; yields it (`Lease`, renewable), or None
+    when `done` ended the wait first (the block then holds nothing and must not refresh).
 
     Args:
         backend: the store.
@@ -128,19 +140,20 @@ def hold_lease(
         timeout: seconds to wait for another holder before `LockTimeoutError`.
         lease: seconds the lease lasts if never released.
         where: the store, for messages (no credentials).
+        done: asked after every pause, before the next try: True when what the lease
+            guards is done already (a sibling's token is there), so waiting is over.
 
     Raises:
-        LockTimeoutError: another holder kept it longer than `timeout`.
+        LockTimeoutError: another holder kept it longer than `timeout` (and `done` never
+            said True).
         SecretsError: the server failed (the caller gets the real cause, with a hint).
     """
     holder = new_holder()
     deadline = clock() + timeout
     delay = POLL_MIN
     said = False
-    while True:
-        current = backend.try_lease(name, holder, lease)
-        if current is None:
-            break
+    current = backend.try_lease(name, holder, lease)
+    while current is not None:
         if not said and timeout > 0:
             said = True
             log.info("waiting for %s, which holds the refresh lease of %s on %s",
@@ -156,6 +169,10 @@ def hold_lease(
             )
         sleep(min(delay * (0.5 + random.random()), remaining))
         delay = min(delay * 2, POLL_MAX)
+        if done is not None and done():
+            yield None  # never taken, so nothing to release
+            return
+        current = backend.try_lease(name, holder, lease)
     try:
         yield Lease(backend, name, holder, lease)
     finally:

@@ -17,20 +17,35 @@ The protocol (`SessionStore`), operation by operation:
   session. If this store holds a rotation it could not write earlier (see "pending
   rotation" below) and the entry still holds the token that rotation spent, the newer
   token is written now (compare-and-set against the spent one) and returned to spend.
-- `lock(timeout)`: a context manager that gives its holder the right to refresh or log
-  in for this key, held across the re-read, the refresh and the write ("lock, re-read,
-  refresh only if still needed, write, unlock"). It waits at most `timeout` seconds
-  (0: do not wait) and raises `LockTimeoutError` when another holder keeps it; a store
-  that cannot create its lock raises `ConfigError`. On one host it is an OS file lock
-  (`_locking.process_lock`), released by the OS when its holder dies. A provider with a
-  ``lock`` capability (below) replaces it with its own, typically a lease that runs out
-  when its holder stops, so the lock may be lost while held: that is why every refresh
-  token write is a compare-and-set.
+- `lock(timeout, done=None)`: a context manager that gives its holder the right to
+  refresh or log in for this key, held across the re-read, the refresh and the write
+  ("lock, re-read, refresh only if still needed, write, unlock"). It waits at most
+  `timeout` seconds (0: do not wait) and raises `LockTimeoutError` when another holder
+  keeps it; a store that cannot create its lock raises `ConfigError`. On one host it is
+  an OS file lock (`_locking.process_lock`), released by the OS when its holder dies. A
+  provider with a ``lock`` capability (below) replaces it with its own, typically a lease
+  that runs out when its holder stops, so the lock may be lost while held: that is why
+  every refresh token write is a compare-and-set.
+
+  It yields a `Locked`, which tells the block whether it holds the lock. `done` is the
+  caller's way to stop waiting for a result it can have without the lock: a callable
+  that returns what it found (the token source passes its tier-2 read, which returns a
+  servable shared access token) or None. A lock that can wait long asks it while it
+  waits; once it returns something the wait ends without the lock, and the block gets
+  `Locked(found=<that>)`, whose `held` is False: the block must serve `found` and do
+  nothing that needs the lock (no refresh, no login, no write). Otherwise `held` is True
+  and `found` None. The store decides `held` from its own record of what `done`
+  returned, never from what the provider's lock yields. Only a provider's ``lock``
+  capability uses `done`; the OS file lock does not (see `file_lock_factory`: one host
+  hands its file lock on within milliseconds, and asking a keyring every poll could
+  prompt the user), and neither does the lock turned off, so there `held` is always True.
 - `confirm_lock()`: called under the lock right before a refresh token is spent: whether
   the lock is still held (a lease is renewed for another full length). False when a lease
   ran out and may be another's: the caller must not spend the token it read, which the
   other holder may have spent already (a reuse, which many providers answer by revoking
-  the grant). An OS file lock cannot run out: always True.
+  the grant). False as well outside a held lock (a `Locked` whose `held` is False): the
+  second guard that nothing is spent without the lock. An OS file lock cannot run out:
+  True while held.
 - `save(token, previous)`: keep a newly issued token, in the contract's order: first the
   refresh token (only when it differs from `previous`), then the ``<key>_AT`` entry, then
   the config persister (only when the refresh token was stored, that is, it changed:
@@ -66,11 +81,14 @@ provider keeps working; `SecretsSessionStore` falls back to the file lock and to
 operations without them). A provider shared by many hosts (Redis, PostgreSQL) should
 offer all three, so that the guarantees of the file lock hold across hosts:
 
-- ``lock(name, *, timeout) -> ContextManager``: the cross-process (cross-host) lock of a
-  session, `name` being the refresh token entry's name (`LockingSecrets`). Raise
-  `LockTimeoutError` after `timeout` seconds, `SecretsError` when the backend fails. A
-  lock that can run out yields an object with ``renew() -> bool`` (`_lease.Lease`), which
-  `confirm_lock()` calls.
+- ``lock(name, *, timeout, done=None) -> ContextManager``: the cross-process
+  (cross-host) lock of a session, `name` being the refresh token entry's name
+  (`LockingSecrets`). Raise `LockTimeoutError` after `timeout` seconds, `SecretsError`
+  when the backend fails. A lock that can run out yields an object with ``renew() ->
+  bool`` (`_lease.Lease`), which `confirm_lock()` calls. `done`, when given, is a
+  ``() -> bool`` to ask while waiting (between tries, before each new try): once it
+  returns True, stop waiting, do not take the lock, and run the block holding nothing
+  (`_lease.hold_lease` yields None). A lock may ignore `done` (then it just waits).
 - ``compare_and_set(name, expected, value) -> bool``: store `value` only if the entry
   holds `expected` (None: holds nothing); False when it did not (`CompareAndSetSecrets`).
 - ``compare_and_delete(name, expected) -> bool``: delete only if the entry holds
@@ -98,7 +116,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
 
 from ._keys import AT_SUFFIX
 from ._token import Token, decode_at_entry, encode_at_entry, fingerprint
@@ -110,6 +128,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EXIT_FLUSH_LOCK_TIMEOUT",
     "CompareAndSetSecrets",
+    "Locked",
     "LockingSecrets",
     "SecretsSessionStore",
     "SessionStore",
@@ -121,8 +140,29 @@ log = logging.getLogger("oauth_auth")
 #: How long the last try to store a refused rotation (at exit) waits for the lock.
 EXIT_FLUSH_LOCK_TIMEOUT = 5.0
 
-#: `lock(name, timeout)`: the lock of one session key, as a context manager.
-LockFactory = Callable[[str, float], AbstractContextManager[object]]
+T = TypeVar("T")
+
+#: `lock(name, timeout, done)`: the lock of one session key, as a context manager; `done`
+#: (None: wait only) may end the wait without the lock (see `SessionStore.lock`).
+LockFactory = Callable[[str, float, "Callable[[], bool] | None"], AbstractContextManager[object]]
+
+
+@dataclass(frozen=True)
+class Locked(Generic[T]):
+    """What `SessionStore.lock()` yields: whether the block holds the lock.
+
+    Attributes:
+        found: what the caller's `done` check returned when it ended the wait without
+            the lock (a sibling's access token); None when the block holds the lock.
+    """
+
+    found: T | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether the block holds the lock: the only state in which it may refresh,
+        log in or write. False exactly when `done` found what the caller waited for."""
+        return self.found is None
 
 
 @dataclass(frozen=True)
@@ -162,12 +202,16 @@ class SessionStore(Protocol):
         """The refresh token to spend and what the entry holds (failures raise)."""
         ...
 
-    def lock(self, timeout: float) -> AbstractContextManager[object]:
-        """The session's exclusive lock, waiting at most `timeout` seconds."""
+    def lock(
+        self, timeout: float, done: Callable[[], T | None] | None = None
+    ) -> AbstractContextManager[Locked[T]]:
+        """The session's exclusive lock, waiting at most `timeout` seconds, or until
+        `done` finds something (then the block does not hold it: `Locked.held`)."""
         ...
 
     def confirm_lock(self) -> bool:
-        """Before spending a refresh token: is the lock still ours (a lease: renewed)?"""
+        """Before spending a refresh token: is the lock ours and still held (a lease:
+        renewed)? False outside a held lock."""
         ...
 
     def save(self, token: Token, previous: str | None) -> bool:
@@ -191,9 +235,13 @@ class SessionStore(Protocol):
 class LockingSecrets(Protocol):
     """A secrets provider with its own session lock (a lease shared by many hosts)."""
 
-    def lock(self, name: str, *, timeout: float) -> AbstractContextManager[object]:
+    def lock(
+        self, name: str, *, timeout: float, done: Callable[[], bool] | None = None
+    ) -> AbstractContextManager[object]:
         """Hold the lock of session `name` for the block; `LockTimeoutError` after
-        `timeout` seconds. A lease may run out while held; writes are CAS for that."""
+        `timeout` seconds. A lease may run out while held; writes are CAS for that.
+        While waiting, ask `done` (if given) before each new try; once True, stop
+        waiting and run the block without the lock."""
         ...
 
 
@@ -215,9 +263,19 @@ _STORED, _LOST, _PENDING, _UNCHANGED = object(), object(), object(), object()
 
 
 def file_lock_factory(lock_dir: str | os.PathLike[str] | None) -> LockFactory:
-    """The local lock: an OS file lock per key under `lock_dir` (see `_locking`)."""
+    """The local lock: an OS file lock per key under `lock_dir` (see `_locking`).
 
-    def lock(name: str, timeout: float) -> AbstractContextManager[object]:
+    It ignores `done` and always waits for the lock itself, on purpose. On one host the
+    file lock changes hands within its 20 ms poll, and each waiter then holds it only for
+    a local re-read that finds the holder's token, so waiters queue for milliseconds, not
+    for a network round trip and a backoff of up to half a second as on a server's lease.
+    And asking `done` reads the secrets provider: for a keyring, a D-Bus or keychain call
+    every poll from every waiter, which can even ask the user to unlock it.
+    """
+
+    def lock(
+        name: str, timeout: float, done: Callable[[], bool] | None = None
+    ) -> AbstractContextManager[object]:
         from ._locking import lock_path, process_lock
 
         return process_lock(lock_path(name, lock_dir), timeout)
@@ -235,10 +293,10 @@ def _lock_of(
 ) -> LockFactory:
     """The provider's own lock when it has one, else the file lock (or none, in tests)."""
     if not enabled:
-        return lambda name, timeout: _no_lock()
+        return lambda name, timeout, done: _no_lock()
     own = getattr(secrets, "lock", None)
     if callable(own):
-        return lambda name, timeout: own(name, timeout=timeout)
+        return lambda name, timeout, done: own(name, timeout=timeout, done=done)
     return file_lock_factory(lock_dir)
 
 
@@ -288,7 +346,7 @@ class _PendingRotation:
             return
         key, spent, newer = entry
         try:
-            with self.lock(key, EXIT_FLUSH_LOCK_TIMEOUT):
+            with self.lock(key, EXIT_FLUSH_LOCK_TIMEOUT, None):
                 if compare_and_set(self.secrets, key, spent, newer):
                     log.info("stored the refresh token that an earlier write failed to store")
         except Exception as exc:  # noqa: BLE001 - at exit: report, never raise
@@ -325,6 +383,7 @@ class SecretsSessionStore:
         self._persister = persister
         self._lock = _lock_of(secrets, lock_dir, cross_process_lock)
         self._held: object = None  # what the lock yielded while it is held
+        self._holding = False  # whether a block holds the lock now
         self._pending = _PendingRotation(secrets, self._lock)
         weakref.finalize(self, self._pending.flush)
 
@@ -347,19 +406,45 @@ class SecretsSessionStore:
         written = self._write_refresh(newer, stored)
         return StoredRefresh(newer, newer if written is _STORED else stored)
 
-    def lock(self, timeout: float) -> AbstractContextManager[object]:
-        return self._locked(timeout)
+    def lock(
+        self, timeout: float, done: Callable[[], T | None] | None = None
+    ) -> AbstractContextManager[Locked[T]]:
+        return self._locked(timeout, done)
 
     @contextlib.contextmanager
-    def _locked(self, timeout: float) -> Iterator[object]:
-        with self._lock(self._key, timeout) as held:
+    def _locked(
+        self, timeout: float, done: Callable[[], T | None] | None
+    ) -> Iterator[Locked[T]]:
+        found: list[T] = []  # what `done` returned, if it ended the wait
+
+        def finished() -> bool:
+            if done is None:
+                return False
+            value = done()
+            if value is None:
+                return False
+            found.append(value)
+            return True
+
+        with self._lock(self._key, timeout, None if done is None else finished) as held:
+            if found:  # our own record, whatever the provider's lock yielded
+                yield Locked(found[-1])
+                return
             self._held = held  # a lease (renewable) or the file lock's token
+            self._holding = True
             try:
-                yield held
+                yield Locked()
             finally:
                 self._held = None
+                self._holding = False
 
     def confirm_lock(self) -> bool:
+        if not self._holding:
+            log.warning(
+                "this process does not hold the refresh lock of %s, so the refresh token"
+                " is not spent", self._key,
+            )
+            return False
         renew = getattr(self._held, "renew", None)
         if not callable(renew) or renew():
             return True

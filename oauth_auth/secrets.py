@@ -219,7 +219,8 @@ class ScopedSecrets:
         own = getattr(self.inner, "lock", None)
         if not callable(own):
             return None
-        return lambda name, *, timeout: own(self.scoped_name(name), timeout=timeout)
+        return lambda name, *, timeout, done=None: own(self.scoped_name(name),
+                                                       timeout=timeout, done=done)
 
     @property
     def compare_and_set(self) -> Callable[[str, str | None, str], bool] | None:

@@ -632,7 +632,16 @@ class OAuthTokenSource:
         hit = self._read_shared(store, errors)
         if hit is not None:
             return hit
-        with store.lock(self._lock_timeout):
+        # While we wait for the lock, another process is most likely refreshing: its token
+        # ends the wait as soon as it is shared, without taking the lock (a fleet's lease;
+        # see `_store`). `_read_shared` applies the one tier-2 rule, so a token that is
+        # expiring, rejected or absent never ends it (its read failures are not kept:
+        # one per pause would pile up; the read before the wait kept the first).
+        with store.lock(self._lock_timeout, done=lambda: self._read_shared(store, [])) as lock:
+            if lock.found is not None:  # not `held`: serve it and touch nothing else
+                log.debug("another process refreshed while this one waited; its token is"
+                          " served without taking the lock")
+                return lock.found
             # Another process may have refreshed while we waited for the lock.
             hit = self._read_shared(store, errors)
             if hit is not None:

@@ -5,10 +5,12 @@ Every behaviour tested with these is also proven end to end against the real pro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -126,6 +128,109 @@ class FakeProvider:
                 body["refresh_token"] = new_rt
             return httpx.Response(200, content=json.dumps(body).encode(),
                                   headers={"Content-Type": "application/json"})
+
+
+class FakeLeaseBackend:
+    """A `_lease.LeaseBackend` in a dict, with expiries on a fake clock.
+
+    `taken` lists every holder that took a lease, in order; `tries` counts the tries.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.leases: dict[str, tuple[str, float]] = {}
+        self.taken: list[str] = []
+        self.tries = 0
+        self.fail_release = False
+
+    def try_lease(self, name: str, holder: str, seconds: float) -> str | None:
+        self.tries += 1
+        current = self.leases.get(name)
+        if current is not None and current[1] > self.clock():
+            return current[0]
+        self.leases[name] = (holder, self.clock() + seconds)
+        self.taken.append(holder)
+        return None
+
+    def release_lease(self, name: str, holder: str) -> None:
+        if self.fail_release:
+            from oauth_auth.errors import SecretsError
+
+            raise SecretsError("server down")
+        if self.leases.get(name, ("", 0.0))[0] == holder:
+            del self.leases[name]
+
+    def renew_lease(self, name: str, holder: str, seconds: float) -> bool:
+        if self.leases.get(name, ("", 0.0))[0] != holder:
+            return False
+        self.leases[name] = (holder, self.clock() + seconds)
+        return True
+
+    def holder(self, name: str) -> str | None:
+        """Who holds the lease of `name` now (None: free or run out)."""
+        current = self.leases.get(name)
+        return current[0] if current is not None and current[1] > self.clock() else None
+
+
+class LeasedSecrets:
+    """A fleet store without a server: `MemorySecrets` plus the three capabilities, its lock
+    being the real `_lease.hold_lease` loop on a `FakeLeaseBackend` and a `FakeClock`.
+
+    Its sleep advances the clock, then runs the next of `during_sleep` (what a sibling host
+    does meanwhile: write the shared token, release its lease), so a test scripts a herd
+    without threads. `dones` counts the `done` checks the wait made.
+    """
+
+    def __init__(self, clock: FakeClock, lease: float = 30.0) -> None:
+        from oauth_auth import MemorySecrets
+
+        self.inner = MemorySecrets()
+        self.clock = clock
+        self.lease = lease
+        self.backend = FakeLeaseBackend(clock)
+        self.during_sleep: list[Callable[[], object]] = []
+        self.sleeps: list[float] = []
+        self.dones = 0
+
+    def get_secret(self, name: str) -> str | None:
+        return self.inner.get_secret(name)
+
+    def set_secret(self, name: str, value: str) -> None:
+        self.inner.set_secret(name, value)
+
+    def delete_secret(self, name: str) -> None:
+        self.inner.delete_secret(name)
+
+    def compare_and_set(self, name: str, expected: str | None, value: str) -> bool:
+        if (self.inner.get_secret(name) or None) != expected:
+            return False
+        self.inner.set_secret(name, value)
+        return True
+
+    def compare_and_delete(self, name: str, expected: str) -> bool:
+        if self.inner.get_secret(name) != expected:
+            return False
+        self.inner.delete_secret(name)
+        return True
+
+    def _sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.clock.advance(seconds)
+        if self.during_sleep:
+            self.during_sleep.pop(0)()
+
+    def lock(self, name: str, *, timeout: float, done: Callable[[], bool] | None = None
+             ) -> contextlib.AbstractContextManager[object]:
+        from oauth_auth._lease import hold_lease
+
+        def counted() -> bool:
+            assert done is not None
+            self.dones += 1
+            return done()
+
+        return hold_lease(self.backend, name, timeout=timeout, lease=self.lease,
+                          where="fake://", done=None if done is None else counted,
+                          clock=self.clock, sleep=self._sleep)
 
 
 class CountingSecrets:

@@ -3,41 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import pytest
 
-from oauth_auth import ConfigError, LockTimeoutError, SecretsError
+from oauth_auth import ConfigError, LockTimeoutError
 from oauth_auth._lease import DEFAULT_LOCK_LEASE, describe_holder, hold_lease, lease_seconds
-
-
-class FakeBackend:
-    """A lease table in a dict, with expiries on the fake clock."""
-
-    def __init__(self, clock: list[float]) -> None:
-        self.clock = clock
-        self.leases: dict[str, tuple[str, float]] = {}
-        self.tries = 0
-        self.fail_release = False
-
-    def try_lease(self, name: str, holder: str, seconds: float) -> str | None:
-        self.tries += 1
-        current = self.leases.get(name)
-        if current is not None and current[1] > self.clock[0]:
-            return current[0]
-        self.leases[name] = (holder, self.clock[0] + seconds)
-        return None
-
-    def release_lease(self, name: str, holder: str) -> None:
-        if self.fail_release:
-            raise SecretsError("server down")
-        if self.leases.get(name, ("", 0.0))[0] == holder:
-            del self.leases[name]
-
-    def renew_lease(self, name: str, holder: str, seconds: float) -> bool:
-        if self.leases.get(name, ("", 0.0))[0] != holder:
-            return False
-        self.leases[name] = (holder, self.clock[0] + seconds)
-        return True
+from tests.support.fakes import FakeLeaseBackend
 
 
 @pytest.fixture
@@ -45,7 +17,7 @@ def clock() -> list[float]:
     return [1000.0]
 
 
-def run(backend: FakeBackend, clock: list[float], timeout: float, lease: float = 10.0):  # type: ignore[no-untyped-def]
+def run(backend: FakeLeaseBackend, clock: list[float], timeout: float, lease: float = 10.0):  # type: ignore[no-untyped-def]
     def sleep(seconds: float) -> None:
         assert seconds >= 0
         clock[0] += seconds
@@ -55,7 +27,7 @@ def run(backend: FakeBackend, clock: list[float], timeout: float, lease: float =
 
 
 def test_free_lease_is_taken_at_once_and_released_by_its_holder(clock: list[float]) -> None:
-    backend = FakeBackend(clock)
+    backend = FakeLeaseBackend(lambda: clock[0])
     with run(backend, clock, 5) as lease:
         assert backend.leases["K"][0] == lease.holder
         assert backend.tries == 1
@@ -63,7 +35,7 @@ def test_free_lease_is_taken_at_once_and_released_by_its_holder(clock: list[floa
 
 
 def test_release_deletes_only_our_own_lease(clock: list[float]) -> None:
-    backend = FakeBackend(clock)
+    backend = FakeLeaseBackend(lambda: clock[0])
     with run(backend, clock, 5, lease=1):
         clock[0] += 2  # our lease ran out; someone else takes it
         assert backend.try_lease("K", "other:1:x", 10) is None
@@ -73,7 +45,7 @@ def test_release_deletes_only_our_own_lease(clock: list[float]) -> None:
 def test_a_dead_holders_lease_blocks_no_longer_than_it_lasts(
     clock: list[float], caplog: pytest.LogCaptureFixture
 ) -> None:
-    backend = FakeBackend(clock)
+    backend = FakeLeaseBackend(lambda: clock[0])
     backend.try_lease("K", "host-a:4242:dead", 3.0)  # taken, never released
     start = clock[0]
     with caplog.at_level(logging.INFO, logger="oauth_auth"), run(backend, clock, 60):
@@ -85,7 +57,7 @@ def test_a_dead_holders_lease_blocks_no_longer_than_it_lasts(
 
 
 def test_backoff_grows_to_its_cap(clock: list[float]) -> None:
-    backend = FakeBackend(clock)
+    backend = FakeLeaseBackend(lambda: clock[0])
     backend.try_lease("K", "h:1:x", 30.0)
     with run(backend, clock, 60):
         pass
@@ -94,7 +66,7 @@ def test_backoff_grows_to_its_cap(clock: list[float]) -> None:
 
 
 def test_timeout_is_a_lock_timeout_naming_the_holder(clock: list[float]) -> None:
-    backend = FakeBackend(clock)
+    backend = FakeLeaseBackend(lambda: clock[0])
     backend.try_lease("K", "host-b:77:x", 100.0)
     with pytest.raises(LockTimeoutError) as caught, run(backend, clock, 2):
         pass
@@ -105,7 +77,7 @@ def test_timeout_is_a_lock_timeout_naming_the_holder(clock: list[float]) -> None
 def test_timeout_zero_tries_once_and_says_nothing(
     clock: list[float], caplog: pytest.LogCaptureFixture
 ) -> None:
-    backend = FakeBackend(clock)
+    backend = FakeLeaseBackend(lambda: clock[0])
     backend.try_lease("K", "h:1:x", 100.0)
     with caplog.at_level(logging.INFO, logger="oauth_auth"), pytest.raises(LockTimeoutError), \
             run(backend, clock, 0):
@@ -117,7 +89,7 @@ def test_timeout_zero_tries_once_and_says_nothing(
 def test_a_failed_release_is_logged_not_raised(
     clock: list[float], caplog: pytest.LogCaptureFixture
 ) -> None:
-    backend = FakeBackend(clock)
+    backend = FakeLeaseBackend(lambda: clock[0])
     backend.fail_release = True
     with caplog.at_level(logging.WARNING, logger="oauth_auth"), run(backend, clock, 5):
         pass
@@ -134,7 +106,7 @@ def test_lease_seconds() -> None:
 
 
 def test_a_lease_renews_only_while_it_is_ours(clock: list[float]) -> None:
-    backend = FakeBackend(clock)
+    backend = FakeLeaseBackend(lambda: clock[0])
     with run(backend, clock, 5, lease=2) as lease:
         clock[0] += 1.5
         assert lease.renew()  # still ours: it lasts 2 s from now
@@ -144,3 +116,94 @@ def test_a_lease_renews_only_while_it_is_ours(clock: list[float]) -> None:
         assert not lease.renew()  # never extends another's lease
         assert backend.leases["K"][0] == "other:1:x"
     assert lease.holder not in repr(lease)  # the random id stays out of logs
+
+
+# ------------------------------------------------------------- `done`: the wait can end
+
+
+def run_until(backend: FakeLeaseBackend, clock: list[float], timeout: float,
+              done: Callable[[], bool], events: list[str]):  # type: ignore[no-untyped-def]
+    """`run` with a `done` check; every sleep and check is logged in `events`."""
+
+    def sleep(seconds: float) -> None:
+        events.append("sleep")
+        clock[0] += seconds
+
+    def check() -> bool:
+        events.append("done?")
+        return done()
+
+    return hold_lease(backend, "K", timeout=timeout, lease=10.0, where="fake://",
+                      done=check, clock=lambda: clock[0], sleep=sleep)
+
+
+def test_done_ends_the_wait_without_taking_the_lease(clock: list[float]) -> None:
+    """A waiter whose check finds the holder's result never holds the lease: it yields
+    None, and the holder's lease is untouched (nothing of ours to release)."""
+    backend = FakeLeaseBackend(lambda: clock[0])
+    backend.try_lease("K", "host-a:1:x", 30.0)
+    answers = iter([False, False, True])
+    events: list[str] = []
+    with run_until(backend, clock, 60, lambda: next(answers), events) as lease:
+        assert lease is None
+        assert backend.holder("K") == "host-a:1:x"
+    assert backend.taken == ["host-a:1:x"]  # ours never
+    assert backend.leases["K"][0] == "host-a:1:x"  # and the holder's still there
+    # After our first failed try: pause, ask, try again; the third answer ends it before
+    # a fourth try.
+    assert events == ["sleep", "done?", "sleep", "done?", "sleep", "done?"]
+    assert backend.tries == 1 + 1 + 2  # the holder's, our first, two after a False
+
+
+def test_done_is_asked_before_the_next_try(clock: list[float]) -> None:
+    """The holder shares its result before it releases, so after a pause the check comes
+    first: a waiter that wakes to a released lease *and* a shared result takes the result,
+    not the lease."""
+    backend = FakeLeaseBackend(lambda: clock[0])
+    backend.try_lease("K", "host-a:1:x", 30.0)
+    shared: list[bool] = [False]
+
+    def done() -> bool:
+        return shared[0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+        shared[0] = True  # the holder wrote its token...
+        backend.release_lease("K", "host-a:1:x")  # ...then released its lease
+
+    with hold_lease(backend, "K", timeout=60, lease=10.0, where="fake://", done=done,
+                    clock=lambda: clock[0], sleep=sleep) as lease:
+        assert lease is None
+    assert backend.taken == ["host-a:1:x"]
+
+
+def test_a_free_lease_is_taken_without_asking_done(clock: list[float]) -> None:
+    backend = FakeLeaseBackend(lambda: clock[0])
+    events: list[str] = []
+    with run_until(backend, clock, 5, lambda: True, events) as lease:
+        assert lease is not None
+        assert backend.holder("K") == lease.holder
+    assert events == []  # the caller read before it asked for the lock
+    assert "K" not in backend.leases
+
+
+def test_done_false_takes_the_lease_once_it_is_released(clock: list[float]) -> None:
+    backend = FakeLeaseBackend(lambda: clock[0])
+    backend.try_lease("K", "host-a:1:x", 0.05)  # runs out during our pauses
+    events: list[str] = []
+    with run_until(backend, clock, 60, lambda: False, events) as lease:
+        assert lease is not None
+        assert backend.taken == ["host-a:1:x", lease.holder]
+    assert events.count("done?") == events.count("sleep") >= 1
+
+
+def test_done_false_still_times_out_with_a_lock_timeout(clock: list[float]) -> None:
+    backend = FakeLeaseBackend(lambda: clock[0])
+    backend.try_lease("K", "host-b:77:x", 100.0)
+    events: list[str] = []
+    with pytest.raises(LockTimeoutError) as caught, \
+            run_until(backend, clock, 2, lambda: False, events):
+        pass
+    assert "process 77 on host-b" in str(caught.value)
+    assert events.count("done?") == events.count("sleep") >= 3  # asked after each pause
+    assert backend.taken == ["host-b:77:x"]

@@ -627,7 +627,8 @@ def test_a_fresh_login_holds_the_fleet_lease_but_replaces_without_compare_and_se
     taken: list[str] = []
 
     class Leased(MemorySecrets):
-        def lock(self, name: str, *, timeout: float) -> contextlib.AbstractContextManager[None]:
+        def lock(self, name: str, *, timeout: float, done: object = None
+                 ) -> contextlib.AbstractContextManager[None]:
             taken.append(name)
             return contextlib.nullcontext()
 

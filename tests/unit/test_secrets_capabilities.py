@@ -8,7 +8,7 @@ wrapper that hid them would silently fall back to the per-host file lock.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from oauth_auth import ChainSecrets, EnvironmentSecrets, MemorySecrets, ScopedSecrets
 
@@ -19,10 +19,13 @@ class FleetLike(MemorySecrets):
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[tuple[str, str]] = []
+        self.dones: list[Callable[[], bool] | None] = []
 
     @contextlib.contextmanager
-    def lock(self, name: str, *, timeout: float) -> Iterator[None]:
+    def lock(self, name: str, *, timeout: float,
+             done: Callable[[], bool] | None = None) -> Iterator[None]:
         self.calls.append(("lock", name))
+        self.dones.append(done)
         yield
 
     def compare_and_set(self, name: str, expected: str | None, value: str) -> bool:
@@ -48,6 +51,14 @@ def test_scoped_passes_the_capabilities_on_the_scoped_name() -> None:
     assert scoped.compare_and_delete is not None
     with scoped.lock("K", timeout=1):
         pass
+
+    def done() -> bool:
+        return True
+
+    with scoped.lock("K", timeout=1, done=done):  # the wait's check is passed on too
+        pass
+    assert inner.dones == [None, done]
+    inner.calls.remove(("lock", "__thv_llm_K"))
     assert scoped.compare_and_set("K", None, "v1")
     assert not scoped.compare_and_set("K", None, "v2")
     assert inner.get_secret("__thv_llm_K") == "v1"

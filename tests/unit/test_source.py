@@ -16,6 +16,7 @@ import pytest
 from oauth_auth import (
     ConfigError,
     InvalidGrantError,
+    LockTimeoutError,
     LoginRequiredError,
     MemorySecrets,
     OAuthError,
@@ -24,8 +25,8 @@ from oauth_auth import (
     SecretsError,
     TransportError,
 )
-from oauth_auth._token import decode_at_entry
-from tests.support.fakes import ISSUER, CountingSecrets, FakeClock, FakeProvider
+from oauth_auth._token import decode_at_entry, format_rfc3339
+from tests.support.fakes import ISSUER, CountingSecrets, FakeClock, FakeProvider, LeasedSecrets
 
 KEY = "TEST_OAUTH_0000abcd"
 
@@ -903,3 +904,140 @@ def test_a_refused_rotation_is_stored_when_the_process_exits(tmp_path: Path) -> 
     assert FileSecrets(store_dir).get_secret("K") == "rt-1"
     assert "rt-1" not in result.stderr
     assert "rt-0" not in result.stderr
+
+
+# ------------------------------------------------------------- a herd on a fleet store
+#
+# A sibling host holds the refresh lease; this source waits for it on `LeasedSecrets`
+# (the real `_lease.hold_lease` loop on a fake backend and the fake clock), whose sleep
+# plays the sibling's steps. The e2e proofs (tests/e2e/test_fleet_proof.py) run the same
+# herd on real Redis and PostgreSQL.
+
+SIBLING = "host-a:4242:sibling"
+
+
+def _fleet(fake_idp: FakeProvider, clock: FakeClock, tmp_path: Any, **kwargs: Any
+           ) -> tuple[OAuthTokenSource, LeasedSecrets, list[str | None]]:
+    """A source on a leased store that the sibling holds; the store holds rt-0 and an
+    expired shared token. Returns the source, the store, and who held the lease at each
+    token request."""
+    secrets = LeasedSecrets(clock)
+    secrets.set_secret(KEY, fake_idp.seed("rt-0"))
+    secrets.set_secret(KEY + "_AT", f"at-old|{format_rfc3339(clock() - 60)}")
+    assert secrets.backend.try_lease(KEY, SIBLING, 30.0) is None
+    holders: list[str | None] = []
+    handle = fake_idp.handle
+
+    def recording(request: Any) -> Any:
+        if request.url.path == "/token":
+            holders.append(secrets.backend.holder(KEY))
+        return handle(request)
+
+    fake_idp.handle = recording  # type: ignore[method-assign]
+    return make_source(fake_idp, clock, secrets, tmp_path, **kwargs), secrets, holders
+
+
+def _share(secrets: LeasedSecrets, access: str, expiry: float, key: str = KEY) -> None:
+    secrets.set_secret(key + "_AT", f"{access}|{format_rfc3339(expiry)}")
+
+
+def test_a_waiter_serves_the_siblings_token_without_taking_the_lease(
+    fake_idp: FakeProvider, clock: FakeClock, tmp_path: Any
+) -> None:
+    source, secrets, holders = _fleet(fake_idp, clock, tmp_path)
+    secrets.during_sleep = [
+        lambda: None,  # the sibling is still at the token endpoint
+        lambda: secrets.set_secret(KEY, "rt-sibling"),  # it stored its rotation...
+        lambda: _share(secrets, "at-sibling", clock() + 3600),  # ...then the access token
+    ]  # and it has not released its lease yet
+    assert source.token() == "at-sibling"
+    assert secrets.backend.taken == [SIBLING]  # this source never held the lease
+    assert secrets.backend.holder(KEY) == SIBLING
+    assert secrets.dones == 3
+    assert holders == []  # no token request at all
+    assert fake_idp.counts["refresh"] == 0
+    assert secrets.get_secret(KEY) == "rt-sibling"  # nothing written over the sibling's
+    before = secrets.backend.tries
+    assert source.token() == "at-sibling"  # from memory now
+    assert secrets.backend.tries == before
+
+
+async def test_an_async_waiter_serves_the_siblings_token_too(
+    fake_idp: FakeProvider, clock: FakeClock, tmp_path: Any
+) -> None:
+    """`atoken()` runs the same engine in a worker thread: the same wait, the same rule."""
+    source, secrets, holders = _fleet(fake_idp, clock, tmp_path)
+    secrets.during_sleep = [lambda: _share(secrets, "at-sibling", clock() + 3600)]
+    results = await asyncio.gather(*(source.atoken() for _ in range(5)))
+    assert results == ["at-sibling"] * 5
+    assert secrets.backend.taken == [SIBLING]
+    assert holders == []
+    assert fake_idp.counts["refresh"] == 0
+
+
+@pytest.mark.parametrize("unservable", ["expired", "inside our window", "rejected",
+                                        "another key's"])
+def test_a_shared_token_that_is_not_servable_does_not_end_the_wait(
+    fake_idp: FakeProvider, clock: FakeClock, tmp_path: Any, unservable: str
+) -> None:
+    """Only what tier 2 would serve ends the wait; otherwise the waiter keeps waiting, takes
+    the lease once the sibling lets go, and refreshes while it holds it (once)."""
+    source, secrets, holders = _fleet(fake_idp, clock, tmp_path, preemptive_refresh_window=60)
+    if unservable == "rejected":
+        source.invalidate("at-refused")  # a resource server refused it: never served
+        assert secrets.backend.taken == [SIBLING]  # invalidate's lock(0) found it held
+    write = {
+        "expired": lambda: _share(secrets, "at-expired", clock() - 1),
+        "inside our window": lambda: _share(secrets, "at-short", clock() + 30),
+        "rejected": lambda: _share(secrets, "at-refused", clock() + 3600),
+        # another issuer's or profile's session: another key, never this one's `_AT`
+        "another key's": lambda: _share(secrets, "at-elsewhere", clock() + 3600,
+                                        key="OTHER_ISSUER_KEY"),
+    }[unservable]
+    secrets.during_sleep = [write, lambda: None,
+                            lambda: secrets.backend.release_lease(KEY, SIBLING)]
+    assert source.token() == "at-1"
+    assert secrets.dones >= 3  # asked after each pause, never satisfied
+    assert len(secrets.backend.taken) == 2
+    waiter = secrets.backend.taken[1]
+    assert waiter != SIBLING
+    assert holders == [waiter]  # the one token request, made while holding the lease
+    assert fake_idp.counts["refresh"] == 1
+    assert fake_idp.counts["invalid_grant"] == 0
+    assert secrets.get_secret(KEY) == "rt-1"
+    shared = decode_at_entry(secrets.get_secret(KEY + "_AT"))
+    assert shared is not None
+    assert shared.access_token == "at-1"
+    assert secrets.backend.holder(KEY) is None  # released
+
+
+def test_a_waiter_refreshes_only_while_it_holds_the_lease(
+    fake_idp: FakeProvider, clock: FakeClock, tmp_path: Any
+) -> None:
+    """The sibling gives up without sharing a token (its refresh failed): the waiter takes
+    the lease, and its one refresh happens under it, never before."""
+    source, secrets, holders = _fleet(fake_idp, clock, tmp_path)
+    secrets.during_sleep = [lambda: None] * 4 + [
+        lambda: secrets.backend.release_lease(KEY, SIBLING)]
+    assert source.token() == "at-1"
+    assert secrets.dones == 5
+    assert holders == [secrets.backend.taken[-1]]
+    assert secrets.backend.taken[-1] != SIBLING
+    assert fake_idp.counts["refresh"] == 1
+
+
+def test_a_sibling_that_never_shares_nor_lets_go_is_a_lock_timeout(
+    fake_idp: FakeProvider, clock: FakeClock, tmp_path: Any
+) -> None:
+    source, secrets, holders = _fleet(fake_idp, clock, tmp_path, lock_timeout=3)
+    secrets.during_sleep = [lambda: _share(secrets, "at-expired", clock() - 1)]
+    start = clock()
+    with pytest.raises(LockTimeoutError) as caught:
+        source.token()
+    assert 3 <= clock() - start < 3.6  # the lock_timeout, and not much more
+    assert "process 4242 on host-a" in str(caught.value)
+    assert secrets.dones == len(secrets.sleeps) >= 5  # it kept looking while it waited
+    assert secrets.backend.taken == [SIBLING]
+    assert holders == []
+    assert fake_idp.counts["refresh"] == 0
+    assert secrets.get_secret(KEY) == "rt-0"  # nothing spent, nothing lost

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,8 @@ class Capable(Recording):
         self._mutex = threading.Lock()
 
     @contextlib.contextmanager
-    def lock(self, name: str, *, timeout: float) -> Iterator[None]:
+    def lock(self, name: str, *, timeout: float,
+             done: Callable[[], bool] | None = None) -> Iterator[None]:
         self.locks.append((name, timeout))
         if not self._mutex.acquire(timeout=timeout if timeout > 0 else 0.001):
             raise LockTimeoutError(f"lease of {name} is held")
@@ -301,7 +302,8 @@ class Renewable(Capable):
         self.renewals = 0
 
     @contextlib.contextmanager
-    def lock(self, name: str, *, timeout: float) -> Iterator[object]:
+    def lock(self, name: str, *, timeout: float,
+             done: Callable[[], bool] | None = None) -> Iterator[object]:
         provider = self
 
         class Lease:
@@ -328,3 +330,92 @@ def test_confirm_lock_renews_the_lease_and_says_when_it_is_lost(
     on_file_lock = make(MemorySecrets(), tmp_path)
     with on_file_lock.lock(5):  # the OS file lock cannot run out
         assert on_file_lock.confirm_lock()
+
+
+# ------------------------------------------------------------- `done`: the lock's wait ends
+
+
+def test_a_wait_ended_by_done_holds_nothing_and_spends_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lease that a sibling holds; our `done` finds its token after one pause. The block
+    gets `Locked(found=...)`, not `held`, and `confirm_lock()` refuses any spending."""
+    from tests.support.fakes import FakeClock, LeasedSecrets
+
+    clock = FakeClock()
+    secrets = LeasedSecrets(clock)
+    secrets.backend.try_lease(KEY, "host-a:1:x", 30.0)
+    store = make(secrets, tmp_path)
+    answers = iter([None, "at-sibling"])
+    with store.lock(5, done=lambda: next(answers)) as lock:
+        assert not lock.held
+        assert lock.found == "at-sibling"
+        with caplog.at_level("WARNING", logger="oauth_auth"):
+            assert not store.confirm_lock()
+    assert "does not hold the refresh lock" in caplog.text
+    assert secrets.dones == 2
+    assert secrets.backend.taken == ["host-a:1:x"]
+
+
+def test_held_is_the_stores_own_record_not_what_the_provider_yields(tmp_path: Path) -> None:
+    """A provider lock that asks `done`, is told True, and runs the block anyway (yielding
+    something lease-like): the block is still told it holds nothing."""
+
+    class Careless(Capable):
+        @contextlib.contextmanager
+        def lock(self, name: str, *, timeout: float,
+                 done: Callable[[], bool] | None = None) -> Iterator[object]:
+            assert done is not None
+            assert done()
+
+            class Lease:
+                def renew(self) -> bool:
+                    return True
+
+            yield Lease()
+
+    store = make(Careless(), tmp_path)
+    with store.lock(5, done=lambda: "at-sibling") as lock:
+        assert not lock.held
+        assert not store.confirm_lock()
+
+
+def test_a_held_lock_says_so_and_confirms(tmp_path: Path) -> None:
+    from tests.support.fakes import FakeClock, LeasedSecrets
+
+    secrets = LeasedSecrets(FakeClock())
+    store = make(secrets, tmp_path)
+    with store.lock(5, done=lambda: "never asked") as lock:
+        assert lock.held
+        assert lock.found is None
+        assert store.confirm_lock()  # renews the lease
+    assert secrets.dones == 0  # the lease was free: taken at once
+    assert not store.confirm_lock()  # outside the block: nothing is held
+
+
+def test_the_file_lock_never_asks_done(tmp_path: Path) -> None:
+    """The file lock waits for itself (`file_lock_factory`): `done` is never asked, and a
+    block always holds it; the timeout path is unchanged."""
+    asked: list[int] = []
+
+    def done() -> str:
+        asked.append(1)
+        return "at-sibling"
+
+    first = make(Recording(), tmp_path)
+    second = make(Recording(), tmp_path)
+    with first.lock(5, done=done) as lock:
+        assert lock.held
+        with pytest.raises(LockTimeoutError), second.lock(0.1, done=done):
+            pass
+    with second.lock(5, done=done) as lock:
+        assert lock.held
+        assert second.confirm_lock()
+    assert asked == []
+
+
+def test_the_lock_turned_off_never_asks_done(tmp_path: Path) -> None:
+    store = SecretsSessionStore(Recording(), KEY, lock_dir=tmp_path, cross_process_lock=False)
+    with store.lock(5, done=lambda: "at-sibling") as lock:
+        assert lock.held
+        assert store.confirm_lock()
