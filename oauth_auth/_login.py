@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from ._http import IdPHttp
     from ._params import OIDCParams
 
-__all__ = ["browser_unavailable_reason", "choose_method", "interactive_login"]
+__all__ = ["PreflightRefused", "browser_unavailable_reason", "choose_method",
+           "interactive_login"]
 
 log = logging.getLogger("oauth_auth")
 
@@ -242,6 +243,16 @@ def _browser_login(
     return _exchange(oidc, metadata, http, request, code, now)
 
 
+class PreflightRefused(LoginError):
+    """The authorization endpoint refused the request before any browser opened (HTTP 4xx).
+
+    A `LoginError` like any other to callers; its own type because a provider that does
+    not know a client cannot redirect an error to it, so it answers this way (the MCP SDK:
+    400 `invalid_request`, "Client ID ... not found"): what `oauth_auth.resource` takes as
+    the sign that a registered client was forgotten.
+    """
+
+
 def _preflight(http: IdPHttp, url: str, client_id: str) -> None:
     """Ask the authorization endpoint once, without a browser, whether it takes this
     request: a wrong client id or redirect URI is refused with a 4xx (the provider cannot
@@ -254,7 +265,7 @@ def _preflight(http: IdPHttp, url: str, client_id: str) -> None:
         log.debug("the authorization request's preflight failed: %s", exc)
         return
     if 400 <= status < 500 and status not in (401, 403, 429):
-        raise LoginError(
+        raise PreflightRefused(
             f"the identity provider refused the authorization request (HTTP {status})"
             " before any browser opened",
             error="invalid_request",

@@ -218,7 +218,8 @@ class Session:
     Attributes:
         kind: registry, llm, profile or ad hoc.
         name: the registry or gateway URL, the profile name, or None (ad hoc).
-        oidc: the effective OAuth settings.
+        oidc: the effective OAuth settings: the source's, which may change (a step-up's
+            scopes, a client registered anew), so what a login saves is what it used.
         key: the secrets key (the refresh token's entry; the access token is `key + "_AT"`).
         store: the writable store (normally `KeyringSecrets`), before scoping.
         secrets: what the token source uses (the store, scoped and chained as the kind says).
@@ -229,7 +230,6 @@ class Session:
 
     kind: ProfileKind
     name: str | None
-    oidc: OIDCParams
     key: str
     store: SecretsProvider | None
     secrets: SecretsProvider | None
@@ -238,6 +238,10 @@ class Session:
     source: OAuthTokenSource = field(repr=False)
     settings: dict[str, Any] = field(default_factory=dict)  # PROVIDER_FIELDS, as given
     confidential: bool = False  # the client has a secret (kept in the store, not here)
+
+    @property
+    def oidc(self) -> OIDCParams:
+        return self.source.oidc
 
     @property
     def login_command(self) -> str:
@@ -396,7 +400,7 @@ def open_session(
         options["config_persister"] = _persister(config, kind.section, name, oidc)
     options.update(more)
     source = OAuthTokenSource(oidc, **options)
-    return Session(kind, name, oidc, key, store, secrets, config, entry, source,
+    return Session(kind, name, key, store, secrets, config, entry, source,
                    settings=settings, confidential=confidential)
 
 

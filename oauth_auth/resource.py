@@ -20,10 +20,19 @@ client registration, and serve tokens for it like any other session:
 Discovery and registration run once, in `resource_auth()`, and only while the config file
 does not already know the resource: a later process starts from the config file and makes
 no network call before its first token.
+
+A registered client the authorization server forgets (a reset; an MCP server that keeps
+clients in memory, restarted) is registered anew, once, by `_Reregistration`: the one
+place that decides it. A login refused for the unknown client (`invalid_client`, or the
+CLI's preflight refused before any browser opened) registers again, replaces the
+registration in the config file and logs in once more; a refresh refused with
+`invalid_client` takes a registration another process kept meanwhile, else registers at
+the next interactive login. A client id the user gave is never replaced.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,6 +41,7 @@ from ._authorize import format_redirect_uri
 from ._config import RESOURCES, Config
 from ._discovery import discover
 from ._keys import normalize_scopes
+from ._login import PreflightRefused
 from ._params import DEFAULT_CALLBACK_PORT
 from ._resource import (
     ProtectedResource,
@@ -43,11 +53,12 @@ from ._resource import (
     protected_resource_urls,
     registration_request,
 )
-from .errors import ConfigError, TransportError
+from .errors import ConfigError, LoginError, LoginRequiredError, OAuthAuthError, TransportError
 
 if TYPE_CHECKING:
     from ._discovery import ProviderMetadata
     from ._http import IdPHttp
+    from ._params import OIDCParams
     from .auth import OIDCAuth
     from .profiles import Session
 
@@ -136,6 +147,112 @@ def _register(
     client_id = parse_registration(doc)
     log.info("registered client %s at %s (RFC 7591)", client_id, meta.issuer)
     return client_id
+
+
+def _registration_scopes(wanted: Sequence[str], found: ProtectedResource) -> list[str]:
+    """What a client is registered for: every scope the resource names, not only today's
+    (a step-up later asks for more, and a server checks them against these)."""
+    return normalize_scopes(wanted, add=found.scopes_supported)
+
+
+class _Reregistration:
+    """Registers a resource's client anew when the authorization server forgot it.
+
+    The `ClientRenewal` (`oauth_auth.source`) of a session whose client oauth-auth itself
+    registered (RFC 7591), never of one whose client id the user gave. A server that
+    cannot find a client answers `invalid_client` (token endpoint, RFC 6749 section 5.2),
+    or refuses the authorization request without a redirect, since it cannot trust a
+    redirect URI of a client it does not know (the MCP SDK: 400 "Client ID ... not found");
+    the preflight sees that before any browser opens. A client registered here has exactly
+    the redirect URI the login uses, so such a refusal means the client is gone.
+
+    The source calls it under the session's cross-process lock, so sibling processes
+    renew one at a time; each first takes a registration another one kept meanwhile
+    (no second registration), and the config file is changed by a compare-and-set under
+    its own lock: the kept client is replaced only while it is still the refused one.
+    """
+
+    def __init__(self, config: Config, resource: str, issuer: str, redirect_uri: str,
+                 options: dict[str, Any]) -> None:
+        self.config, self.resource, self.issuer = config, resource, issuer
+        self.redirect_uri = redirect_uri
+        self._transport = options.get("transport")
+        self._verify = options.get("verify", True)
+
+    def unknown_client(self, failure: OAuthAuthError) -> bool:
+        if isinstance(failure, PreflightRefused):
+            return True
+        return getattr(failure, "error", "") == "invalid_client"
+
+    def renew(self, oidc: OIDCParams, *, register: bool) -> OIDCParams | None:
+        refused = oidc.client_id
+        kept = self._kept_client()
+        if kept and kept != refused:
+            return dataclasses.replace(oidc, client_id=kept)
+        if not register:
+            return None
+        client = self._register(oidc.scopes)
+
+        def replace_refused(doc: dict[str, Any]) -> bool:
+            entries: dict[str, Any] = doc[RESOURCES]
+            entry = entries.get(self.resource)
+            if not isinstance(entry, dict) or entry.get("client_id") != refused:
+                log.info("the registration of %s changed meanwhile; keeping it",
+                         self.resource)
+                return False
+            entries[self.resource] = {**entry, "client_id": client, "registered": True}
+            return True
+
+        self.config.update(replace_refused)
+        log.warning("the authorization server %s no longer knows client %s; registered"
+                    " client %s for %s instead", self.issuer, refused, client, self.resource)
+        return dataclasses.replace(oidc, client_id=client)
+
+    def explain(self, failure: OAuthAuthError, *, renewed: bool) -> OAuthAuthError:
+        why = getattr(failure, "error", "") or type(failure).__name__
+        if renewed:
+            return LoginError(
+                f"the authorization server {self.issuer} refused the client registered for"
+                f" {self.resource} just now too ({why}), after it had forgotten the kept one",
+                error=str(getattr(failure, "error", "") or "invalid_client"),
+                description=str(getattr(failure, "description", "")),
+                hint="the server does not keep or accept its dynamic registrations: register"
+                " a public client by hand and pass client_id= (--client-id), or ask its"
+                " operator",
+            )
+        return LoginRequiredError(
+            f"the authorization server {self.issuer} no longer knows the client registered"
+            f" for {self.resource} ({why}; it forgets its registrations when it restarts)",
+            hint=f"log in again, which registers anew: oauth-auth login --resource"
+            f" {self.resource} (or interactive=True)",
+        )
+
+    def _kept_client(self) -> str:
+        """The client of the config file's registration for this issuer and redirect URI."""
+        entry = self.config.entry(RESOURCES, self.resource) or {}
+        if (entry.get("registered") and entry.get("issuer") == self.issuer
+                and entry.get("redirect_uri") == self.redirect_uri):
+            return str(entry.get("client_id") or "")
+        return ""
+
+    def _register(self, scopes: Sequence[str]) -> str:
+        from ._http import IdPHttp
+
+        http = IdPHttp(transport=self._transport, verify=self._verify)
+        try:
+            found, _ = discover_resource(self.resource, http)
+            if self.issuer not in found.authorization_servers:
+                raise ConfigError(
+                    f"the resource {self.resource} no longer names the authorization server"
+                    f" {self.issuer} its session was made with",
+                    hint=f"log out and in again: oauth-auth logout --resource {self.resource},"
+                    " then delete its entry under 'resources' in the config file",
+                )
+            meta = discover(self.issuer, http)
+            _check_pkce(meta)
+            return _register(meta, http, self.redirect_uri, _registration_scopes(scopes, found))
+        finally:
+            http.close()
 
 
 def resource_auth(
@@ -231,6 +348,7 @@ def resource_session(
         raise NotConfiguredError(
             f"no session for the resource {resource}: nobody logged in to it with this"
             " config file", hint=f"run: oauth-auth login --resource {resource}")
+    registered = False
     if not issuer or not client:
         from ._http import IdPHttp
 
@@ -244,10 +362,8 @@ def resource_session(
                 wanted = normalize_scopes([asked] if asked else found.scopes_supported)
             registered = False
             if not client:
-                # Registered for every scope the resource names, not only today's: a
-                # step-up later asks for more, and a server checks them against these.
                 client = _register(meta, http, redirect_uri,
-                                   normalize_scopes(wanted, add=found.scopes_supported))
+                                   _registration_scopes(wanted, found))
                 registered = True
         finally:
             http.close()
@@ -258,6 +374,15 @@ def resource_session(
             "registered": registered or (bool(entry.get("registered"))
                                          and client == entry.get("client_id")),
         })
+    # Only a client registered here is ever registered anew, never one the user named.
+    if not client_id and (registered or (bool(entry.get("registered"))
+                                         and client == entry.get("client_id"))):
+        options.setdefault("renew_client", _Reregistration(
+            config, resource, issuer, redirect_uri, options))
+        if not registered:
+            # A registration from an earlier run may have been forgotten since: the
+            # login's preflight then tells at once, not a browser page nobody leaves.
+            options.setdefault("preflight", True)
 
     return open_session(
         RESOURCE, resource, issuer=issuer, client_id=client, scopes=wanted,

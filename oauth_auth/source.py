@@ -52,6 +52,7 @@ from .errors import (
     ConfigError,
     InvalidGrantError,
     LockTimeoutError,
+    LoginError,
     LoginRequiredError,
     OAuthAuthError,
     OAuthError,
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOGIN_METHODS",
+    "ClientRenewal",
     "LoginMethod",
     "LogoutResult",
     "OAuthTokenSource",
@@ -98,6 +100,33 @@ MAX_REJECTED = 64
 LOGIN_CURES = frozenset({"invalid_scope", "invalid_target"})
 #: What the fast path serves when memory holds nothing: no token, never valid.
 _EMPTY: tuple[str, float] = ("", -math.inf)
+
+
+class ClientRenewal(Protocol):
+    """Replaces a client the authorization server no longer knows (it forgot a client
+    registered by RFC 7591: a server reset, an MCP server with in-memory storage).
+
+    `oauth_auth.resource.resource_session` gives one to the source of a session whose
+    client it registered itself, never for a client id the user gave: it alone decides
+    which failures mean "unknown client" and how a client is registered anew. The source
+    only gives it the failures, under its locks, and retries once: the retry-once comes
+    from the flow's shape, so nothing can loop.
+    """
+
+    def unknown_client(self, failure: OAuthAuthError) -> bool:
+        """Whether `failure` (of a login or a refresh) says the server does not know the
+        source's client."""
+        ...
+
+    def renew(self, oidc: OIDCParams, *, register: bool) -> OIDCParams | None:
+        """`oidc` with another client: one kept meanwhile by another process, else (with
+        `register`) a new registration, kept; None when there is none."""
+        ...
+
+    def explain(self, failure: OAuthAuthError, *, renewed: bool) -> OAuthAuthError:
+        """The error to raise for `failure` that no (further) renewal cures; `renewed`:
+        the client had been replaced already, and the new one was refused too."""
+        ...
 
 
 class TokenSourceLike(Protocol):
@@ -231,6 +260,11 @@ class OAuthTokenSource:
             on, checked like a callback; no callback server is started.
         preflight: the browser login first asks the authorization endpoint, without a
             browser, whether it takes the request, so a wrong client id fails at once.
+        renew_client: replaces a registered client the server forgot (`ClientRenewal`;
+            what `resource_auth` passes for a client it registered): a login refused
+            for it registers anew and logs in once more, a refresh refused for it takes
+            another process's newer registration or, when interactive, logs in with a
+            new one.
     """
 
     def __init__(
@@ -261,6 +295,7 @@ class OAuthTokenSource:
         grant: Grant | None = None,
         read_redirect: Callable[[str], str] | None = None,
         preflight: bool = False,
+        renew_client: ClientRenewal | None = None,
     ) -> None:
         if not isinstance(oidc, OIDCParams):
             raise TypeError("oidc must be an OIDCParams")
@@ -324,6 +359,7 @@ class OAuthTokenSource:
         self.reauth_interval = float(reauth_interval)
         self._read_redirect = read_redirect
         self._preflight = preflight
+        self._renew_client = renew_client
         self._uncured_at = -math.inf  # when a fresh token last got a 401 too
         # Private test switch: turn the cross-process lock off to show the race it prevents.
         self._cross_process_lock = True
@@ -670,6 +706,10 @@ class OAuthTokenSource:
                         return retried
                 except OAuthError as exc:
                     errors.append(exc)
+                    renewal = self._renewal_for(exc)
+                    if renewal is not None:
+                        return self._after_unknown_client(renewal, store, refresh,
+                                                          stored.held, exc)
                     if not (self._can_start_session() and exc.error in LOGIN_CURES):
                         raise
             if self._can_start_session():
@@ -686,6 +726,10 @@ class OAuthTokenSource:
                 errors.append(exc)
             except OAuthError as exc:
                 errors.append(exc)
+                renewal = self._renewal_for(exc)
+                if renewal is not None:
+                    return self._after_unknown_client(renewal, None, self._refresh_token,
+                                                      None, exc)
                 if not (self._can_start_session() and exc.error in LOGIN_CURES):
                     raise
         if self._can_start_session():
@@ -774,6 +818,39 @@ class OAuthTokenSource:
             log.warning("could not delete the dead refresh token: %s", exc)
         return None
 
+    def _renewal_for(self, failure: OAuthAuthError) -> ClientRenewal | None:
+        """`renew_client` when `failure` says the server forgot the client it can replace
+        (a machine's grant has no registered client to replace); None otherwise."""
+        renewal = self._renew_client
+        if renewal is None or self.grant is not None or not renewal.unknown_client(failure):
+            return None
+        return renewal
+
+    def _after_unknown_client(self, renewal: ClientRenewal, store: SecretsSessionStore | None,
+                              refresh: str, held: str | None, failure: OAuthError) -> Token:
+        """A refresh was refused because the server does not know the client. Another
+        process may have registered a new one and logged in with it already (its refresh
+        token is what `refresh` is now): switch to that client and refresh once more.
+        Otherwise an interactive source logs in with a new registration; one that is not
+        interactive says to log in (the refresh token stays: it is the login's to replace).
+        """
+        newer = renewal.renew(self.oidc, register=False)
+        if newer is not None:
+            log.info("the server does not know client %s; using client %s, registered"
+                     " meanwhile", self.oidc.client_id, newer.client_id)
+            self.oidc = newer
+            try:
+                return self._refresh_and_store(store, refresh, held)
+            except OAuthError as again:
+                if not self.interactive:
+                    raise
+                log.info("the refresh with client %s failed too (%s); logging in",
+                         newer.client_id, short_error(again))
+                return self._login_and_store(store, held)
+        if not self.interactive:
+            raise renewal.explain(failure, renewed=False) from failure
+        return self._login_and_store(store, held, refused=failure)
+
     def _can_start_session(self) -> bool:
         """Whether tier 4 may run: a machine's grant, or a login with the user."""
         return self.grant is not None or self.interactive
@@ -795,9 +872,51 @@ class OAuthTokenSource:
         token = run_grant(grant, self.oidc, self._metadata(), self._http(), self.clock)
         return self._install(store, token, held)
 
-    def _login_and_store(self, store: SecretsSessionStore | None, held: str | None) -> Token:
+    def _login_and_store(self, store: SecretsSessionStore | None, held: str | None,
+                         refused: OAuthAuthError | None = None) -> Token:
         """Tier 4: the interactive login, then store its refresh token in place of `held`
-        (what the store held when the lock was taken)."""
+        (what the store held when the lock was taken).
+
+        A login refused because the server does not know a registered client
+        (`renew_client`) gets a new client and runs once more; so does one that starts
+        after a refresh was `refused` for that reason, with the new client at once. Either
+        way one renewal per login, and a new client refused too is a final error.
+        """
+        renewal = self._renew_client
+        renewed = False
+        if refused is not None and renewal is not None:
+            newer = renewal.renew(self.oidc, register=True)
+            if newer is None:
+                raise renewal.explain(refused, renewed=False) from refused
+            self.oidc, renewed = newer, True
+        try:
+            token = self._interactive_login()
+        except (LoginError, OAuthError) as exc:
+            renewal = self._renewal_for(exc)
+            if renewal is None:
+                raise
+            newer = None if renewed else renewal.renew(self.oidc, register=True)
+            if newer is None:
+                raise renewal.explain(exc, renewed=renewed) from exc
+            log.info("the server does not know client %s; logging in with client %s",
+                     self.oidc.client_id, newer.client_id)
+            self.oidc = newer
+            try:
+                token = self._interactive_login()
+            except (LoginError, OAuthError) as again:
+                if self._renewal_for(again) is not None:
+                    raise renewal.explain(again, renewed=True) from again
+                raise
+        if not token.refresh_token and not self._warned_no_refresh:
+            self._warned_no_refresh = True
+            log.warning(
+                "the provider issued no refresh token, so this session will not outlive the"
+                " process; it probably did not grant the offline_access scope"
+            )
+        return self._install(store, token, held)
+
+    def _interactive_login(self) -> Token:
+        """One interactive login with the source's current client (nothing stored)."""
         from ._login import interactive_login
 
         # The device endpoint may be only in an RFC 8414 document: look there when the
@@ -806,7 +925,7 @@ class OAuthTokenSource:
             self.login_method == "auto" and self._open_browser is None and not self.skip_browser
         )
         meta = self._metadata(want=("device_authorization_endpoint",) if device_possible else ())
-        token = interactive_login(
+        return interactive_login(
             oidc=self.oidc,
             metadata=meta,
             http=self._http(),
@@ -821,13 +940,6 @@ class OAuthTokenSource:
             read_redirect=self._read_redirect,
             preflight=self._preflight,
         )
-        if not token.refresh_token and not self._warned_no_refresh:
-            self._warned_no_refresh = True
-            log.warning(
-                "the provider issued no refresh token, so this session will not outlive the"
-                " process; it probably did not grant the offline_access scope"
-            )
-        return self._install(store, token, held)
 
     def _install(self, store: SecretsSessionStore | None, token: Token, held: str | None) -> Token:
         """Keep a new token in memory, then let the store persist it (in the contract's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from oauth_auth import ConfigError, OAuthError, TransportError
+from oauth_auth import ConfigError, OAuthError, TransportError, derive_secret_key
 from oauth_auth._config import RESOURCES, Config
 from oauth_auth._http import IdPHttp
 from oauth_auth._resource import (
@@ -293,3 +294,261 @@ def test_a_refused_registration_is_a_typed_error(tmp_path: Path, fake: FakeResou
                       interactive=False)
     assert info.value.error == "invalid_redirect_uri"
     assert Config(tmp_path / "c.json").entry(RESOURCES, RS) is None  # nothing half-kept
+
+
+# ------------------------------------------------------------------ a forgotten registration
+
+
+class ForgetfulServer(FakeResource):
+    """The fake resource with an OAuth-only authorization server that can forget its
+    clients (`forget()`: a restart of a server that keeps them in memory).
+
+    `/authorize` answers 400 to a client it does not know (no redirect: it cannot trust
+    the redirect URI, as the MCP SDK does), `/token` answers 401 `invalid_client`.
+    `browser` is the user's tab in paste mode: it reads the authorization URL the login
+    printed and returns the redirect the server sends it to.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clients: set[str] = set()
+        self.codes: dict[str, str] = {}  # code -> client
+        self.refresh: dict[str, str] = {}  # refresh token -> client
+        self.keep_registrations = True  # False: every registration is forgotten at once
+        self.strict_authorize = True  # False: /authorize issues codes to anyone
+        self.logins = 0
+        self.refreshes = 0
+        self.printed = io.StringIO()
+
+    def forget(self) -> None:
+        self.clients.clear()
+        self.codes.clear()
+        self.refresh.clear()
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if str(url) == f"{AS}/.well-known/openid-configuration":
+            return httpx.Response(200, json={
+                "issuer": AS, "authorization_endpoint": f"{AS}/authorize",
+                "token_endpoint": f"{AS}/token", "registration_endpoint": f"{AS}/register",
+                "code_challenge_methods_supported": ["S256"]})
+        if url.path == "/register":
+            answer = super().handler(request)
+            if self.keep_registrations:
+                self.clients.add(answer.json()["client_id"])
+            return answer
+        if url.path == "/authorize":
+            self.calls.append(f"GET {AS}/authorize")
+            client = url.params["client_id"]
+            if self.strict_authorize and client not in self.clients:
+                return httpx.Response(400, json={
+                    "error": "invalid_request",
+                    "error_description": f"Client ID '{client}' not found"})
+            return httpx.Response(200, text="<form>log in</form>")
+        if url.path == "/token":
+            return self.token(dict(httpx.QueryParams(request.content.decode())))
+        return super().handler(request)
+
+    def token(self, form: dict[str, str]) -> httpx.Response:
+        client = form.get("client_id", "")
+        if client not in self.clients:
+            return httpx.Response(401, json={"error": "invalid_client",
+                                             "error_description": "unknown client"})
+        grant = form["grant_type"]
+        if grant == "authorization_code":
+            if self.codes.pop(form["code"], None) != client:
+                return httpx.Response(400, json={"error": "invalid_grant"})
+            self.logins += 1
+        elif self.refresh.pop(form["refresh_token"], None) != client:
+            return httpx.Response(400, json={"error": "invalid_grant"})
+        else:
+            self.refreshes += 1
+        rt = f"rt-{client}-{self.logins}-{self.refreshes}"
+        self.refresh[rt] = client
+        return httpx.Response(200, json={"access_token": f"at-{rt}", "token_type": "Bearer",
+                                         "expires_in": 3600, "refresh_token": rt})
+
+    def browser(self, redirect_uri: str) -> str:
+        url = httpx.URL(self.printed.getvalue().split("open this URL in a browser:")[-1]
+                        .split()[0])
+        client, state = url.params["client_id"], url.params["state"]
+        if client not in self.clients and self.strict_authorize:
+            return f"{redirect_uri}?error=invalid_client&state={state}"
+        code = f"code-{len(self.codes)}-{client}"
+        self.codes[code] = client
+        return f"{redirect_uri}?code={code}&state={state}"
+
+
+@pytest.fixture
+def forgetful() -> ForgetfulServer:
+    return ForgetfulServer()
+
+
+def _interactive(server: ForgetfulServer, cfg: Path, secrets: Any, **kwargs: Any) -> Any:
+    return resource_auth(RS, config_path=str(cfg), transport=server.transport(),
+                         secrets_provider=secrets, interactive=True,
+                         read_redirect=server.browser, stderr=server.printed, **kwargs)
+
+
+def test_a_forgotten_registration_is_replaced_once_and_the_login_retried(
+    forgetful: ForgetfulServer, tmp_path: Path
+) -> None:
+    from oauth_auth import MemorySecrets
+
+    cfg = tmp_path / "config.json"
+    assert _auth(forgetful, cfg).source.oidc.client_id == "dyn-1"  # kept from an earlier run
+    forgetful.forget()  # the server restarted
+    auth = _interactive(forgetful, cfg, MemorySecrets())
+    assert auth.source.token() == "at-rt-dyn-2-1-0"
+    assert len(forgetful.registrations) == 2  # exactly one more
+    assert forgetful.logins == 1
+    # The kept registration's preflight was refused, the new client's taken.
+    assert forgetful.calls.count(f"GET {AS}/authorize") == 2
+    entry = Config(cfg).entry(RESOURCES, RS)
+    assert entry is not None
+    assert (entry["client_id"], entry["registered"]) == ("dyn-2", True)
+    assert auth.source.oidc.client_id == "dyn-2"
+    # A later process starts from the new registration: no registration, no login.
+    again = _auth(forgetful, cfg)
+    assert again.source.oidc.client_id == "dyn-2"
+    assert len(forgetful.registrations) == 2
+
+
+def test_an_unknown_client_at_the_token_endpoint_is_replaced_too(
+    forgetful: ForgetfulServer, tmp_path: Path
+) -> None:
+    """Without the preflight, a server that lets anyone reach its login page and refuses
+    the code of a client it does not know (`invalid_client` at the token endpoint)."""
+    from oauth_auth import MemorySecrets
+
+    cfg = tmp_path / "config.json"
+    _auth(forgetful, cfg)
+    forgetful.forget()
+    forgetful.strict_authorize = False
+    auth = _interactive(forgetful, cfg, MemorySecrets(), preflight=False)
+    assert auth.source.token() == "at-rt-dyn-2-1-0"
+    assert len(forgetful.registrations) == 2
+    assert Config(cfg).entry(RESOURCES, RS)["client_id"] == "dyn-2"  # type: ignore[index]
+
+
+def test_an_error_redirect_for_the_unknown_client_is_replaced_too(
+    forgetful: ForgetfulServer, tmp_path: Path
+) -> None:
+    from oauth_auth import MemorySecrets
+
+    cfg = tmp_path / "config.json"
+    _auth(forgetful, cfg)
+    forgetful.forget()
+    auth = _interactive(forgetful, cfg, MemorySecrets(), preflight=False)
+    assert auth.source.token() == "at-rt-dyn-2-1-0"
+    assert len(forgetful.registrations) == 2
+
+
+def test_a_new_client_refused_too_is_a_final_typed_error(
+    forgetful: ForgetfulServer, tmp_path: Path
+) -> None:
+    from oauth_auth import LoginError, MemorySecrets
+
+    cfg = tmp_path / "config.json"
+    _auth(forgetful, cfg)
+    forgetful.forget()
+    forgetful.keep_registrations = False  # it forgets every registration at once
+    auth = _interactive(forgetful, cfg, MemorySecrets())
+    with pytest.raises(LoginError, match="refused the client registered for") as info:
+        auth.source.token()
+    assert "--client-id" in info.value.hint
+    assert len(forgetful.registrations) == 2  # one renewal, no loop
+    with pytest.raises(LoginError):  # a later login renews once more, and stops again
+        auth.source.token()
+    assert len(forgetful.registrations) == 3
+
+
+def test_a_client_id_the_user_gave_is_never_registered_anew(
+    forgetful: ForgetfulServer, tmp_path: Path
+) -> None:
+    from oauth_auth import LoginError, MemorySecrets
+
+    cfg = tmp_path / "config.json"
+    auth = _interactive(forgetful, cfg, MemorySecrets(), client_id="by-hand",
+                        scopes=["tools"], preflight=True)
+    with pytest.raises(LoginError, match="before any browser opened"):
+        auth.source.token()
+    forgetful.strict_authorize = False
+    with pytest.raises(LoginError, match="invalid_client"):  # the token endpoint's, as is
+        auth.source.token()
+    assert forgetful.registrations == []
+    # Kept as the user's (not registered): a later run without client_id= uses it, and
+    # never replaces it either.
+    later = _interactive(forgetful, cfg, MemorySecrets())
+    assert later.source.oidc.client_id == "by-hand"
+    with pytest.raises(LoginError):
+        later.source.token()
+    assert forgetful.registrations == []
+    assert Config(cfg).entry(RESOURCES, RS)["client_id"] == "by-hand"  # type: ignore[index]
+
+
+#: The session's secrets entry (the refresh token; `_AT` beside it, the access token).
+KEY = derive_secret_key("RESOURCE_OAUTH_", RS, AS)
+
+
+def _logged_in(server: ForgetfulServer, cfg: Path) -> Any:
+    """A session logged in with a registration of an earlier run; its access token
+    then expired (dropped from the store), so the next `token()` refreshes."""
+    from oauth_auth import MemorySecrets
+
+    secrets = MemorySecrets()
+    _auth(server, cfg)  # registered by an earlier run
+    assert _interactive(server, cfg, secrets).source.token() == "at-rt-dyn-1-1-0"
+    secrets.delete_secret(KEY + "_AT")
+    return secrets
+
+
+def test_a_refresh_refused_for_the_unknown_client_says_to_log_in(
+    forgetful: ForgetfulServer, tmp_path: Path
+) -> None:
+    from oauth_auth import LoginRequiredError
+
+    cfg = tmp_path / "config.json"
+    secrets = _logged_in(forgetful, cfg)
+    forgetful.forget()
+    quiet = resource_auth(RS, config_path=str(cfg), transport=forgetful.transport(),
+                          secrets_provider=secrets, interactive=False)
+    with pytest.raises(LoginRequiredError, match="no longer knows the client") as info:
+        quiet.source.token()
+    assert f"oauth-auth login --resource {RS}" in info.value.hint
+    assert len(forgetful.registrations) == 1  # a process that cannot log in registers nothing
+    assert secrets.get_secret(KEY) == "rt-dyn-1-1-0"  # kept: the next login replaces it
+
+
+def test_a_refresh_refused_for_the_unknown_client_registers_at_the_next_login(
+    forgetful: ForgetfulServer, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "config.json"
+    secrets = _logged_in(forgetful, cfg)
+    forgetful.forget()
+    loud = _interactive(forgetful, cfg, secrets)
+    assert loud.source.token() == "at-rt-dyn-2-2-0"
+    assert len(forgetful.registrations) == 2
+    assert forgetful.logins == 2
+    # Registered before the login (the refresh said the client is gone): no refused
+    # preflight of the old client this time, only the new one's.
+    assert forgetful.calls.count(f"GET {AS}/authorize") == 2
+
+
+def test_a_refresh_takes_the_registration_another_process_kept_meanwhile(
+    forgetful: ForgetfulServer, tmp_path: Path
+) -> None:
+    """Two processes; the server restarts; one logs in (registering anew), the other,
+    started before, still holds the old client: its refresh takes the new one."""
+    cfg = tmp_path / "config.json"
+    secrets = _logged_in(forgetful, cfg)
+    old = resource_auth(RS, config_path=str(cfg), transport=forgetful.transport(),
+                        secrets_provider=secrets, interactive=False)
+    forgetful.forget()
+    _interactive(forgetful, cfg, secrets, fresh_login=True).source.token()
+    assert len(forgetful.registrations) == 2
+    assert old.source.oidc.client_id == "dyn-1"
+    secrets.delete_secret(KEY + "_AT")
+    assert old.source.token().startswith("at-rt-dyn-2-")
+    assert old.source.oidc.client_id == "dyn-2"
+    assert (len(forgetful.registrations), forgetful.refreshes) == (2, 1)
