@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._authorize import format_redirect_uri
-from ._config import RESOURCES, Config
+from ._config import RESOURCES, Config, existing_key
 from ._discovery import discover
 from ._keys import normalize_scopes
 from ._login import PreflightRefused
@@ -155,6 +155,25 @@ def _registration_scopes(wanted: Sequence[str], found: ProtectedResource) -> lis
     return normalize_scopes(wanted, add=found.scopes_supported)
 
 
+def _registered_client(entry: dict[str, Any]) -> str:
+    """The client id oauth-auth registered for a `resources` entry; "" when none.
+
+    `registered_client_id` names it: `client_id` may be the user's since (a login with
+    `--client-id` saves that one), and a client the user named is never replaced. An
+    entry written before that field says `registered` beside its `client_id`.
+    """
+    named = entry.get("registered_client_id")
+    if named is not None:
+        return str(named)
+    return str(entry.get("client_id") or "") if entry.get("registered") else ""
+
+
+def _registration_fields(registered_client: str) -> dict[str, Any]:
+    """The entry fields that say which client, if any, oauth-auth registered."""
+    return {"registered": bool(registered_client),
+            "registered_client_id": registered_client or None}
+
+
 class _Reregistration:
     """Registers a resource's client anew when the authorization server forgot it.
 
@@ -195,12 +214,13 @@ class _Reregistration:
 
         def replace_refused(doc: dict[str, Any]) -> bool:
             entries: dict[str, Any] = doc[RESOURCES]
-            entry = entries.get(self.resource)
-            if not isinstance(entry, dict) or entry.get("client_id") != refused:
-                log.info("the registration of %s changed meanwhile; keeping it",
-                         self.resource)
+            name = existing_key(entries, self.resource, RESOURCES)
+            entry = entries.get(name)
+            if (not isinstance(entry, dict) or entry.get("client_id") != refused
+                    or _registered_client(entry) != refused):
+                log.info("the client of %s changed meanwhile; keeping it", self.resource)
                 return False
-            entries[self.resource] = {**entry, "client_id": client, "registered": True}
+            entries[name] = {**entry, "client_id": client, **_registration_fields(client)}
             return True
 
         self.config.update(replace_refused)
@@ -230,9 +250,10 @@ class _Reregistration:
     def _kept_client(self) -> str:
         """The client of the config file's registration for this issuer and redirect URI."""
         entry = self.config.entry(RESOURCES, self.resource) or {}
-        if (entry.get("registered") and entry.get("issuer") == self.issuer
+        kept = _registered_client(entry)
+        if (kept and kept == entry.get("client_id") and entry.get("issuer") == self.issuer
                 and entry.get("redirect_uri") == self.redirect_uri):
-            return str(entry.get("client_id") or "")
+            return kept
         return ""
 
     def _register(self, scopes: Sequence[str]) -> str:
@@ -360,7 +381,6 @@ def resource_session(
             _check_pkce(meta)
             if scopes is None and not wanted:
                 wanted = normalize_scopes([asked] if asked else found.scopes_supported)
-            registered = False
             if not client:
                 client = _register(meta, http, redirect_uri,
                                    _registration_scopes(wanted, found))
@@ -370,13 +390,11 @@ def resource_session(
         config.set_entry(RESOURCES, resource, {
             "issuer": issuer, "client_id": client, "scopes": wanted,
             "callback_port": port, "callback_host": host, "redirect_uri": redirect_uri,
-            "audience": resource,
-            "registered": registered or (bool(entry.get("registered"))
-                                         and client == entry.get("client_id")),
+            "audience": resource, **_registration_fields(
+                client if registered or _registered_client(entry) == client else ""),
         })
     # Only a client registered here is ever registered anew, never one the user named.
-    if not client_id and (registered or (bool(entry.get("registered"))
-                                         and client == entry.get("client_id"))):
+    if not client_id and (registered or _registered_client(entry) == client):
         options.setdefault("renew_client", _Reregistration(
             config, resource, issuer, redirect_uri, options))
         if not registered:

@@ -92,3 +92,46 @@ def test_only_login_discovers_a_resource(secret_service: Any, tmp_path: Path) ->
     assert "drop --issuer" in bad.stderr
     assert not (tmp_path / "cfg" / "config.json").exists() or Config(
         tmp_path / "cfg" / "config.json").entry(RESOURCES, url) is None
+
+
+def test_a_login_after_the_server_forgot_the_client_registers_once_more(
+        mcp_server: MCPServer, secret_service: Any, tmp_path: Path) -> None:
+    """The SDK's server restarted (its clients are in memory): `login --resource` finds
+    the kept client refused before any browser opens, registers exactly once more, keeps
+    the new client in the config file and logs in; a client id the user gives is never
+    registered anew, refused or not."""
+    env = cli_env(tmp_path, secret_service.subprocess_env(),
+                  BROWSER=str(browser_program(tmp_path / "b", follow=True)))
+    url, port = mcp_server.url, str(free_port())
+    cfg = Config(tmp_path / "cfg" / "config.json")
+    first = cli(["login", "--resource", url, "--callback-port", port], env)
+    assert first.returncode == 0, first.stderr
+    old = (cfg.entry(RESOURCES, url) or {})["client_id"]
+    assert mcp_server.stats()["register"] == 1
+
+    mcp_server.restart()
+    login = cli(["login", "--resource", url, "--callback-port", port], env)
+    assert login.returncode == 0, login.stderr
+    entry = cfg.entry(RESOURCES, url)
+    assert entry is not None
+    new = entry["client_id"]
+    assert (new != old, entry["registered"]) == (True, True)
+    assert f"no longer knows client {old}; registered client {new}" in login.stderr
+    assert f"(client {new})" in login.stderr  # the login line names the client it used
+    stats = mcp_server.stats()
+    # One registration; the old client's preflight is refused before the provider sees
+    # it, then the new client's preflight and the browser's request; one code.
+    assert (stats["register"], stats["authorize"], stats["code"]) == (1, 2, 1)
+    assert len(browser_urls(tmp_path / "b")) == 2  # one browser per login, none refused
+    token = cli(["token", "--resource", url], env)
+    assert token.returncode == 0, token.stderr
+    LEDGER.secret(token.stdout.strip(), "resource access token")
+
+    mcp_server.restart()
+    given = cli(["login", "--resource", url, "--callback-port", port, "--client-id", new],
+                env)
+    assert given.returncode == 1, given.stderr
+    assert "refused the authorization request" in given.stderr
+    assert mcp_server.stats()["register"] == 0
+    assert (cfg.entry(RESOURCES, url) or {})["client_id"] == new
+    assert len(browser_urls(tmp_path / "b")) == 2

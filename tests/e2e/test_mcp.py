@@ -183,3 +183,55 @@ def test_the_mcp_example_runs_from_the_url_alone(
     assert json.loads(second.stdout) == {"result": 42}
     stats = mcp_server.stats()
     assert (stats["register"], stats["authorize"], stats["code"]) == (1, 1, 1)
+
+
+def test_a_restarted_server_that_forgot_the_client_gets_one_new_registration(
+    mcp_server: MCPServer, tmp_path: Path, cfg_file: Path
+) -> None:
+    """The SDK's server keeps clients in memory: restarted, it answers the kept client's
+    refresh with `invalid_client`. The next interactive process registers once more,
+    logs in once and calls the tool; a process that is not interactive is told to log
+    in; a later one takes the new registration without registering again."""
+    store, port = tmp_path / "store", free_port()
+
+    def auth(interactive: bool = True) -> Any:
+        return resource_auth(mcp_server.url, interactive=interactive,
+                             open_browser=play_browser, secrets_provider=FileSecrets(store),
+                             callback_port=port, login_timeout=60)
+
+    assert call_add(mcp_server.url, auth()) == 5
+    first = Config(cfg_file).entry(RESOURCES, mcp_server.url)
+    assert first is not None
+    assert mcp_server.stats()["register"] == 1
+    mcp_server.restart()  # every client, code and token forgotten
+    # The shared access token is unknown now too: expire it, so the next token refreshes.
+    key = derive_secret_key("RESOURCE_OAUTH_", mcp_server.url, mcp_server.issuer)
+    secrets = FileSecrets(store)
+    held = secrets.get_secret(key + "_AT")
+    assert held is not None
+    secrets.set_secret(key + "_AT", held.split("|")[0] + "|2000-01-01T00:00:00Z")
+
+    with pytest.raises(LoginRequiredError, match="no longer knows the client") as info:
+        auth(interactive=False).source.token()
+    assert f"oauth-auth login --resource {mcp_server.url}" in (info.value.hint or "")
+    assert mcp_server.stats()["register"] == 0  # it cannot log in: it registers nothing
+
+    assert call_add(mcp_server.url, auth(), 20, 22) == 42
+    stats = mcp_server.stats()
+    # One registration, one login: its preflight (a login with a kept registration asks
+    # the authorization endpoint once without a browser first) and the browser's request.
+    assert (stats["register"], stats["authorize"], stats["code"]) == (1, 2, 1)
+    renewed = Config(cfg_file).entry(RESOURCES, mcp_server.url)
+    assert renewed is not None
+    assert renewed["registered"] is True
+    assert renewed["client_id"] != first["client_id"]
+    assert renewed["registered_client_id"] == renewed["client_id"]
+    # The new client (and that it is ours), the new session's expiry; nothing else.
+    changed = {"client_id", "registered_client_id", "cached_token_expiry"}
+    assert {k: v for k, v in renewed.items() if k not in changed} == {
+        k: v for k, v in first.items() if k not in changed}
+    # Another process: the new registration from the config file, no login, no refresh.
+    [out] = _children(mcp_server, store, tmp_path, 1)
+    assert out == "SUM 42"
+    stats = mcp_server.stats()
+    assert (stats["register"], stats["authorize"], stats["code"]) == (1, 2, 1)

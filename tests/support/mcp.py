@@ -4,7 +4,8 @@
 free 127.0.0.1 port under `ServerProcess`'s guard, so it never outlives the test run.
 `MCPServer.stats()` reads what its authorization server did (registrations,
 authorizations, code exchanges, refreshes, invalid_grant answers, revocations, and the
-`resource` of each request). `play_browser` is the user: it follows an authorization URL
+`resource` of each request); `MCPServer.restart()` starts it again on its port, having
+forgotten every client it registered. `play_browser` is the user: it follows an authorization URL
 (the SDK's provider approves at once) to the loopback callback, in a thread, as a browser
 tab would. `call_add` makes a real MCP tool call through the SDK's own streamable-HTTP
 client with an `httpx2.AsyncClient(auth=...)`.
@@ -50,15 +51,22 @@ class MCPServer:
     def stats(self) -> dict[str, Any]:
         return dict(json.loads(self.stats_file.read_text()))
 
+    def restart(self) -> None:
+        """Stop the server and start it again on the same port: it keeps its clients,
+        codes and tokens in memory, so it forgets them all (the counters start at 0)."""
+        self.process.stop()
+        self.process = start_mcp(self.stats_file.parent, port=self.port).process
 
-def start_mcp(directory: Path, access_ttl: int = 3600, *, step_up: bool = False) -> MCPServer:
+
+def start_mcp(directory: Path, access_ttl: int = 3600, *, step_up: bool = False,
+              port: int | None = None) -> MCPServer:
     if importlib.util.find_spec("mcp") is None:
         missing("the MCP Python SDK", "pip install 'mcp>=2.3' (the dev dependency group)")
     import os
 
     import httpx
 
-    port = free_port()
+    port = port or free_port()
     stats = directory / "mcp-stats.json"
     env = dict(os.environ, MCP_ACCESS_TTL=str(access_ttl))
     if step_up:

@@ -491,6 +491,30 @@ def test_a_client_id_the_user_gave_is_never_registered_anew(
 KEY = derive_secret_key("RESOURCE_OAUTH_", RS, AS)
 
 
+def test_a_client_id_given_over_a_registration_is_never_replaced_later(
+    forgetful: ForgetfulServer, tmp_path: Path
+) -> None:
+    """`oauth-auth login --resource URL --client-id X` over a kept registration saves X
+    as the entry's client (`save_settings`); X is the user's from then on."""
+    from oauth_auth import LoginError, MemorySecrets
+    from oauth_auth.resource import resource_session
+
+    cfg = tmp_path / "config.json"
+    _auth(forgetful, cfg)
+    resource_session(RS, client_id="by-hand", config_path=str(cfg),
+                     transport=forgetful.transport(),
+                     secrets_provider=MemorySecrets()).save_settings()
+    entry = Config(cfg).entry(RESOURCES, RS)
+    assert entry is not None
+    assert entry["client_id"] == "by-hand"
+    later = _interactive(forgetful, cfg, MemorySecrets(), preflight=True)
+    assert later.source.oidc.client_id == "by-hand"
+    with pytest.raises(LoginError, match="before any browser opened"):
+        later.source.token()
+    assert len(forgetful.registrations) == 1
+    assert Config(cfg).entry(RESOURCES, RS)["client_id"] == "by-hand"  # type: ignore[index]
+
+
 def _logged_in(server: ForgetfulServer, cfg: Path) -> Any:
     """A session logged in with a registration of an earlier run; its access token
     then expired (dropped from the store), so the next `token()` refreshes."""
