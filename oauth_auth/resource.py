@@ -41,7 +41,6 @@ from ._authorize import format_redirect_uri
 from ._config import RESOURCES, Config, existing_key
 from ._discovery import discover
 from ._keys import normalize_scopes
-from ._login import PreflightRefused
 from ._params import DEFAULT_CALLBACK_PORT
 from ._resource import (
     ProtectedResource,
@@ -199,6 +198,8 @@ class _Reregistration:
         self._verify = options.get("verify", True)
 
     def unknown_client(self, failure: OAuthAuthError) -> bool:
+        from ._login import PreflightRefused  # the login's module: loaded by a login only
+
         if isinstance(failure, PreflightRefused):
             return True
         return getattr(failure, "error", "") == "invalid_client"

@@ -52,8 +52,9 @@ class MCPServer:
         return dict(json.loads(self.stats_file.read_text()))
 
     def restart(self) -> None:
-        """Stop the server and start it again on the same port: it keeps its clients,
-        codes and tokens in memory, so it forgets them all (the counters start at 0)."""
+        """Stop the server and start it again on the same port, with the default
+        settings: it keeps its clients, codes and tokens in memory, so it forgets them
+        all (the counters start at 0 too)."""
         self.process.stop()
         self.process = start_mcp(self.stats_file.parent, port=self.port).process
 
