@@ -243,7 +243,8 @@ class _Reregistration:
             )
         return LoginRequiredError(
             f"the authorization server {self.issuer} no longer knows the client registered"
-            f" for {self.resource} ({why}; it forgets its registrations when it restarts)",
+            f" for {self.resource} ({why}; a server that keeps registrations in memory"
+            " forgets them when it restarts)",
             hint=f"log in again, which registers anew: oauth-auth login --resource"
             f" {self.resource} (or interactive=True)",
         )
